@@ -1,0 +1,463 @@
+"""Load and save GAN checkpoints: NVIDIA StyleGAN2-ADA/StyleGAN3 pickles, rosinality `.pt`, our safetensors.
+
+`load_gan(path)` infers the format and the architecture from the file and returns a `GAN` with
+`.generator` and `.discriminator` (None when the file has none). Official pickles embed Python
+source that a normal unpickling executes; `_SafeUnpickler` never runs it: it allow-lists only
+what tensors and plain containers need and refuses any other global with a one-line error.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_dict
+
+FORMAT_NAME = "rlse-fast"
+FORMAT_VERSION = "1"
+
+
+@dataclass
+class GAN:
+    """A loaded generator/discriminator pair in eval mode, float32, on the CPU."""
+
+    generator: Generator
+    discriminator: Discriminator | None
+    path: str
+    sha256: str
+    source_format: str
+    """'safetensors', 'nvidia-pickle' or 'rosinality'."""
+    metadata: dict = field(default_factory=dict)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- architecture inference
+
+
+def _channel_params(channels: dict[int, int], what: str) -> tuple[int, int]:
+    """(channel_base, channel_max) reproducing channels[res] = min(base // res, max) for every res."""
+    cmax = max(channels.values())
+    below = sorted(res for res, ch in channels.items() if ch < cmax)
+    base = channels[below[0]] * below[0] if below else cmax * max(channels)
+    if any(min(base // res, cmax) != ch for res, ch in channels.items()):
+        raise UserError(f"{what}: channel counts {channels} do not follow min(base // res, max); unsupported architecture")
+    return base, cmax
+
+
+def infer_generator_config(sd: dict[str, torch.Tensor], conv_clamp=None) -> GeneratorConfig:
+    """Architecture from an official-layout generator state dict (keys 'mapping.*', 'synthesis.*')."""
+    fcs = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"mapping\.fc(\d+)\.weight", k)))
+    resolutions = sorted({int(m.group(1)) for k in sd if (m := re.match(r"synthesis\.b(\d+)\.", k))})
+    if not fcs or not resolutions or "synthesis.b4.const" not in sd:
+        raise UserError("the generator weights lack the mapping or synthesis network; is this a StyleGAN2 generator?")
+    channels = {4: sd["synthesis.b4.const"].shape[0]}
+    channels.update({res: sd[f"synthesis.b{res}.conv1.weight"].shape[0] for res in resolutions})
+    base, cmax = _channel_params(channels, "generator")
+    return GeneratorConfig(
+        z_dim=sd["mapping.fc0.weight"].shape[1],
+        w_dim=sd[f"mapping.fc{fcs[-1]}.weight"].shape[0],
+        img_resolution=resolutions[-1],
+        img_channels=sd[f"synthesis.b{resolutions[-1]}.torgb.weight"].shape[0],
+        mapping_layers=len(fcs),
+        channel_base=base,
+        channel_max=cmax,
+        conv_clamp=conv_clamp,
+    )
+
+
+def infer_discriminator_config(sd: dict[str, torch.Tensor], conv_clamp=None, mbstd_group_size=4) -> DiscriminatorConfig:
+    resolutions = sorted({int(m.group(1)) for k in sd if (m := re.match(r"b(\d+)\.", k))})
+    top = resolutions[-1]
+    if f"b{top}.fromrgb.weight" not in sd or "b4.conv.weight" not in sd:
+        raise UserError("the discriminator weights are not a StyleGAN2 'resnet' discriminator")
+    channels = {top: sd[f"b{top}.fromrgb.weight"].shape[0], 4: sd["b4.conv.weight"].shape[0]}
+    channels.update({res // 2: sd[f"b{res}.conv1.weight"].shape[0] for res in resolutions if res > 4})
+    base, cmax = _channel_params(channels, "discriminator")
+    return DiscriminatorConfig(
+        img_resolution=top,
+        img_channels=sd[f"b{top}.fromrgb.weight"].shape[1],
+        channel_base=base,
+        channel_max=cmax,
+        mbstd_group_size=mbstd_group_size,
+        mbstd_num_channels=sd["b4.conv.weight"].shape[1] - channels[4],
+        conv_clamp=conv_clamp,
+    )
+
+
+def build_generator(cfg: GeneratorConfig, sd: dict[str, torch.Tensor]) -> Generator:
+    G = Generator(cfg)
+    _load_strict(G, sd, "generator")
+    return G.eval().requires_grad_(False)
+
+
+def build_discriminator(cfg: DiscriminatorConfig, sd: dict[str, torch.Tensor]) -> Discriminator:
+    D = Discriminator(cfg)
+    _load_strict(D, sd, "discriminator")
+    return D.eval().requires_grad_(False)
+
+
+def _load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
+    own = module.state_dict()
+    # FIR filters are fixed by the architecture; files may omit them.
+    sd = {**{k: v for k, v in own.items() if k.endswith("resample_filter")}, **sd}
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    if missing or unexpected:
+        raise UserError(f"{what} weights do not match the inferred architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, v in sd.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise UserError(f"{what} weight {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    module.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()})
+
+
+# ----------------------------------------------------------------------------- our safetensors format
+
+
+def save_gan(path, generator: Generator, discriminator: Discriminator | None, dtype=torch.float32,
+             extra_metadata: dict | None = None) -> None:
+    """Write our format atomically: 'G.<name>' / 'D.<name>' tensors, configs as JSON metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {f"G.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in generator.state_dict().items()}
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": json.dumps(config_dict(generator.cfg))}
+    if discriminator is not None:
+        tensors.update({f"D.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in discriminator.state_dict().items()})
+        meta["discriminator"] = json.dumps(config_dict(discriminator.cfg))
+    meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def _atomic_write(path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_safetensors(path: Path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise UserError(f"{path}: not a readable safetensors file ({_short(exc)}); re-download or re-convert it") from None
+    if "generator" not in meta:
+        raise UserError(f"{path}: safetensors file without rlse-fast metadata; convert it with `rlse-fast convert`")
+    g_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
+    d_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
+    g_cfg = GeneratorConfig(**json.loads(meta["generator"]))
+    d_cfg = DiscriminatorConfig(**json.loads(meta["discriminator"])) if "discriminator" in meta else None
+    extra = {k: v for k, v in meta.items() if k not in ("generator", "discriminator")}
+    return g_cfg, g_sd, d_cfg, (d_sd if d_cfg else None), extra
+
+
+# ----------------------------------------------------------------------------- NVIDIA pickles
+
+
+class PersistentObject:
+    """Stand-in for an object of a `torch_utils.persistence` class: its state, never its source."""
+
+    def __init__(self, meta):
+        if not isinstance(meta, dict) or meta.get("type") != "class":
+            raise pickle.UnpicklingError("unexpected persistent-object metadata")
+        self.class_name = meta.get("class_name")
+        self.state = meta.get("state") or {}
+
+    def state_dict(self, prefix="") -> dict[str, torch.Tensor]:
+        """Flatten the nn.Module state (parameters, persistent buffers, submodules) like Module.state_dict."""
+        out = {}
+        skip = set(self.state.get("_non_persistent_buffers_set") or ())
+        for name, t in (self.state.get("_parameters") or {}).items():
+            if t is not None:
+                out[prefix + name] = t.detach()
+        for name, t in (self.state.get("_buffers") or {}).items():
+            if t is not None and name not in skip:
+                out[prefix + name] = t.detach()
+        for name, mod in (self.state.get("_modules") or {}).items():
+            if isinstance(mod, PersistentObject):
+                out.update(mod.state_dict(prefix + name + "."))
+        return out
+
+    def init_kwargs(self) -> dict:
+        return dict(self.state.get("_init_kwargs") or {})
+
+
+class _EasyDict(dict):
+    """dnnlib.util.EasyDict, as a plain dict."""
+
+
+def _reconstruct_persistent_obj(meta):
+    return PersistentObject(meta)
+
+
+def _load_storage_bytes(b):
+    # torch pickles storages as torch.save() bytes; read them back without executing code.
+    return torch.load(io.BytesIO(b), weights_only=True)
+
+
+def _numpy_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise pickle.UnpicklingError("numpy object scalars are not allowed")
+    return np.frombuffer(data, dtype=dtype)[0] if data is not None else dtype.type()
+
+
+def _numpy_reconstruct(cls, shape, dtype):
+    if cls is not np.ndarray:
+        raise pickle.UnpicklingError("only plain numpy arrays are allowed")
+    return np.ndarray.__new__(cls, shape, dtype)
+
+
+def _numpy_dtype(name, align=False, copy=False):
+    dt = np.dtype(name, align, copy)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("numpy object dtypes are not allowed")
+    return dt
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+    if new_type not in (torch.Tensor, torch.nn.Parameter):
+        raise pickle.UnpicklingError(f"tensor subclass {new_type} is not allowed")
+    ret = func(*args)
+    if type(ret) is not new_type:
+        ret = ret.as_subclass(new_type)
+    return ret
+
+
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
+    ("torch", "Tensor"): torch.Tensor,
+    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+    ("torch", "device"): torch.device,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("dnnlib.util", "EasyDict"): _EasyDict,
+    ("dnnlib", "EasyDict"): _EasyDict,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _numpy_dtype,
+}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    def __init__(self, module, name):
+        super().__init__(f"{module}.{name}")
+        self.qualname = f"{module}.{name}"
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(module, name) from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not allowed in a pickle (is this a torch.save file?)")
+
+
+def safe_unpickle(path: Path):
+    """Unpickle with the allow-list; a refused global becomes a one-line UserError naming it."""
+    try:
+        with open(path, "rb") as f:
+            return _SafeUnpickler(f).load()
+    except RefusedGlobal as exc:
+        raise UserError(f"{path}: refusing to load: the pickle references {exc.qualname}, which is not allowed "
+                        "(only tensors and plain containers are); use a trusted StyleGAN2 checkpoint") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
+        raise UserError(f"{path}: not a readable StyleGAN2 pickle ({_short(exc)}); the file may be truncated, re-download it") from None
+
+
+def _load_nvidia_pickle(path: Path):
+    data = safe_unpickle(path)
+    if not isinstance(data, dict) or not any(k in data for k in ("G_ema", "G")):
+        raise UserError(f"{path}: pickle without 'G_ema' or 'G'; not a StyleGAN2-ADA / StyleGAN3 network pickle")
+    g_obj = data.get("G_ema") or data.get("G")
+    d_obj = data.get("D")
+    if not isinstance(g_obj, PersistentObject):
+        raise UserError(f"{path}: 'G_ema' is not a persistent network object")
+    g_kwargs = g_obj.init_kwargs()
+    synthesis_kwargs = dict(g_kwargs.get("synthesis_kwargs") or {})
+    if synthesis_kwargs.get("architecture", "skip") != "skip":
+        raise UserError(f"{path}: generator architecture {synthesis_kwargs['architecture']!r} is unsupported (only 'skip', StyleGAN2)")
+    g_sd = g_obj.state_dict()
+    if any(k.startswith("synthesis.input.") for k in g_sd):
+        raise UserError(f"{path}: this is a StyleGAN3 generator; only StyleGAN2 networks are supported")
+    if int(g_kwargs.get("c_dim", 0) or 0) != 0:
+        raise UserError(f"{path}: conditional generators (c_dim > 0) are unsupported")
+    g_cfg = infer_generator_config(g_sd, conv_clamp=synthesis_kwargs.get("conv_clamp"))
+    lr_mult = (g_kwargs.get("mapping_kwargs") or {}).get("lr_multiplier")
+    if lr_mult is not None:
+        g_cfg = GeneratorConfig(**{**config_dict(g_cfg), "mapping_lr_multiplier": float(lr_mult)})
+    d_cfg = d_sd = None
+    if isinstance(d_obj, PersistentObject):
+        d_kwargs = d_obj.init_kwargs()
+        if d_kwargs.get("architecture", "resnet") != "resnet":
+            raise UserError(f"{path}: discriminator architecture {d_kwargs['architecture']!r} is unsupported (only 'resnet')")
+        d_sd = d_obj.state_dict()
+        epilogue = dict(d_kwargs.get("epilogue_kwargs") or {})
+        d_cfg = infer_discriminator_config(d_sd, conv_clamp=d_kwargs.get("conv_clamp"),
+                                           mbstd_group_size=epilogue.get("mbstd_group_size", 4))
+    return g_cfg, g_sd, d_cfg, d_sd, {}
+
+
+# ----------------------------------------------------------------------------- rosinality checkpoints
+
+
+def rosinality_to_official(g_ema: dict[str, torch.Tensor] | None, d: dict[str, torch.Tensor] | None,
+                           latent_avg: torch.Tensor | None = None):
+    """Rename rosinality's StyleGAN2 state dicts to the official layout. Returns (G sd, D sd)."""
+    g_sd = None
+    if g_ema is not None:
+        g_sd = {}
+        n_convs = len({k.split(".")[1] for k in g_ema if k.startswith("convs.")})
+        for k, v in g_ema.items():
+            m = re.fullmatch(r"style\.(\d+)\.(weight|bias)", k)
+            if m:
+                g_sd[f"mapping.fc{int(m.group(1)) - 1}.{m.group(2)}"] = v
+        g_sd["synthesis.b4.const"] = g_ema["input.input"][0]
+        layers = [("b4.conv1", "conv1")] + [
+            (f"b{8 * 2 ** (i // 2)}.conv{i % 2}", f"convs.{i}") for i in range(n_convs)
+        ]
+        for i, (ours, theirs) in enumerate(layers):
+            g_sd[f"synthesis.{ours}.weight"] = g_ema[f"{theirs}.conv.weight"][0]
+            g_sd[f"synthesis.{ours}.affine.weight"] = g_ema[f"{theirs}.conv.modulation.weight"]
+            g_sd[f"synthesis.{ours}.affine.bias"] = g_ema[f"{theirs}.conv.modulation.bias"]
+            g_sd[f"synthesis.{ours}.noise_strength"] = g_ema[f"{theirs}.noise.weight"].reshape([])
+            g_sd[f"synthesis.{ours}.bias"] = g_ema[f"{theirs}.activate.bias"]
+            g_sd[f"synthesis.{ours}.noise_const"] = g_ema[f"noises.noise_{i}"][0, 0]
+        rgbs = [("b4", "to_rgb1")] + [(f"b{8 * 2 ** i}", f"to_rgbs.{i}") for i in range(n_convs // 2)]
+        for ours, theirs in rgbs:
+            g_sd[f"synthesis.{ours}.torgb.weight"] = g_ema[f"{theirs}.conv.weight"][0]
+            g_sd[f"synthesis.{ours}.torgb.bias"] = g_ema[f"{theirs}.bias"].reshape(-1)
+            g_sd[f"synthesis.{ours}.torgb.affine.weight"] = g_ema[f"{theirs}.conv.modulation.weight"]
+            g_sd[f"synthesis.{ours}.torgb.affine.bias"] = g_ema[f"{theirs}.conv.modulation.bias"]
+        w_dim = g_sd["mapping.fc0.weight"].shape[0]
+        g_sd["mapping.w_avg"] = latent_avg.reshape(-1) if latent_avg is not None else torch.zeros(w_dim)
+    d_sd = None
+    if d is not None:
+        n_blocks = len({k.split(".")[1] for k in d if k.startswith("convs.")}) - 1
+        top = 4 * 2**n_blocks
+        d_sd = {
+            f"b{top}.fromrgb.weight": d["convs.0.0.weight"],
+            f"b{top}.fromrgb.bias": d["convs.0.1.bias"],
+            "b4.conv.weight": d["final_conv.0.weight"],
+            "b4.conv.bias": d["final_conv.1.bias"],
+            "b4.fc.weight": d["final_linear.0.weight"],
+            "b4.fc.bias": d["final_linear.0.bias"],
+            "b4.out.weight": d["final_linear.1.weight"],
+            "b4.out.bias": d["final_linear.1.bias"],
+        }
+        for i in range(1, n_blocks + 1):
+            res = top // 2 ** (i - 1)
+            d_sd[f"b{res}.conv0.weight"] = d[f"convs.{i}.conv1.0.weight"]
+            d_sd[f"b{res}.conv0.bias"] = d[f"convs.{i}.conv1.1.bias"]
+            d_sd[f"b{res}.conv1.weight"] = d[f"convs.{i}.conv2.1.weight"]
+            d_sd[f"b{res}.conv1.bias"] = d[f"convs.{i}.conv2.2.bias"]
+            d_sd[f"b{res}.skip.weight"] = d[f"convs.{i}.skip.1.weight"]
+    return g_sd, d_sd
+
+
+def _load_rosinality(path: Path):
+    import argparse
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path}: not a loadable torch checkpoint ({_short(exc)}); the file may be truncated or unsafe") from None
+    if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
+        raise UserError(f"{path}: torch checkpoint without 'g_ema'; expected a rosinality StyleGAN2 checkpoint")
+    try:
+        g_sd, d_sd = rosinality_to_official(ckpt["g_ema"], ckpt.get("d"), ckpt.get("latent_avg"))
+    except KeyError as exc:
+        raise UserError(f"{path}: rosinality checkpoint lacks {exc}; unsupported or damaged file") from None
+    g_cfg = infer_generator_config(g_sd)
+    d_cfg = infer_discriminator_config(d_sd) if d_sd is not None else None
+    extra = {} if "latent_avg" in ckpt else {"w_avg": "absent in file (zeros); truncation unavailable"}
+    return g_cfg, g_sd, d_cfg, d_sd, extra
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def detect_format(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) < 8:
+        raise UserError(f"{path}: file is empty or truncated ({len(head)} bytes)")
+    if head.startswith(b"PK\x03\x04"):
+        return "rosinality"
+    if head[0] == 0x80:
+        return "nvidia-pickle"
+    n = int.from_bytes(head[:8], "little")
+    if 2 <= n < 100_000_000 and head[8:9] == b"{":
+        return "safetensors"
+    raise UserError(f"{path}: unknown weights format; expected an official StyleGAN2-ADA .pkl, a rosinality .pt or an rlse-fast .safetensors")
+
+
+_LOADERS = {"safetensors": _load_safetensors, "nvidia-pickle": _load_nvidia_pickle, "rosinality": _load_rosinality}
+
+
+def load_gan(path: str | os.PathLike, with_discriminator: bool = True) -> GAN:
+    """Load a GAN checkpoint of any supported format; see the module docstring."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    fmt = detect_format(path)
+    g_cfg, g_sd, d_cfg, d_sd, extra = _LOADERS[fmt](path)
+    G = build_generator(g_cfg, g_sd)
+    D = build_discriminator(d_cfg, d_sd) if (with_discriminator and d_cfg is not None) else None
+    return GAN(generator=G, discriminator=D, path=str(path), sha256=sha256_file(path), source_format=fmt, metadata=extra)
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, dtype=torch.float32) -> GAN:
+    """Convert any supported checkpoint to our safetensors format."""
+    gan = load_gan(src)
+    save_gan(dst, gan.generator, gan.discriminator, dtype=dtype,
+             extra_metadata={"converted_from": Path(src).name, "source_sha256": gan.sha256,
+                             "source_format": gan.source_format})
+    return gan
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]

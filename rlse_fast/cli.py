@@ -1,0 +1,45 @@
+"""The `rlse-fast` command: one entry point, one subcommand per module in rlse_fast/commands."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import RunFailure, UserError
+
+# Each name is a module rlse_fast/commands/<name>.py with `register(subparsers)`; the
+# parser it adds sets `func` (called with the parsed args, returns an exit code or None).
+COMMANDS = ("sr", "info", "convert", "fetch_assets")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlse-fast",
+        description="Super-resolve low-resolution faces by exploring a StyleGAN2's latent space (RLSE).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"rlse_fast.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except (UserError, RunFailure) as exc:
+        if args.debug:
+            raise
+        print(f"rlse-fast {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"rlse-fast {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

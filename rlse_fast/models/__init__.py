@@ -1,0 +1,1 @@
+from .stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig

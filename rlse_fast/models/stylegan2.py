@@ -1,0 +1,515 @@
+"""StyleGAN2 generator ('skip' output) and discriminator ('resnet'), official StyleGAN2-ADA layout.
+
+Module and parameter names follow NVIDIA's `training/networks.py`, so an official state dict
+loads as it is; `rlse_fast.checkpoints` converts rosinality's layout to these names.
+Images are (B, 3, R, R) in about [-1, 1].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..ops import bias_act, conv2d_resample, setup_filter, upsample2d
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of a StyleGAN2 generator (the defaults are FFHQ config-f at 1024)."""
+
+    z_dim: int = 512
+    """Size of the input latent z."""
+    w_dim: int = 512
+    """Size of the intermediate latent w."""
+    img_resolution: int = 1024
+    """Output resolution, a power of two >= 4."""
+    img_channels: int = 3
+    """Output channels."""
+    mapping_layers: int = 8
+    """Fully connected layers in the mapping network."""
+    channel_base: int = 32768
+    """Channels at resolution r are min(channel_base // r, channel_max)."""
+    channel_max: int = 512
+    """Upper bound on channels."""
+    conv_clamp: float | None = None
+    """Clamp of the convolution outputs (None: no clamp)."""
+    mapping_lr_multiplier: float = 0.01
+    """Learning-rate multiplier of the mapping network (scales its weights and biases)."""
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * len(self.block_resolutions)
+
+    @property
+    def num_noise(self) -> int:
+        """Number of noise inputs (one per synthesis layer)."""
+        return 2 * len(self.block_resolutions) - 1
+
+    def __post_init__(self):
+        r = self.img_resolution
+        if r < 4 or r & (r - 1):
+            raise ValueError(f"img_resolution must be a power of two >= 4, got {r}")
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Architecture of a StyleGAN2 'resnet' discriminator."""
+
+    img_resolution: int = 1024
+    img_channels: int = 3
+    channel_base: int = 32768
+    channel_max: int = 512
+    mbstd_group_size: int = 4
+    """Minibatch-stddev group size (the batch must be a multiple of min(this, batch))."""
+    mbstd_num_channels: int = 1
+    conv_clamp: float | None = None
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(int(math.log2(self.img_resolution)), 2, -1)]
+
+    def __post_init__(self):
+        r = self.img_resolution
+        if r < 8 or r & (r - 1):
+            raise ValueError(f"discriminator resolution must be a power of two >= 8, got {r}")
+
+
+def config_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+class FullyConnectedLayer(nn.Module):
+    """Equalised-learning-rate linear layer with fused bias + activation."""
+
+    def __init__(self, in_features, out_features, bias=True, activation="linear", lr_multiplier=1.0, bias_init=0.0):
+        super().__init__()
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x, activation: str | None = None):
+        """`activation` overrides the layer's (e.g. 'linear' for the pre-activation output)."""
+        act = self.activation if activation is None else activation
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if act == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, act=act)
+
+
+class Conv2dLayer(nn.Module):
+    """Equalised-learning-rate convolution with optional FIR up/downsampling and bias + activation."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation="linear", up=1, down=1,
+                 resample_filter=(1, 3, 3, 1), conv_clamp=None):
+        super().__init__()
+        self.activation = activation
+        self.up = up
+        self.down = down
+        self.conv_clamp = conv_clamp
+        self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.act_gain = 1.0 if activation == "linear" else math.sqrt(2)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+
+    def forward(self, x, gain=1.0):
+        w = self.weight * self.weight_gain
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        x = conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
+                            padding=self.padding, flip_weight=(self.up == 1))
+        act_gain = self.act_gain * gain
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp)
+
+
+def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
+                     demodulate=True, flip_weight=True, fused_modconv=True):
+    """StyleGAN2's modulated convolution.
+
+    x: (B, C_in, H, W); weight: (C_out, C_in, k, k) shared, or (B, C_out, C_in, k, k) per sample
+    (per-face fine-tuned weights); styles: (B, C_in); noise: broadcastable to the output or None.
+    """
+    batch = x.shape[0]
+    per_sample = weight.ndim == 5
+    out_channels, in_channels, kh, kw = weight.shape[-4:]
+    if per_sample and not fused_modconv:
+        raise ValueError("per-sample weights need fused_modconv=True")
+
+    if x.dtype == torch.float16 and demodulate:
+        # Keep fp16 activations in range: pre-normalise (the demodulation undoes the scale).
+        dims = [-3, -2, -1]
+        weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=dims, keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+
+    w = None
+    dcoefs = None
+    if demodulate or fused_modconv:
+        w = (weight if per_sample else weight.unsqueeze(0)) * styles.reshape(batch, 1, -1, 1, 1)
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+    if demodulate and fused_modconv:
+        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
+
+    if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
+                            flip_weight=flip_weight)
+        if demodulate:
+            x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
+        if noise is not None:
+            x = x + noise.to(x.dtype)
+        return x
+
+    # One grouped convolution over the whole batch: each sample is a group.
+    x = x.reshape(1, -1, *x.shape[2:])
+    w = w.reshape(-1, in_channels, kh, kw)
+    x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, groups=batch,
+                        flip_weight=flip_weight)
+    x = x.reshape(batch, -1, *x.shape[2:])
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
+
+
+class SynthesisLayer(nn.Module):
+    def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1,
+                 resample_filter=(1, 3, 3, 1), conv_clamp=None):
+        super().__init__()
+        self.resolution = resolution
+        self.up = up
+        self.conv_clamp = conv_clamp
+        self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
+        self.padding = kernel_size // 2
+        self.act_gain = math.sqrt(2)
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+
+    def forward(self, x, w, noise_mode="const", noise=None, fused_modconv=True, weight=None, gain=1.0):
+        """noise: an explicit unit-variance map (B or 1, 1, R, R), scaled by the learned strength;
+        it overrides noise_mode. weight: optional per-sample weights (B, C_out, C_in, k, k)."""
+        styles = self.affine(w)
+        if noise is not None:
+            noise = noise * self.noise_strength
+        elif noise_mode == "random":
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+        elif noise_mode == "const":
+            noise = self.noise_const * self.noise_strength
+        elif noise_mode != "none":
+            raise ValueError(f"noise_mode must be 'const', 'none' or 'random', got {noise_mode!r}")
+        x = modulated_conv2d(x, self.weight if weight is None else weight, styles, noise=noise, up=self.up,
+                             padding=self.padding, resample_filter=self.resample_filter,
+                             flip_weight=(self.up == 1), fused_modconv=fused_modconv)
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=self.act_gain * gain, clamp=act_clamp)
+
+
+class ToRGBLayer(nn.Module):
+    def __init__(self, in_channels, out_channels, w_dim, kernel_size=1, conv_clamp=None):
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+
+    def forward(self, x, w, fused_modconv=True, weight=None):
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight if weight is None else weight, styles, demodulate=False,
+                             fused_modconv=fused_modconv)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution of the 'skip' synthesis network: [up-conv,] conv, toRGB added to the upsampled image."""
+
+    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, conv_clamp=None,
+                 resample_filter=(1, 3, 3, 1)):
+        super().__init__()
+        self.in_channels = in_channels
+        self.resolution = resolution
+        self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
+                                        resample_filter=resample_filter, conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+        self.num_conv = 1 if in_channels == 0 else 2
+
+    def layers(self) -> list[SynthesisLayer]:
+        return [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
+
+    def forward(self, x, img, ws, noise_mode="const", noises=None, fused_modconv=True, weights=None):
+        """ws: (B, num_conv + 1, w_dim); noises: per-layer maps or None; weights: dict name -> per-sample weight."""
+        weights = weights or {}
+        w_iter = iter(ws.unbind(dim=1))
+        noises = noises or [None] * self.num_conv
+        if self.in_channels == 0:
+            x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        for layer_name, layer, noise in zip(("conv0", "conv1")[2 - self.num_conv:], self.layers(), noises):
+            x = layer(x, next(w_iter), noise_mode=noise_mode, noise=noise, fused_modconv=fused_modconv,
+                      weight=weights.get(layer_name))
+        if img is not None:
+            img = upsample2d(img, self.resample_filter)
+        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, weight=weights.get("torgb"))
+        y = y.to(torch.float32)
+        img = img + y if img is not None else y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.block_resolutions = cfg.block_resolutions
+        self.num_ws = cfg.num_ws
+        for res in self.block_resolutions:
+            in_channels = cfg.channels(res // 2) if res > 4 else 0
+            block = SynthesisBlock(in_channels, cfg.channels(res), cfg.w_dim, res, cfg.img_channels,
+                                   conv_clamp=cfg.conv_clamp)
+            setattr(self, f"b{res}", block)
+
+    def blocks(self) -> list[SynthesisBlock]:
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def noise_layers(self) -> list[SynthesisLayer]:
+        """The synthesis layers in the order of the noise inputs (coarse to fine)."""
+        return [layer for block in self.blocks() for layer in block.layers()]
+
+    def forward(self, ws, noise_mode="const", noise=None, fused_modconv=None, weights=None):
+        """ws: (B, num_ws, w_dim) W+ latents -> images (B, C, R, R) in about [-1, 1], float32.
+
+        noise: None, or a list of cfg.num_noise maps (B or 1, 1, r, r) (None entries use noise_mode);
+        weights: optional per-sample weights, dict 'b{res}.{conv0,conv1,torgb}' -> (B, *weight.shape).
+        fused_modconv: None picks the grouped convolution in eval mode or at batch 1.
+        """
+        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.cfg.w_dim:
+            raise ValueError(f"ws must be (B, {self.num_ws}, {self.cfg.w_dim}), got {tuple(ws.shape)}")
+        if noise is not None and len(noise) != self.cfg.num_noise:
+            raise ValueError(f"noise must list {self.cfg.num_noise} maps, got {len(noise)}")
+        if fused_modconv is None:
+            fused_modconv = (not self.training) or ws.shape[0] == 1 or weights is not None
+        x = img = None
+        w_idx = 0
+        n_idx = 0
+        for res, block in zip(self.block_resolutions, self.blocks()):
+            block_ws = ws.narrow(1, w_idx, block.num_conv + 1)
+            block_noise = noise[n_idx:n_idx + block.num_conv] if noise is not None else None
+            block_weights = None
+            if weights is not None:
+                prefix = f"b{res}."
+                block_weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+            x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noise,
+                           fused_modconv=fused_modconv, weights=block_weights)
+            w_idx += block.num_conv
+            n_idx += block.num_conv
+        return img
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, cfg: GeneratorConfig, w_avg_beta: float = 0.995):
+        super().__init__()
+        self.cfg = cfg
+        self.num_ws = cfg.num_ws
+        self.w_avg_beta = w_avg_beta
+        features = [cfg.z_dim] + [cfg.w_dim] * cfg.mapping_layers
+        for idx in range(cfg.mapping_layers):
+            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
+                                        lr_multiplier=cfg.mapping_lr_multiplier)
+            setattr(self, f"fc{idx}", layer)
+        self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
+
+    def layers(self) -> list[FullyConnectedLayer]:
+        return [getattr(self, f"fc{idx}") for idx in range(self.cfg.mapping_layers)]
+
+    def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, broadcast=True, preactivation=False):
+        """z: (B, z_dim) -> ws (B, num_ws, w_dim), or (B, w_dim) with broadcast=False.
+
+        preactivation=True returns the last layer's output before its leaky ReLU and gain (the
+        space where PULSE fits a Gaussian); truncation does not apply then.
+        """
+        x = normalize_2nd_moment(z.to(torch.float32))
+        layers = self.layers()
+        for i, layer in enumerate(layers):
+            last = i == len(layers) - 1
+            x = layer(x, activation="linear" if (last and preactivation) else None)
+        if preactivation:
+            return x
+        if self.training and self.w_avg_beta is not None:
+            with torch.no_grad():
+                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        if broadcast:
+            x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if truncation_psi != 1:
+            if not broadcast:
+                x = self.w_avg.lerp(x, truncation_psi)
+            elif truncation_cutoff is None:
+                x = self.w_avg.lerp(x, truncation_psi)
+            else:
+                x = x.clone()
+                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
+        return x
+
+
+class Generator(nn.Module):
+    """Mapping + synthesis. `G(z)` -> images (B, C, R, R) in about [-1, 1]."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.z_dim = cfg.z_dim
+        self.w_dim = cfg.w_dim
+        self.img_resolution = cfg.img_resolution
+        self.img_channels = cfg.img_channels
+        self.num_ws = cfg.num_ws
+        self.mapping = MappingNetwork(cfg)
+        self.synthesis = SynthesisNetwork(cfg)
+
+    def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, **synthesis_kwargs):
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, **synthesis_kwargs)
+
+
+# ----------------------------------------------------------------------------- discriminator
+
+
+class DiscriminatorBlock(nn.Module):
+    """'resnet' block: [fromRGB,] conv, down-conv, plus a 1x1 down skip; halves the resolution."""
+
+    def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels, conv_clamp=None,
+                 resample_filter=(1, 3, 3, 1)):
+        super().__init__()
+        self.in_channels = in_channels
+        self.resolution = resolution
+        self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
+        if in_channels == 0:
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, activation="lrelu",
+                                       conv_clamp=conv_clamp)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, activation="lrelu", down=2,
+                                 resample_filter=resample_filter, conv_clamp=conv_clamp)
+        self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
+                                resample_filter=resample_filter)
+
+    def forward(self, x, img):
+        if self.in_channels == 0:
+            x = self.fromrgb(img)
+        y = self.skip(x, gain=np.sqrt(0.5))
+        x = self.conv0(x)
+        x = self.conv1(x, gain=np.sqrt(0.5))
+        return y + x
+
+
+class MinibatchStdLayer(nn.Module):
+    def __init__(self, group_size, num_channels=1):
+        super().__init__()
+        self.group_size = group_size
+        self.num_channels = num_channels
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        g = min(self.group_size, n) if self.group_size is not None else n
+        if n % g:
+            raise ValueError(f"minibatch-stddev: batch {n} is not a multiple of the group size {g}")
+        f = self.num_channels
+        y = x.reshape(g, -1, f, c // f, h, w)
+        y = y - y.mean(dim=0)
+        y = y.square().mean(dim=0)
+        y = (y + 1e-8).sqrt()
+        y = y.mean(dim=[2, 3, 4])
+        y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+
+class DiscriminatorEpilogue(nn.Module):
+    def __init__(self, in_channels, resolution, mbstd_group_size=4, mbstd_num_channels=1, conv_clamp=None):
+        super().__init__()
+        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation="lrelu",
+                                conv_clamp=conv_clamp)
+        self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
+        self.out = FullyConnectedLayer(in_channels, 1)
+
+    def forward(self, x, features=None):
+        if self.mbstd is not None:
+            x = self.mbstd(x)
+        x = self.conv(x)
+        if features is not None:
+            features["b4"] = x
+        x = self.fc(x.flatten(1))
+        return self.out(x)
+
+
+class Discriminator(nn.Module):
+    """`D(img)` -> logits (B, 1); `D(img, return_features=True)` -> (logits, {'b{res}': block output}).
+
+    The features dict holds each block's output, ordered from the input resolution down, and
+    'b4', the epilogue's convolution output before the fully connected layers.
+    """
+
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.img_resolution = cfg.img_resolution
+        self.block_resolutions = cfg.block_resolutions
+        for res in self.block_resolutions:
+            in_channels = cfg.channels(res) if res < cfg.img_resolution else 0
+            block = DiscriminatorBlock(in_channels, cfg.channels(res), cfg.channels(res // 2), res, cfg.img_channels,
+                                       conv_clamp=cfg.conv_clamp)
+            setattr(self, f"b{res}", block)
+        self.b4 = DiscriminatorEpilogue(cfg.channels(4), 4, cfg.mbstd_group_size, cfg.mbstd_num_channels,
+                                        conv_clamp=cfg.conv_clamp)
+
+    def feature_names(self) -> list[str]:
+        return [f"b{res}" for res in self.block_resolutions] + ["b4"]
+
+    def forward(self, img, c=None, return_features=False):
+        r = self.cfg.img_resolution
+        if img.ndim != 4 or img.shape[2:] != (r, r):
+            raise ValueError(f"discriminator input must be (B, {self.cfg.img_channels}, {r}, {r}), got {tuple(img.shape)}")
+        features = {} if return_features else None
+        x = None
+        for res in self.block_resolutions:
+            x = getattr(self, f"b{res}")(x, img)
+            if features is not None:
+                features[f"b{res}"] = x
+        logits = self.b4(x, features)
+        return (logits, features) if return_features else logits
+
+
+__all__ = [
+    "Discriminator", "DiscriminatorConfig", "Generator", "GeneratorConfig", "MappingNetwork",
+    "SynthesisNetwork", "modulated_conv2d",
+]
