@@ -424,13 +424,13 @@ def detect_format(path: Path) -> str:
         head = f.read(16)
     if len(head) < 8:
         raise UserError(f"{path}: file is empty or truncated ({len(head)} bytes)")
+    n = int.from_bytes(head[:8], "little")
+    if 2 <= n < 100_000_000 and head[8:9] == b"{":
+        return "safetensors"
     if head.startswith(b"PK\x03\x04"):
         return "rosinality"
     if head[0] == 0x80:
         return "nvidia-pickle"
-    n = int.from_bytes(head[:8], "little")
-    if 2 <= n < 100_000_000 and head[8:9] == b"{":
-        return "safetensors"
     raise UserError(f"{path}: unknown weights format; expected an official StyleGAN2-ADA .pkl, a rosinality .pt or an rlse-fast .safetensors")
 
 

@@ -1,0 +1,16 @@
+"""rlse-fast: super-resolve low-resolution faces by exploring a StyleGAN2's latent space (RLSE)."""
+
+__version__ = "0.1.0"
+
+
+def load_gan(path):
+    """Load a GAN checkpoint (official StyleGAN2-ADA .pkl, rosinality .pt or rlse-fast .safetensors).
+
+    Returns an object with `.generator` and `.discriminator` (eval mode, float32, CPU).
+    """
+    from .checkpoints import load_gan as _load
+
+    return _load(path)
+
+
+__all__ = ["load_gan", "__version__"]

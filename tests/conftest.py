@@ -1,0 +1,30 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture
+def reference():
+    """Load a tensor file from ../shared/reference, skipping when the folder is absent."""
+    def load(name):
+        path = SHARED / "reference" / f"{name}.safetensors"
+        if not path.is_file():
+            pytest.skip(f"{path} is absent (../shared/reference provides it)")
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+
+    return load
+
+
+@pytest.fixture
+def rlse_home(tmp_path, monkeypatch):
+    """A private RLSE_FAST_HOME (cache of weights and Gaussian fits) for one test."""
+    home = tmp_path / "rlse-home"
+    monkeypatch.setenv("RLSE_FAST_HOME", str(home))
+    return home
