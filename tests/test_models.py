@@ -110,19 +110,23 @@ def test_rosinality_discriminator_outputs(rosinality):
         assert _maxdiff(feats[ours], r[f"d_out.{theirs}"]) <= TOL
 
 
-def test_per_sample_weights_match_shared(nvidia):
-    """Per-face weights (batched fine-tuning) equal the shared weights when they are copies."""
+def test_per_sample_params_match_shared(nvidia):
+    """Per-face parameters (batched fine-tuning) equal the shared ones when they are copies,
+    and a change to one face's copy changes that face's image alone."""
     G, _, r = nvidia
     ws = r["ws"]
-    weights = {}
-    for res, block in zip(G.synthesis.block_resolutions, G.synthesis.blocks()):
-        for name in ("conv0", "conv1", "torgb"):
-            if hasattr(block, name):
-                w = getattr(block, name).weight
-                weights[f"b{res}.{name}"] = w.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1, 1)
+    params = {k: p.detach().unsqueeze(0).repeat(ws.shape[0], *[1] * p.ndim).clone()
+              for k, p in G.synthesis.named_parameters()}
     with torch.no_grad():
-        img = G.synthesis(ws, noise_mode="const", weights=weights)
-    assert _maxdiff(img, r["img_const"]) <= TOL
+        img = G.synthesis(ws, noise_mode="const", params=params)
+        assert _maxdiff(img, r["img_const"]) <= TOL
+        for name in ("b8.conv0.weight", "b4.const", "b16.conv1.bias", "b32.torgb.affine.weight", "b8.conv1.noise_strength"):
+            changed = dict(params)
+            changed[name] = params[name].clone()
+            changed[name][2] += 0.5
+            img2 = G.synthesis(ws, noise_mode="const", params=changed)
+            diff = (img2 - img).flatten(1).abs().amax(1)
+            assert diff[2] > 1e-3 and diff[[0, 1, 3]].max() <= TOL, name
 
 
 def test_bad_shapes_are_reported(nvidia):

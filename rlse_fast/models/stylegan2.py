@@ -109,15 +109,21 @@ class FullyConnectedLayer(nn.Module):
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
-    def forward(self, x, activation: str | None = None):
-        """`activation` overrides the layer's (e.g. 'linear' for the pre-activation output)."""
+    def forward(self, x, activation: str | None = None, weight=None, bias=None):
+        """`activation` overrides the layer's (e.g. 'linear' for the pre-activation output).
+
+        weight (B, out, in) / bias (B, out): per-sample values replacing the layer's own.
+        """
         act = self.activation if activation is None else activation
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
+        w = (self.weight if weight is None else weight).to(x.dtype) * self.weight_gain
+        b = self.bias if bias is None else bias
         if b is not None:
             b = b.to(x.dtype)
             if self.bias_gain != 1:
                 b = b * self.bias_gain
+        if w.ndim == 3 or (b is not None and b.ndim == 2):
+            y = torch.einsum("bi,boi->bo", x, w) if w.ndim == 3 else x.matmul(w.t())
+            return bias_act(y if b is None else y + b, None, act=act)
         if act == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
         return bias_act(x.matmul(w.t()), b, act=act)
@@ -215,23 +221,34 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x, w, noise_mode="const", noise=None, fused_modconv=True, weight=None, gain=1.0):
+    def forward(self, x, w, noise_mode="const", noise=None, fused_modconv=True, params=None, gain=1.0):
         """noise: an explicit unit-variance map (B or 1, 1, R, R), scaled by the learned strength;
-        it overrides noise_mode. weight: optional per-sample weights (B, C_out, C_in, k, k)."""
-        styles = self.affine(w)
+        it overrides noise_mode. params: per-sample values (leading dim B) replacing this layer's
+        parameters, by name ('weight', 'bias', 'noise_strength', 'affine.weight', 'affine.bias')."""
+        params = params or {}
+        styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
+        strength = params.get("noise_strength")
+        strength = self.noise_strength if strength is None else strength.reshape(-1, 1, 1, 1)
         if noise is not None:
-            noise = noise * self.noise_strength
+            noise = noise * strength
         elif noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * strength
         elif noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
+            noise = self.noise_const * strength
         elif noise_mode != "none":
             raise ValueError(f"noise_mode must be 'const', 'none' or 'random', got {noise_mode!r}")
-        x = modulated_conv2d(x, self.weight if weight is None else weight, styles, noise=noise, up=self.up,
+        x = modulated_conv2d(x, params.get("weight", self.weight), styles, noise=noise, up=self.up,
                              padding=self.padding, resample_filter=self.resample_filter,
                              flip_weight=(self.up == 1), fused_modconv=fused_modconv)
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=self.act_gain * gain, clamp=act_clamp)
+        return _bias_act_maybe_per_sample(x, params.get("bias", self.bias), act="lrelu", gain=self.act_gain * gain,
+                                          clamp=self.conv_clamp * gain if self.conv_clamp is not None else None)
+
+
+def _bias_act_maybe_per_sample(x, b, act, gain=None, clamp=None):
+    """bias_act with a shared (C,) bias or a per-sample (B, C) one."""
+    if b.ndim == 2:
+        return bias_act(x + b.to(x.dtype)[:, :, None, None], None, act=act, gain=gain, clamp=clamp)
+    return bias_act(x, b.to(x.dtype), act=act, gain=gain, clamp=clamp)
 
 
 class ToRGBLayer(nn.Module):
@@ -243,11 +260,20 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
-    def forward(self, x, w, fused_modconv=True, weight=None):
-        styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight if weight is None else weight, styles, demodulate=False,
+    def forward(self, x, w, fused_modconv=True, params=None):
+        params = params or {}
+        styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias")) * self.weight_gain
+        x = modulated_conv2d(x, params.get("weight", self.weight), styles, demodulate=False,
                              fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return _bias_act_maybe_per_sample(x, params.get("bias", self.bias), act="linear", clamp=self.conv_clamp)
+
+
+def _sub(params: dict | None, prefix: str) -> dict:
+    """The entries of `params` under 'prefix.', with the prefix removed."""
+    if not params:
+        return {}
+    prefix += "."
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
 
 
 class SynthesisBlock(nn.Module):
@@ -271,19 +297,24 @@ class SynthesisBlock(nn.Module):
     def layers(self) -> list[SynthesisLayer]:
         return [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
 
-    def forward(self, x, img, ws, noise_mode="const", noises=None, fused_modconv=True, weights=None):
-        """ws: (B, num_conv + 1, w_dim); noises: per-layer maps or None; weights: dict name -> per-sample weight."""
-        weights = weights or {}
+    def forward(self, x, img, ws, noise_mode="const", noises=None, fused_modconv=True, params=None):
+        """ws: (B, num_conv + 1, w_dim); noises: per-layer maps or None; params: per-sample
+        parameter values by name relative to this block ('conv1.weight', 'const', ...)."""
+        params = params or {}
         w_iter = iter(ws.unbind(dim=1))
         noises = noises or [None] * self.num_conv
         if self.in_channels == 0:
-            x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            const = params.get("const")
+            if const is None:
+                x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            else:
+                x = const.to(ws.dtype)
         for layer_name, layer, noise in zip(("conv0", "conv1")[2 - self.num_conv:], self.layers(), noises):
             x = layer(x, next(w_iter), noise_mode=noise_mode, noise=noise, fused_modconv=fused_modconv,
-                      weight=weights.get(layer_name))
+                      params=_sub(params, layer_name))
         if img is not None:
             img = upsample2d(img, self.resample_filter)
-        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, weight=weights.get("torgb"))
+        y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, params=_sub(params, "torgb"))
         y = y.to(torch.float32)
         img = img + y if img is not None else y
         return x, img
@@ -308,31 +339,28 @@ class SynthesisNetwork(nn.Module):
         """The synthesis layers in the order of the noise inputs (coarse to fine)."""
         return [layer for block in self.blocks() for layer in block.layers()]
 
-    def forward(self, ws, noise_mode="const", noise=None, fused_modconv=None, weights=None):
+    def forward(self, ws, noise_mode="const", noise=None, fused_modconv=None, params=None):
         """ws: (B, num_ws, w_dim) W+ latents -> images (B, C, R, R) in about [-1, 1], float32.
 
         noise: None, or a list of cfg.num_noise maps (B or 1, 1, r, r) (None entries use noise_mode);
-        weights: optional per-sample weights, dict 'b{res}.{conv0,conv1,torgb}' -> (B, *weight.shape).
-        fused_modconv: None picks the grouped convolution in eval mode or at batch 1.
+        params: per-sample parameter values (per-face fine-tuning), a dict from this network's
+        parameter names ('b8.conv0.weight', 'b4.const', ...) to tensors (B, *param.shape).
+        fused_modconv: None picks the grouped convolution in eval mode, at batch 1, or with params.
         """
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.cfg.w_dim:
             raise ValueError(f"ws must be (B, {self.num_ws}, {self.cfg.w_dim}), got {tuple(ws.shape)}")
         if noise is not None and len(noise) != self.cfg.num_noise:
             raise ValueError(f"noise must list {self.cfg.num_noise} maps, got {len(noise)}")
         if fused_modconv is None:
-            fused_modconv = (not self.training) or ws.shape[0] == 1 or weights is not None
+            fused_modconv = (not self.training) or ws.shape[0] == 1 or bool(params)
         x = img = None
         w_idx = 0
         n_idx = 0
         for res, block in zip(self.block_resolutions, self.blocks()):
             block_ws = ws.narrow(1, w_idx, block.num_conv + 1)
             block_noise = noise[n_idx:n_idx + block.num_conv] if noise is not None else None
-            block_weights = None
-            if weights is not None:
-                prefix = f"b{res}."
-                block_weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
             x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noise,
-                           fused_modconv=fused_modconv, weights=block_weights)
+                           fused_modconv=fused_modconv, params=_sub(params, f"b{res}"))
             w_idx += block.num_conv
             n_idx += block.num_conv
         return img
