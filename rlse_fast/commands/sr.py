@@ -1,0 +1,188 @@
+"""`rlse-fast sr IN OUT`: super-resolve one face or a folder of faces."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sr", help="super-resolve a low-resolution face (or a folder of them)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Super-resolve aligned low-resolution faces with RLSE (or PULSE). IN is an image "
+                    "(PNG/JPEG/WebP, square) or a folder of them; OUT is then an image path or a folder. "
+                    "A JSON sidecar beside each output records the config, seed, per-step losses, time "
+                    "and the weights' sha256.")
+    p.add_argument("input", metavar="IN", help="low-resolution face image, or a folder of images")
+    p.add_argument("output", metavar="OUT", help="output image (.png/.jpg/.webp), or a folder when IN is one")
+    p.add_argument("--weights", default=None,
+                   help="weights file (.pkl/.pt/.safetensors) or a name: ffhq, ffhq512, ffhq256, celeba64 "
+                        "(default: ffhq if downloaded, else the bundled celeba64)")
+    p.add_argument("--scale", type=int, default=None,
+                   help="upscaling factor, a power of two (default: the generator's resolution / the input's)")
+    p.add_argument("--mode", choices=["rlse", "pulse"], default="rlse", help="rlse (the paper) or pulse (baseline)")
+    p.add_argument("--no-semantic", action="store_true", help="ablation: drop the discriminator loss L_s")
+    p.add_argument("--no-finetune", action="store_true", help="ablation: keep the generator's weights fixed")
+    p.add_argument("--pixel-loss", choices=["norm", "mse"], default=None,
+                   help="L_p as the paper's L2 norm or PULSE's clamped MSE (default: the mode's)")
+    p.add_argument("--steps", type=int, default=100, help="iterations per face")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise (per face)")
+    p.add_argument("--batch", type=int, default=1, help="faces optimised together (results do not depend on it)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
+    p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
+                   help="kernel implementation (ref: plain PyTorch)")
+    p.add_argument("--gaussian-samples", type=int, default=None,
+                   help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
+    p.add_argument("--size", type=int, default=None, help="resize the output to SIZE x SIZE pixels")
+    p.add_argument("--save-steps", metavar="DIR", default=None,
+                   help="save every iteration's high- and low-resolution images under DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or notices")
+    p.set_defaults(func=run)
+
+
+def _device(name: str):
+    import torch
+
+    from ..errors import UserError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but PyTorch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def _jobs(args):
+    """[(input path, output path)] and whether IN is a folder."""
+    from ..errors import UserError
+    from ..imageio import IMAGE_SUFFIXES
+
+    src, dst = Path(args.input), Path(args.output)
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            raise UserError(f"IN is a folder, so OUT must be a folder too; {dst} is a file")
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not files:
+            raise UserError(f"{src} holds no .png/.jpg/.jpeg/.webp images")
+        return [(f, dst / (f.stem + ".png")) for f in files], True
+    if not src.exists():
+        raise UserError(f"input not found: {src}")
+    if dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"OUT must end in .png, .jpg or .webp, got {dst.name!r}")
+    return [(src, dst)], False
+
+
+def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
+    from ..errors import UserError
+
+    _, h, w = lr.shape
+    if h != w:
+        raise UserError(f"{name}: the face must be square (aligned and cropped), got {w}x{h}")
+    if scale is not None:
+        if scale < 1 or scale & (scale - 1):
+            raise UserError(f"--scale must be a power of two, got {scale}")
+        if h * scale != hr_res:
+            raise UserError(f"{name}: {h}px x{scale} is {h * scale}px, but the weights make {hr_res}px faces; "
+                            f"give a {hr_res // scale}px input or --scale {hr_res // h if hr_res % h == 0 else '?'}")
+        return scale
+    if hr_res % h or (hr_res // h) & (hr_res // h - 1) or hr_res // h < 2:
+        raise UserError(f"{name}: a {h}px input cannot be upscaled to the weights' {hr_res}px by a power of two >= 2; "
+                        f"resize it to {hr_res // 8}px or {hr_res // 16}px")
+    return hr_res // h
+
+
+def run(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .. import weights as weights_mod
+    from ..checkpoints import load_gan
+    from ..config import RLSEConfig
+    from ..errors import UserError
+    from ..explore import prepare_fit, super_resolve
+    from ..imageio import load_image, save_image, save_json
+
+    if args.steps < 1 or args.batch < 1:
+        raise UserError("--steps and --batch must be >= 1")
+    overrides = {"steps": args.steps}
+    if args.pixel_loss:
+        overrides["pixel_loss"] = args.pixel_loss
+    if args.gaussian_samples:
+        overrides["gaussian_samples"] = args.gaussian_samples
+    cfg = RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
+    jobs, is_folder = _jobs(args)
+    device = _device(args.device)
+
+    gan = load_gan(weights_mod.resolve(args.weights, quiet=args.quiet))
+    if cfg.semantic and gan.discriminator is None:
+        raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
+                        "use --no-semantic or --mode pulse, or weights with a discriminator")
+    G = gan.generator.to(device)
+    D = gan.discriminator.to(device) if gan.discriminator is not None else None
+    fit = prepare_fit(gan, cfg, device=device)
+
+    todo = []
+    for src, dst in jobs:
+        if is_folder and dst.exists() and dst.with_suffix(".json").exists():
+            continue  # done in an earlier run
+        todo.append((src, dst))
+    failed = 0
+    bar = tqdm(total=len(todo), unit="face", disable=args.quiet or not is_folder)
+    for start in range(0, len(todo), args.batch):
+        chunk = []
+        for src, dst in todo[start:start + args.batch]:
+            try:
+                lr = load_image(src)
+                scale = _check_scale(lr, G.img_resolution, args.scale, src.name)
+                chunk.append((src, dst, lr, scale))
+            except UserError as exc:
+                if not is_folder:
+                    raise
+                failed += 1
+                tqdm.write(f"skipped: {exc}", file=sys.stderr)
+                bar.update(1)
+        if not chunk:
+            continue
+        lr_batch = torch.stack([c[2] for c in chunk]).to(device)
+        on_step = _step_saver(Path(args.save_steps), [c[0].stem for c in chunk], chunk[0][3]) if args.save_steps else None
+        try:
+            result = super_resolve(G, D, lr_batch, cfg, fit, seeds=args.seed, impl=args.impl, on_step=on_step)
+        except (RuntimeError, ValueError) as exc:
+            if not is_folder:
+                raise UserError(str(exc).splitlines()[0]) from None
+            failed += len(chunk)
+            tqdm.write(f"failed {', '.join(c[0].name for c in chunk)}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            bar.update(len(chunk))
+            continue
+        for i, (src, dst, lr, scale) in enumerate(chunk):
+            save_image(result.images[i], dst, size=args.size)
+            save_json({
+                "input": str(src), "output": str(dst), "scale": scale, "seed": args.seed,
+                "weights": {"path": gan.path, "sha256": gan.sha256, "format": gan.source_format},
+                "config": cfg.to_dict(), "device": str(device), "impl": args.impl, "batch": len(chunk),
+                "seconds": result.seconds / len(chunk), "best_step": result.best_step[i],
+                "best_loss": float(result.best_loss[i]),
+                "losses": [{k: (v[i] if isinstance(v, list) else v) for k, v in h.items()} for h in result.history],
+            }, dst.with_suffix(".json"))
+            if not is_folder and not args.quiet:
+                print(f"wrote {dst} ({scale}x, {cfg.mode}, {result.seconds:.1f} s, loss {float(result.best_loss[i]):.4g})")
+        bar.update(len(chunk))
+    bar.close()
+    if is_folder and not args.quiet:
+        print(f"{len(todo) - failed} faces written to {args.output}, {len(jobs) - len(todo)} already done, {failed} failed")
+    return 1 if failed else 0
+
+
+def _step_saver(root: Path, stems: list[str], factor: int):
+    from ..downsample import bicubic_downsample_ref
+    from ..imageio import save_image
+
+    def save(step, img01, losses):
+        lr = bicubic_downsample_ref(img01, factor)
+        for i, stem in enumerate(stems):
+            save_image(img01[i], root / stem / f"{step:04d}_hr.png")
+            save_image(lr[i], root / stem / f"{step:04d}_lr.png")
+
+    return save
