@@ -14,8 +14,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .imageio import atomic_write
 from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_dict
 
 FORMAT_NAME = "rlse-fast"
@@ -143,20 +142,7 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, dt
         tensors.update({f"D.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in discriminator.state_dict().items()})
         meta["discriminator"] = json.dumps(config_dict(discriminator.cfg))
     meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
-
-
-def _atomic_write(path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def _load_safetensors(path: Path):
@@ -461,3 +447,4 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, dtype=torch.float32)
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:160]
+

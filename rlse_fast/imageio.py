@@ -47,6 +47,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,3 +72,9 @@ def save_image(img01: torch.Tensor, path: str | os.PathLike, size: int | None = 
 def save_json(obj, path: str | os.PathLike) -> None:
     text = json.dumps(obj, indent=1)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
