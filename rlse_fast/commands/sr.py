@@ -32,6 +32,12 @@ def register(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
     p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
                    help="kernel implementation (ref: plain PyTorch)")
+    p.add_argument("--engine", choices=["auto", "eager", "fast"], default="auto",
+                   help="fast: static buffers, CUDA graphs, optional bf16 (same results in fp32); "
+                        "auto: fast on CUDA, eager on CPU. The eager fp32 baseline: --engine eager --impl ref")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16 autocast with fp32 weights and optimizer state (fast engine); auto: bf16 on CUDA, else fp32")
+    p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
     p.add_argument("--gaussian-samples", type=int, default=None,
                    help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
     p.add_argument("--size", type=int, default=None, help="resize the output to SIZE x SIZE pixels")
@@ -100,7 +106,8 @@ def run(args) -> int:
     from ..checkpoints import load_gan
     from ..config import RLSEConfig
     from ..errors import UserError
-    from ..explore import prepare_fit, super_resolve
+    from ..explore import prepare_fit
+    from ..fast import run as run_engine
     from ..imageio import load_image, save_image, save_json
 
     if args.steps < 1 or args.batch < 1:
@@ -113,6 +120,10 @@ def run(args) -> int:
     cfg = RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
     jobs, is_folder = _jobs(args)
     device = _device(args.device)
+    fast = args.engine == "fast" or (args.engine == "auto" and device.type == "cuda")
+    precision = args.precision if args.precision != "auto" else ("bf16" if fast and device.type == "cuda" else "fp32")
+    if precision == "bf16" and not fast:
+        raise UserError("--precision bf16 needs the fast engine (--engine fast)")
 
     gan = load_gan(weights_mod.resolve(args.weights, quiet=args.quiet))
     if cfg.semantic and gan.discriminator is None:
@@ -147,7 +158,8 @@ def run(args) -> int:
         lr_batch = torch.stack([c[2] for c in chunk]).to(device)
         on_step = _step_saver(Path(args.save_steps), [c[0].stem for c in chunk], chunk[0][3]) if args.save_steps else None
         try:
-            result = super_resolve(G, D, lr_batch, cfg, fit, seeds=args.seed, impl=args.impl, on_step=on_step)
+            result = run_engine(G, D, lr_batch, cfg, fit, seeds=args.seed, impl=args.impl, fast=fast,
+                                precision=precision, graphs=not args.no_graphs, on_step=on_step)
         except (RuntimeError, ValueError) as exc:
             if not is_folder:
                 raise UserError(str(exc).splitlines()[0]) from None
@@ -161,6 +173,8 @@ def run(args) -> int:
                 "input": str(src), "output": str(dst), "scale": scale, "seed": args.seed,
                 "weights": {"path": gan.path, "sha256": gan.sha256, "format": gan.source_format},
                 "config": cfg.to_dict(), "device": str(device), "impl": args.impl, "batch": len(chunk),
+                "engine": "fast" if fast else "eager", "precision": precision,
+                "graphs": fast and device.type == "cuda" and not args.no_graphs,
                 "seconds": result.seconds / len(chunk), "best_step": result.best_step[i],
                 "best_loss": float(result.best_loss[i]),
                 "losses": [{k: (v[i] if isinstance(v, list) else v) for k, v in h.items()} for h in result.history],

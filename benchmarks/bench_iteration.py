@@ -1,0 +1,249 @@
+"""One RLSE iteration: the eager engine vs the fast one, per-face latency, faces/s and TFLOP/s.
+
+    pytest benchmarks/bench_iteration.py --benchmark-json benchmarks/results/iteration-<date>.json
+
+Engines: 'eager' is the baseline, `explore.super_resolve` with the reference ops everywhere
+(`ops_impl('ref')`), fp32, no graphs; 'fast' is `rlse_fast.fast` (impl='auto': the native kernels
+when built) in fp32 or bf16, with CUDA graphs on a GPU.
+
+CUDA (skipped without one): random-weight config-f networks at 1024 (64 px input, 16x) and 256
+(32 px input, 8x), batch 1, 4, 16. Each case runs a few iterations only and extrapolates to the
+100 of a face: 'iter_s' is the steady-state time of one iteration of the whole batch, 'per_face_s'
+= 100 * iter_s / batch, 'latency_100_s' = set-up and first iterations as measured + the rest at
+iter_s, 'faces_per_s' = batch / (100 * iter_s), 'tflops' = rlse_fast.flops count / iter_s.
+- fast: warm-up and capture happen before timing; the timed call replays `k` iterations and
+  synchronises once (pytest-benchmark's stats are per call of k iterations).
+- eager: the timed call is a whole `super_resolve` of `n` steps (it syncs every step anyway);
+  iter_s is the median interval between its on_step calls (the first one, with lazy
+  initialisation, left out).
+A case that runs out of GPU memory, or starts after RLSE_BENCH_BUDGET_S seconds (default 240) of
+this module, is skipped with the reason. RLSE_BENCH_LOG=path appends each case's numbers as a JSON
+line as soon as it is measured (kept even if the run is killed).
+
+CPU (runs everywhere): a 64 px generator (channels up to 128), 16 px input, batch 2, 4 iterations,
+one thread (RLSE_BENCH_CPU_THREADS).
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlse_fast import flops, gaussian_fit  # noqa: E402
+from rlse_fast.config import RLSEConfig  # noqa: E402
+from rlse_fast.explore import super_resolve  # noqa: E402
+from rlse_fast.fast import FastLoop, ops_impl, super_resolve_fast  # noqa: E402
+from rlse_fast.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig  # noqa: E402
+from rlse_fast.ops import dispatch  # noqa: E402
+
+START = time.monotonic()
+BUDGET_S = float(os.environ.get("RLSE_BENCH_BUDGET_S", "240"))
+LOG = os.environ.get("RLSE_BENCH_LOG")
+STEPS = 100  # a face's iterations, for the extrapolations
+
+
+def _log(record: dict) -> None:
+    if LOG:
+        with open(LOG, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _native_ops(device: str) -> dict:
+    """Which implementation 'auto' picks for each op on this device."""
+    x = torch.zeros(1, device=device)
+    out = {}
+    for op in ("bias_act", "upfirdn2d", "downsample_loss"):
+        fn = dispatch.pick(op, "auto", x)
+        names = [name for name, (f, _) in dispatch._REGISTRY.get(op, {}).items() if f is fn]
+        out[op] = names[0] if names else "ref"
+    return out
+
+
+def _networks(res: int, device: str, g_cfg: GeneratorConfig | None = None, d_cfg: DiscriminatorConfig | None = None):
+    g_cfg = g_cfg or GeneratorConfig(img_resolution=res)
+    d_cfg = d_cfg or DiscriminatorConfig(img_resolution=res)
+    torch.manual_seed(0)
+    G = Generator(g_cfg).eval().requires_grad_(False).to(device)
+    D = Discriminator(d_cfg).eval().requires_grad_(False).to(device)
+    fit = gaussian_fit.compute(G, 4096, device=device)
+    return G, D, {k: v.to(device) for k, v in fit.items()}
+
+
+def _record(benchmark, case: dict, iter_s: float, first_s: float, first_steps: int, G, D, cfg, batch, factor):
+    f = flops.for_config(G, D, cfg, batch=batch, factor=factor)
+    info = {
+        **case, "iter_s": iter_s, "per_face_s": STEPS * iter_s / batch, "faces_per_s": batch / (STEPS * iter_s),
+        "latency_100_s": first_s + (STEPS - first_steps) * iter_s, "setup_and_first_steps_s": first_s,
+        "first_steps": first_steps, "flops_per_iter": f.total, "tflops": f.total / iter_s / 1e12,
+        "flops": f.as_dict(),
+    }
+    if torch.cuda.is_available() and case.get("device") == "cuda":
+        info["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        info["gpu"] = torch.cuda.get_device_name()
+    benchmark.extra_info.update(info)
+    _log({"name": benchmark.name, **info})
+    return info
+
+
+def _time_eager(benchmark, G, D, lr, cfg, fit, seeds, steps, sync):
+    """Whole `super_resolve` calls; per-iteration time from the on_step intervals."""
+    marks = []
+
+    def on_step(step, img, losses):
+        sync()
+        marks.append(time.perf_counter())
+
+    def call():
+        marks.clear()
+        t0 = time.perf_counter()
+        with ops_impl("ref"):
+            super_resolve(G, D, lr, cfg, fit, seeds=seeds, impl="ref", on_step=on_step)
+        sync()
+        call.first = marks[0] - t0
+        call.intervals = [b - a for a, b in zip(marks[1:], marks[2:])] or [marks[-1] - marks[0]]
+
+    benchmark.pedantic(call, rounds=1, iterations=1)
+    return statistics.median(call.intervals), call.first
+
+
+def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync, graphs=True, impl="auto"):
+    """Warm up and capture, then time `rounds` calls of `k` iterations each."""
+    t0 = time.perf_counter()
+    loop = FastLoop(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision=precision, graphs=graphs)
+    warm = loop.warmup + 1 if loop.use_graphs else 2
+    for _ in range(warm):
+        loop.step()
+    sync()
+    first = time.perf_counter() - t0
+    # A failed capture falls back to eager steps; time those and say so (tests/test_fast.py fails on it).
+    graph = {"graphed": loop.graph is not None, "graph_error": loop.graph_error}
+
+    def call():
+        for _ in range(k):
+            loop.step()
+        sync()
+
+    try:
+        benchmark.pedantic(call, rounds=rounds, iterations=1)
+        iter_s = benchmark.stats.stats.median / k
+    finally:
+        loop.close()
+    return iter_s, first, warm, graph
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+# (resolution, batch, engine, precision), cheapest first so that a time limit cuts the costly end.
+CUDA_CASES = [
+    (256, 1, "eager", "fp32"), (256, 1, "fast", "fp32"), (256, 1, "fast", "bf16"),
+    (256, 4, "eager", "fp32"), (256, 4, "fast", "bf16"),
+    (256, 16, "eager", "fp32"), (256, 16, "fast", "bf16"), (256, 16, "fast", "fp32"),
+    (1024, 1, "eager", "fp32"), (1024, 1, "fast", "fp32"), (1024, 1, "fast", "bf16"),
+    (1024, 4, "eager", "fp32"), (1024, 4, "fast", "bf16"),
+    (1024, 16, "fast", "bf16"), (1024, 16, "fast", "fp32"), (1024, 16, "eager", "fp32"),
+]
+_NETS: dict = {}
+
+
+def _cuda_nets(res):
+    if res not in _NETS:
+        _NETS.clear()
+        gc.collect()
+        torch.cuda.empty_cache()
+        _NETS[res] = _networks(res, "cuda")
+    return _NETS[res]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("res,batch,engine,precision", CUDA_CASES,
+                         ids=[f"{r}px-b{b}-{e}-{p}" for r, b, e, p in CUDA_CASES])
+def test_iteration_cuda(benchmark, res, batch, engine, precision):
+    if time.monotonic() - START > BUDGET_S:
+        pytest.skip(f"time budget of {BUDGET_S:.0f} s (RLSE_BENCH_BUDGET_S) used up")
+    benchmark.group = f"iteration {res}px batch {batch} (cuda)"
+    gc.collect()  # the previous case's buffers and graph pool
+    torch.cuda.empty_cache()
+    G, D, fit = _cuda_nets(res)
+    factor = 16 if res == 1024 else 8
+    lr = torch.rand(batch, 3, res // factor, res // factor, device="cuda",
+                    generator=torch.Generator("cuda").manual_seed(0))
+    cfg = RLSEConfig(steps=STEPS)
+    seeds = list(range(batch))
+    sync = torch.cuda.synchronize
+    big = res == 1024 and batch >= 4
+    case = {"device": "cuda", "resolution": res, "batch": batch, "engine": engine, "precision": precision,
+            "ops": _native_ops("cuda") if engine == "fast" else "ref", "torch": torch.__version__}
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        if engine == "eager":
+            n = 4 if big else 6
+            iter_s, first = _time_eager(benchmark, G, D, lr, RLSEConfig(steps=n), fit, seeds, n, sync)
+            case["measured_steps"] = n
+            _record(benchmark, case, iter_s, first, 1, G, D, cfg, batch, factor)
+        else:
+            k, rounds = (2, 3) if big else (5, 3)
+            iter_s, first, warm, graph = _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync)
+            case.update(graph, measured_steps=k * rounds)
+            _record(benchmark, case, iter_s, first, warm, G, D, cfg, batch, factor)
+    except torch.cuda.OutOfMemoryError as exc:
+        gc.collect()
+        torch.cuda.empty_cache()
+        _log({"name": f"{res}px-b{batch}-{engine}-{precision}", "skipped": "out of memory"})
+        pytest.skip(f"out of GPU memory: {str(exc).splitlines()[0][:120]}")
+
+
+# ----------------------------------------------------------------------------- CPU
+
+CPU_G = GeneratorConfig(z_dim=128, w_dim=128, img_resolution=64, mapping_layers=2, channel_base=2048, channel_max=128)
+CPU_D = DiscriminatorConfig(img_resolution=64, channel_base=2048, channel_max=128)
+CPU_STEPS = 4
+CPU_BATCH = 2
+CPU_THREADS = int(os.environ.get("RLSE_BENCH_CPU_THREADS", "1"))
+"""One thread by default: steadier numbers on a shared machine (the kernels' OpenMP included)."""
+
+
+@pytest.fixture(scope="module")
+def cpu_setup():
+    G, D, fit = _networks(64, "cpu", CPU_G, CPU_D)
+    lr = torch.rand(CPU_BATCH, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    return G, D, fit, lr
+
+
+@pytest.mark.parametrize("engine,impl", [("eager", "ref"), ("fast", "ref"), ("fast", "auto")],
+                         ids=["eager-ref", "fast-ref", "fast-auto"])
+def test_iteration_cpu(benchmark, cpu_setup, engine, impl):
+    """Whole runs of CPU_STEPS iterations (set-up included: it is small here)."""
+    G, D, fit, lr = cpu_setup
+    cfg = RLSEConfig(steps=CPU_STEPS)
+    benchmark.group = f"iteration 64px batch {CPU_BATCH} x {CPU_STEPS} steps (cpu)"
+    seeds = list(range(CPU_BATCH))
+    if engine == "eager":
+        def call():
+            with ops_impl("ref"):
+                super_resolve(G, D, lr, cfg, fit, seeds=seeds, impl="ref")
+    else:
+        def call():
+            super_resolve_fast(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision="fp32", graphs=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(CPU_THREADS)
+    try:
+        try:
+            call()  # warm-up, and a native extension that does not work here is a skip, not a timing
+        except (RuntimeError, AttributeError) as exc:
+            pytest.skip(f"impl={impl} does not run here: {str(exc).splitlines()[0][:120]}")
+        benchmark.pedantic(call, rounds=3, iterations=1)
+    finally:
+        torch.set_num_threads(threads)
+    iter_s = benchmark.stats.stats.median / CPU_STEPS
+    case = {"device": "cpu", "resolution": 64, "batch": CPU_BATCH, "engine": engine, "precision": "fp32",
+            "impl": impl, "ops": _native_ops("cpu") if impl == "auto" else "ref", "threads": CPU_THREADS}
+    _record(benchmark, case, iter_s, 0.0, 0, G, D, cfg, CPU_BATCH, 4)

@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# THE prepared GPU check: build the CUDA extension, run the CUDA tests, the benchmarks and a
+# profile, and collect everything into $OUT/<gpu>-<date>.json (+ raw files) for benchmarks/results/.
+#
+#   bash benchmarks/gpu_check.sh          # on the device machine, in the repo root, with $OUT set
+#
+# Made for the lent H100 (Python 3.12, torch 2.11 + CUDA 13.0, triton 3.6, nvcc 13.0, no internet):
+# under 8 minutes in all. Every stage is time-boxed with `timeout` (SIGINT first, so pytest still
+# writes its reports) and the script carries on after a failure; the stage table is printed last.
+#
+# Stages (seconds, shrunk when the total budget runs low):
+#   env      versions, nvidia-smi                                              10
+#   build    setup.py build_ext --inplace: rlse_fast._C (CPU) + rlse_fast._cuda  120
+#   tests    tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py  100
+#            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
+#   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 160
+#   ops      benchmarks/bench_ops_gpu.py                                       45
+#   profile  benchmarks/profile_iteration.py, 1024 px, batch 4, bf16           45
+# A stage gets less when the total (RLSE_GPU_CHECK_TOTAL_S) runs low; one not reached is skipped.
+# No prior-training chunk: `rlse-fast train-prior` reads ../shared/data, which does not travel
+# to the device machine.
+#
+# Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data and the profile),
+# logs.txt, bench_iteration.json, bench_ops_gpu.json, profile.txt.
+#
+# Environment: OUT (required; a scratch folder here for a dry run), PYTHON (default python3),
+# RLSE_GPU_CHECK_TOTAL_S (default 465), RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry
+# run in a shared checkout, where an in-place build would replace the others' extension).
+set -u
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+: "${OUT:?set OUT to the folder for the results}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+TOTAL="${RLSE_GPU_CHECK_TOTAL_S:-465}"
+DRY="${RLSE_GPU_CHECK_DRY:-0}"
+WORK="$(mktemp -d)"
+LOGS="$OUT/logs.txt"
+STAGES="$WORK/stages.tsv"
+T0=$(date +%s)
+: >"$LOGS"
+: >"$STAGES"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export PYTHONDONTWRITEBYTECODE=1
+
+elapsed() { echo $(( $(date +%s) - T0 )); }
+
+# budget WANT: WANT seconds, or what is left of the total (minus a reserve for collecting).
+budget() {
+    local left=$(( TOTAL - $(elapsed) - 10 ))
+    if [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
+}
+
+# stage NAME SECONDS CMD...: run CMD time-boxed, log it, record rc and duration.
+stage() {
+    local name="$1" want="$2"
+    shift 2
+    local secs
+    secs=$(budget "$want")
+    if [ "$secs" -lt 5 ]; then
+        echo "== $name: skipped (total budget of ${TOTAL} s used up)" | tee -a "$LOGS"
+        printf '%s\t%s\t%s\t%s\n' "$name" "skipped" 0 "$want" >>"$STAGES"
+        return 0
+    fi
+    echo "== $name (limit ${secs} s, at $(elapsed) s): $*" | tee -a "$LOGS"
+    local t=$(date +%s)
+    timeout -s INT -k 20 "$secs" "$@" >"$WORK/$name.log" 2>&1
+    local rc=$?
+    local dt=$(( $(date +%s) - t ))
+    cat "$WORK/$name.log" >>"$LOGS"
+    [ "$rc" -eq 124 ] && echo "== $name: TIMED OUT after ${secs} s" | tee -a "$LOGS"
+    echo "== $name: rc=$rc in ${dt} s" | tee -a "$LOGS"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$dt" "$secs" >>"$STAGES"
+    return 0
+}
+
+GPU="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
+[ -n "$GPU" ] || GPU="no-gpu"
+DATE="$(date +%F)"
+TAG="$(echo "$GPU" | tr -c 'A-Za-z0-9._-' '-' | tr -s '-' | sed 's/^-//; s/-$//')-$DATE"
+
+# --- env ------------------------------------------------------------------------------------------
+env_info() {
+    nvidia-smi 2>&1 || echo "nvidia-smi: not available"
+    "$PY" - <<'EOF'
+import os, platform, sys
+import torch
+print("python", sys.version.split()[0], platform.machine(), "cpus", os.cpu_count())
+print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print("device", p.name, f"{p.total_memory / 2**30:.1f} GiB", "sms", p.multi_processor_count,
+          "cc", f"{p.major}.{p.minor}")
+print("cudnn", torch.backends.cudnn.version(), "allow_tf32 conv", torch.backends.cudnn.allow_tf32,
+      "matmul", torch.backends.cuda.matmul.allow_tf32)
+try:
+    import triton
+    print("triton", triton.__version__)
+except ImportError as exc:
+    print("triton: not importable:", exc)
+EOF
+    (command -v nvcc >/dev/null && nvcc --version | tail -n 2) || echo "nvcc: not on PATH"
+}
+export PY
+export -f env_info
+stage env 10 bash -c env_info
+
+# --- (a) build ------------------------------------------------------------------------------------
+build() {
+    if [ -z "${CUDA_HOME:-}" ]; then
+        if command -v nvcc >/dev/null; then
+            CUDA_HOME="$(dirname "$(dirname "$(command -v nvcc)")")"
+        elif [ -x /usr/local/cuda/bin/nvcc ]; then
+            CUDA_HOME=/usr/local/cuda
+        fi
+    fi
+    export CUDA_HOME="${CUDA_HOME:-}"
+    # pip's CUDA wheels keep the CUDA headers ATen includes under site-packages/nvidia/cu13/include.
+    local site
+    site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    export CPATH="$site/nvidia/cu13/include${CPATH:+:$CPATH}"
+    MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 "$PY" setup.py build_ext --inplace || return 1
+    "$PY" -c "import rlse_fast._cuda as m; print('built', m.__file__)" || return 1
+    "$PY" - <<'EOF'
+import torch
+from rlse_fast.ops import dispatch
+x = torch.zeros(1, device="cuda" if torch.cuda.is_available() else "cpu")
+for op in ("bias_act", "upfirdn2d", "downsample_loss"):
+    fn = dispatch.pick(op, "auto", x)
+    names = [n for n, (f, _) in dispatch._REGISTRY.get(op, {}).items() if f is fn]
+    print(f"auto picks for {op} on {x.device}: {names[0] if names else 'ref'}")
+print("unavailable:", dispatch._UNAVAILABLE)
+EOF
+}
+if [ "$DRY" = "1" ]; then
+    echo "== build: skipped (dry run)" | tee -a "$LOGS"
+    printf '%s\t%s\t%s\t%s\n' build skipped 0 120 >>"$STAGES"
+else
+    export -f build
+    stage build 120 bash -c build
+fi
+
+# --- (b) tests ------------------------------------------------------------------------------------
+TESTS=""
+for f in tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py; do
+    if [ -f "$f" ]; then TESTS="$TESTS $f"; else echo "tests: $f is absent" | tee -a "$LOGS"; fi
+done
+# shellcheck disable=SC2086
+stage tests 100 "$PY" -m pytest $TESTS -q -rs -p no:cacheprovider -k "not emulated" \
+    --junitxml="$WORK/tests.xml"
+
+# --- (c) benchmarks -------------------------------------------------------------------------------
+ITER_S=$(budget 160)
+# The benchmark starts no case after its own budget, leaving ~50 s for the case in flight.
+export RLSE_BENCH_BUDGET_S=$(( ITER_S > 60 ? ITER_S - 50 : 10 ))
+export RLSE_BENCH_LOG="$WORK/iteration.jsonl"
+stage iter 160 "$PY" -m pytest benchmarks/bench_iteration.py -q -rs -p no:cacheprovider -k cuda \
+    --benchmark-json="$OUT/bench_iteration.json" --benchmark-columns=min,median,max,rounds
+if [ -f benchmarks/bench_ops_gpu.py ]; then
+    stage ops 45 "$PY" -m pytest benchmarks/bench_ops_gpu.py -q -rs -p no:cacheprovider \
+        --benchmark-json="$OUT/bench_ops_gpu.json" --benchmark-columns=min,median,max,rounds
+else
+    echo "== ops: benchmarks/bench_ops_gpu.py is absent" | tee -a "$LOGS"
+    printf '%s\t%s\t%s\t%s\n' ops absent 0 45 >>"$STAGES"
+fi
+
+# --- (d) profile ----------------------------------------------------------------------------------
+if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    stage profile 45 "$PY" benchmarks/profile_iteration.py --resolution 1024 --batch 4 --precision bf16 \
+        --out "$OUT/profile.txt"
+else
+    stage profile 40 "$PY" benchmarks/profile_iteration.py --resolution 32 --batch 2 --channel-base 1024 \
+        --channel-max 64 --factor 4 --precision fp32 --rows 15 --out "$OUT/profile.txt"
+fi
+
+# --- collect --------------------------------------------------------------------------------------
+"$PY" - "$OUT" "$WORK" "$TAG" "$GPU" "$DATE" "$(elapsed)" <<'EOF'
+import json, re, subprocess, sys, xml.etree.ElementTree as ET
+from pathlib import Path
+
+out, work, tag, gpu, date, elapsed = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+
+
+def read(path, limit=None):
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    return text if limit is None else text[-limit:]
+
+
+stages = []
+for line in (read(work / "stages.tsv") or "").splitlines():
+    name, rc, secs, limit = line.split("\t")
+    log = read(work / f"{name}.log") or ""
+    summary = [l for l in log.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", l)]
+    stages.append({"stage": name, "rc": rc, "seconds": int(secs), "limit_s": int(limit),
+                   "timed_out": rc == "124", "summary": summary[-1] if summary else None,
+                   "log_tail": log[-3000:]})
+
+tests = None
+if (work / "tests.xml").is_file():
+    try:
+        root = ET.parse(work / "tests.xml").getroot()
+        cases = []
+        for tc in root.iter("testcase"):
+            status = "passed"
+            for kind in ("failure", "error", "skipped"):
+                el = tc.find(kind)
+                if el is not None:
+                    status = kind
+                    msg = (el.get("message") or "")[:300]
+                    break
+            else:
+                msg = ""
+            cases.append({"test": f"{tc.get('classname')}::{tc.get('name')}", "status": status,
+                          "seconds": float(tc.get("time") or 0), "message": msg})
+        tests = {"cases": cases, "counts": {s: sum(c["status"] == s for c in cases)
+                                            for s in ("passed", "failure", "error", "skipped")}}
+    except ET.ParseError as exc:
+        tests = {"error": str(exc)}
+
+
+def bench(name):
+    try:
+        data = json.loads(read(out / name) or "null")
+    except json.JSONDecodeError:
+        return None
+    if not data:
+        return None
+    return [{"name": b["name"], "group": b.get("group"), "median_s": b["stats"]["median"],
+             "min_s": b["stats"]["min"], "rounds": b["stats"]["rounds"], "extra_info": b.get("extra_info", {})}
+            for b in data.get("benchmarks", [])]
+
+
+iteration_lines = [json.loads(l) for l in (read(work / "iteration.jsonl") or "").splitlines() if l.strip()]
+
+
+def git_rev():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except Exception:
+        return None
+
+
+summary = {
+    "tag": tag, "gpu": gpu, "date": date,
+    "elapsed_s": elapsed, "git": git_rev(), "env": read(work / "env.log"),
+    "stages": stages, "tests": tests,
+    "bench_iteration": bench("bench_iteration.json"), "iteration_records": iteration_lines,
+    "bench_ops_gpu": bench("bench_ops_gpu.json"), "profile": read(out / "profile.txt"),
+}
+path = out / f"{tag}.json"
+tmp = path.with_suffix(".json.tmp")
+tmp.write_text(json.dumps(summary, indent=1))
+tmp.replace(path)
+
+print(f"\n== summary written to {path}")
+print(f"{'stage':<9}{'rc':>8}{'s':>6}{'limit':>7}  result")
+for s in stages:
+    print(f"{s['stage']:<9}{s['rc']:>8}{s['seconds']:>6}{s['limit_s']:>7}  {s['summary'] or ''}")
+rows = iteration_lines
+if rows:
+    print(f"\n{'case':<28}{'iter ms':>9}{'face s/100':>11}{'faces/s':>9}{'TFLOP/s':>9}{'GiB':>7}")
+    for r in rows:
+        if "iter_s" in r:
+            print(f"{r['name'].split('[')[-1].rstrip(']'):<28}{r['iter_s'] * 1e3:>9.1f}{r['per_face_s']:>11.2f}"
+                  f"{r['faces_per_s']:>9.3f}{r['tflops']:>9.1f}{r.get('max_memory_gib', 0):>7.1f}")
+        else:
+            print(f"{r['name']:<28}  {r.get('skipped')}")
+EOF
+rm -rf "$WORK"
+echo "gpu_check: done in $(elapsed) s"

@@ -1,0 +1,390 @@
+"""The RLSE loop for accelerators: one whole iteration captured in a CUDA graph and replayed.
+
+Same semantics and the same `Result` as `explore.super_resolve`; what changes is how the work is
+issued, never what is computed:
+- every tensor the loop touches lives in a static buffer made once: the latent, the noise maps,
+  the per-face generator copies, both optimizers' moments, the best iterate, a (steps, B, 4) log of
+  the per-step losses and the step counter itself (a device tensor);
+- the two Adam steps are written here on tensor lists (`_adam_`), with the learning-rate schedule
+  precomputed into a (steps, 3) device table indexed by the step counter, so nothing in an
+  iteration reads a value back to the host: no .item(), no .tolist(), no `if better.any()`;
+- after `warmup` eager iterations on a side stream, one iteration (forward, losses, backward,
+  both optimizer steps, the spherical projection, the best-iterate bookkeeping) is captured in a
+  CUDA graph and replayed for the remaining steps; the losses are read back once, at the end;
+- optional bf16 autocast of the forward pass, with fp32 master weights and optimizer state;
+- gradients only for what is optimised (`torch.autograd.grad` on the latent, the trainable noise
+  and the per-face weights): the discriminator's weight gradients, which `backward()` computes when
+  a caller's D requires grad, are never formed.
+
+Without CUDA (or with graphs=False) the very same `FastLoop._iteration` runs eagerly; in fp32 on
+the CPU it reproduces `explore.super_resolve` (bit for bit in the tests: the Adam step below
+performs the same float operations as torch.optim.Adam's single-tensor path).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from typing import Callable
+
+import torch
+
+from . import semantic
+from .config import RLSEConfig
+from .downsample import bicubic_downsample_ref, bicubic_kernel, check_factor, padding
+from .explore import Result, _initial_state, scale_factor
+from .explore import super_resolve as super_resolve_eager
+from .geocross import geocross
+from .ops import bias_act
+from .ops.downsample_loss import _check as _check_downsample_loss
+from .schedule import SCHEDULES
+from .spherical import _radius
+
+PRECISIONS = ("fp32", "bf16")
+BETAS = (0.9, 0.999)
+"""torch.optim.Adam's defaults, which explore's optimizers use."""
+EPS = 1e-8
+LOSS_NAMES = ("total", "pixel", "semantic", "geocross")
+"""The columns of the per-step loss log, in order."""
+
+
+@contextlib.contextmanager
+def ops_impl(impl: str):
+    """Inside the block, every op called with impl='auto' (the networks' own layers call them so)
+    runs `impl` instead; explicit choices are kept. impl='auto' changes nothing.
+
+    `explore.super_resolve(impl=...)` applies `impl` to the mapping's activation and the loss only;
+    `super_resolve_fast` applies it to every op of the loop through this block. Not thread-safe
+    (it swaps `ops.dispatch.pick` for the duration).
+    """
+    from .ops import dispatch
+
+    if impl not in dispatch.IMPLS:
+        raise ValueError(f"impl must be one of {dispatch.IMPLS}, got {impl!r}")
+    if impl == "auto":
+        yield
+        return
+    original = dispatch.pick
+
+    def pick(op, requested, x):
+        return original(op, impl if requested == "auto" else requested, x)
+
+    dispatch.pick = pick
+    try:
+        yield
+    finally:
+        dispatch.pick = original
+
+
+def _adam_(params, grads, exp_avgs, exp_avg_sqs, neg_step_size: torch.Tensor, bias_correction2_sqrt: torch.Tensor):
+    """One Adam step on tensor lists, in place; the step-dependent scalars are 0-dim device tensors.
+
+    The float operations are those of torch.optim.Adam's single-tensor path (lerp, mul + addcmul,
+    sqrt / bc2_sqrt + eps, then param + (-lr / bc1) * m / denom in that order), so on the CPU the
+    result is bit-identical to it; on CUDA the foreach kernels batch the launches.
+    """
+    beta1, beta2 = BETAS
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bias_correction2_sqrt)
+    torch._foreach_add_(denom, EPS)
+    update = torch._foreach_mul(exp_avgs, neg_step_size)
+    torch._foreach_div_(update, denom)
+    torch._foreach_add_(params, update)
+
+
+def schedule_table(cfg: RLSEConfig) -> tuple[list[float], torch.Tensor]:
+    """The latent learning rate of each step (as explore's LambdaLR gives it) and, per step, the
+    scalars of both Adam steps: (steps, 3) float64 [-lr_t / bc1, sqrt(bc2), -finetune_lr / bc1].
+
+    Computed in float64 on the host with the expressions torch.optim.Adam uses; rounded to float32
+    once, as Adam's kernels round a Python scalar.
+    """
+    schedule = SCHEDULES[cfg.lr_schedule]
+    beta1, beta2 = BETAS
+    lrs, rows = [], []
+    for t in range(cfg.steps):
+        lr = cfg.lr * schedule(t, cfg.steps)
+        step = float(t + 1)
+        bc1 = 1 - beta1**step
+        bc2_sqrt = (1 - beta2**step) ** 0.5
+        lrs.append(lr)
+        rows.append([-(lr / bc1), bc2_sqrt, -(cfg.finetune_lr / bc1)])
+    return lrs, torch.tensor(rows, dtype=torch.float64)
+
+
+class FastLoop:
+    """The state and the iteration of one `super_resolve_fast` run; `step()` advances one iteration.
+
+    Benchmarks drive it directly (`step()` k times, then synchronise). G, D, lr_images, cfg, fit,
+    seeds, impl: as `explore.super_resolve`. precision: 'fp32' or 'bf16' (autocast of the forward
+    pass; weights and optimizer state stay fp32). graphs: capture one iteration in a CUDA graph
+    after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: the discriminator
+    runs on NHWC activations. keep_image: also keep each step's image (for on_step).
+    """
+
+    def __init__(self, G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor],
+                 seeds: int | list[int] = 0, impl: str = "auto", precision: str = "bf16", graphs: bool = True,
+                 channels_last: bool = False, warmup: int = 3, keep_image: bool = False):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.t0 = time.perf_counter()
+        device = lr_images.device
+        batch, _, h, w = lr_images.shape
+        if h != w:
+            raise ValueError(f"input must be square, got {h}x{w}")
+        self.factor = scale_factor(h, G.img_resolution)
+        check_factor(self.factor)
+        _check_downsample_loss(torch.empty(batch, 3, G.img_resolution, G.img_resolution, device="meta"), lr_images,
+                               self.factor)
+        if cfg.semantic and D is None:
+            raise ValueError("the semantic loss needs a discriminator; these weights have none "
+                             "(use --no-semantic or --mode pulse)")
+        seeds = [seeds] * batch if isinstance(seeds, int) else list(seeds)
+        if len(seeds) != batch:
+            raise ValueError(f"{len(seeds)} seeds for {batch} faces")
+        self.G, self.D, self.cfg, self.impl = G, D, cfg, impl
+        self.device, self.batch = device, batch
+        self.precision, self.channels_last, self.keep_image = precision, channels_last, keep_image
+        self.use_graphs = bool(graphs) and device.type == "cuda"
+        self.warmup = max(int(warmup), 1)
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        G.synthesis.eval()
+
+        self.lr_images = lr_images
+        self.mean, self.std = fit["mean"].to(device), fit["std"].to(device)
+        self.z, self.noise, trainable_noise = _initial_state(G, batch, seeds, cfg, device)
+        self.latents = [self.z] + trainable_noise
+        with torch.no_grad():
+            self.radii = [_radius(p) for p in self.latents]
+        self.params = None
+        if cfg.finetune:
+            self.params = {k: p.detach().unsqueeze(0).repeat(batch, *[1] * p.ndim).clone().requires_grad_(True)
+                           for k, p in G.synthesis.named_parameters()}
+        self.leaves = self.latents + (list(self.params.values()) if self.params else [])
+        self.exp_avgs = [torch.zeros_like(p) for p in self.leaves]
+        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.leaves]
+
+        self.lrs, table = schedule_table(cfg)
+        self.table = table.to(device=device, dtype=torch.float32)
+        self.idx = torch.zeros(1, dtype=torch.long, device=device)
+        self.loss_log = torch.zeros(cfg.steps, batch, len(LOSS_NAMES), device=device)
+        self.best_loss = torch.full((batch,), float("inf"), device=device)
+        self.best_step = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.best = torch.zeros(batch, 3, G.img_resolution, G.img_resolution, device=device)
+        self.image = torch.zeros_like(self.best) if keep_image else None
+        # PULSE's bicubic taps on the device, made here: a host-to-device copy cannot be captured.
+        self.taps = bicubic_kernel(self.factor, device=device) if self.factor > 1 else None
+
+        self.names = semantic.block_names(D, cfg.semantic_blocks) if cfg.semantic else []
+        with torch.no_grad(), ops_impl(impl), self._autocast():
+            self.target_feats = self._features(lr_images) if cfg.semantic else []
+
+        self.done = 0
+        self.closed = False
+        self.graph = None
+        self.graph_error = None
+        self._side = torch.cuda.Stream(device) if self.use_graphs else None
+
+    # ------------------------------------------------------------------------- the iteration
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False)
+
+    def _downscale(self, x: torch.Tensor) -> torch.Tensor:
+        """`bicubic_downsample_ref` with the taps made in __init__ (same operations, graph-safe)."""
+        if self.taps is None:
+            return x
+        f = self.factor
+        b, c, h, w = x.shape
+        p0, p1 = padding(f)
+        k = self.taps.to(x.dtype)
+        y = x.reshape(b * c, 1, h, w)
+        y = torch.nn.functional.pad(y, (0, 0, p0, p1), mode="reflect")
+        y = torch.nn.functional.conv2d(y, k.reshape(1, 1, -1, 1), stride=(f, 1))
+        y = torch.nn.functional.pad(y, (p0, p1, 0, 0), mode="reflect")
+        y = torch.nn.functional.conv2d(y, k.reshape(1, 1, 1, -1), stride=(1, f))
+        return y.reshape(b, c, h // f, w // f)
+
+    def _downsample_loss(self, img01: torch.Tensor) -> torch.Tensor:
+        """`ops.downsample_loss`; its reference path with the taps made in __init__ (graph-safe)."""
+        from .ops import dispatch
+
+        fn = dispatch.pick("downsample_loss", self.impl, img01)
+        if fn is not None:
+            return fn(img01, self.lr_images, self.factor)
+        d = self._downscale(img01.float()) - self.lr_images.float()  # as `_downsample_loss_ref`
+        return (d * d).sum((1, 2, 3))
+
+    def _features(self, lr01: torch.Tensor) -> list[torch.Tensor]:
+        """`semantic.features`, optionally on NHWC activations."""
+        D = self.D
+        img = semantic.to_discriminator(lr01, D.img_resolution)
+        if self.channels_last:
+            img = img.contiguous(memory_format=torch.channels_last)
+        x, out = None, []
+        for res in D.block_resolutions:
+            x = getattr(D, f"b{res}")(x, img)
+            if f"b{res}" in self.names:
+                out.append(x)
+                if len(out) == len(self.names):
+                    break
+        return out
+
+    def _iteration(self) -> None:
+        """One RLSE iteration on the static buffers; issues device work only (graph-capturable)."""
+        cfg = self.cfg
+        with ops_impl(self.impl):
+            with self._autocast():
+                ws = bias_act(self.z * self.std + self.mean, act="lrelu", impl=self.impl)
+                img01 = (self.G.synthesis(ws, noise=self.noise, params=self.params) + 1) / 2
+                sse = self._downsample_loss(img01)
+                if cfg.pixel_loss == "norm":
+                    pixel = (sse + 1e-12).sqrt()
+                else:
+                    pixel = (sse / self.lr_images[0].numel()).clamp(min=cfg.eps)
+                sem = torch.zeros_like(pixel)
+                if cfg.semantic:
+                    with torch.autocast(self.device.type, enabled=False):
+                        lr_gen = self._downscale(img01)
+                    feats = self._features(lr_gen)
+                    sem = semantic.semantic_loss([f.float() for f in feats], [t.float() for t in self.target_feats],
+                                                 cfg.semantic_reduction)
+                geo = geocross(ws)
+                total = cfg.w_pixel * pixel + cfg.w_semantic * sem + cfg.w_geocross * geo
+            grads = torch.autograd.grad(total.sum(), self.leaves, allow_unused=True)
+
+        with torch.no_grad():
+            # The best iterate is the image evaluated at this step, before its update.
+            total = total.detach()
+            better = total < self.best_loss
+            self.best.copy_(torch.where(better.view(-1, 1, 1, 1), img01.detach(), self.best))
+            self.best_loss.copy_(torch.where(better, total, self.best_loss))
+            self.best_step.copy_(torch.where(better, self.idx, self.best_step))
+            row = torch.stack([total, pixel.detach().float(), sem.detach().float(), geo.detach()], 1)
+            self.loss_log.index_copy_(0, self.idx, row.unsqueeze(0))
+            if self.image is not None:
+                self.image.copy_(img01.detach())
+
+            # This step's scalars, looked up on the device: [-lr_t / bc1, sqrt(bc2), -finetune_lr / bc1].
+            scalars = self.table.index_select(0, self.idx)[0]
+            n = len(self.latents)
+            self._adam_group(range(n), grads, scalars[0], scalars[1])
+            for p, r in zip(self.latents, self.radii):  # back onto the spheres (SphericalOptimizer)
+                p.div_(_radius(p)).mul_(r)
+            if self.params is not None:
+                self._adam_group(range(n, len(self.leaves)), grads, scalars[2], scalars[1])
+            self.idx.add_(1)
+
+    def _adam_group(self, indices, grads, neg_step_size, bias_correction2_sqrt) -> None:
+        # A leaf the loss does not reach gets no update, as torch.optim skips grad-less params.
+        live = [i for i in indices if grads[i] is not None]
+        if live:
+            _adam_([self.leaves[i] for i in live], [grads[i] for i in live], [self.exp_avgs[i] for i in live],
+                   [self.exp_avg_sqs[i] for i in live], neg_step_size, bias_correction2_sqrt)
+
+    # ------------------------------------------------------------------------- driving it
+
+    def step(self) -> None:
+        """Run the next iteration: eagerly during the warm-up (or always without graphs), then by
+        capturing the iteration once and replaying it."""
+        if self.done >= self.cfg.steps or self.closed:
+            raise RuntimeError(f"all {self.cfg.steps} steps are done" if not self.closed else "the loop is closed")
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.use_graphs and self.done >= self.warmup:
+            self._capture()
+        elif self.use_graphs:
+            # Warm-up on a side stream, as CUDA graph capture requires (lazy init, cuDNN autotuning).
+            self._side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self._side):
+                self._iteration()
+            torch.cuda.current_stream(self.device).wait_stream(self._side)
+        else:
+            self._iteration()
+        self.done += 1
+
+    def _capture(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()  # the warm-up's cached blocks cannot serve the graph's private pool
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._iteration()
+        except Exception as exc:  # an op that syncs or allocates on the host cannot be captured
+            torch.cuda.synchronize(self.device)
+            self.use_graphs = False
+            self.graph_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            warnings.warn(f"CUDA graph capture failed ({self.graph_error}); continuing without graphs", RuntimeWarning)
+            self._iteration()  # nothing ran during the failed capture
+            return
+        self.graph = graph
+        graph.replay()  # capturing runs nothing: this replay is the step
+
+    def losses(self, step: int) -> dict:
+        """The history entry of a finished step (reads the device: syncs)."""
+        values = self.loss_log[step].t().tolist()
+        return {"step": step, "lr": self.lrs[step], **dict(zip(LOSS_NAMES, values))}
+
+    def result(self) -> Result:
+        """The best iterates and the per-step history of the steps done so far (syncs once)."""
+        log = self.loss_log[: self.done].permute(0, 2, 1).tolist()  # (steps, 4, B)
+        history = [{"step": t, "lr": self.lrs[t], **dict(zip(LOSS_NAMES, rows))} for t, rows in enumerate(log)]
+        with torch.no_grad():
+            lr_best = bicubic_downsample_ref(self.best, self.factor)
+        return Result(images=self.best.clone(), lr_images=lr_best, best_loss=self.best_loss.clone(),
+                      best_step=self.best_step.tolist(), history=history, seconds=time.perf_counter() - self.t0)
+
+    def close(self) -> None:
+        """Free the graph (and its memory pool) and the optimisation state; `result()` still works."""
+        self.graph = None
+        self.closed = True
+        self.params = None
+        self.leaves, self.latents, self.exp_avgs, self.exp_avg_sqs = [], [], [], []
+
+
+def super_resolve_fast(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor],
+                       seeds: int | list[int] = 0, impl: str = "auto", precision: str = "bf16", graphs: bool = True,
+                       channels_last: bool = False, warmup: int = 3,
+                       on_step: Callable[[int, torch.Tensor, dict], None] | None = None) -> Result:
+    """`explore.super_resolve` with static buffers, a CUDA graph per iteration and bf16 autocast.
+
+    Arguments and result as `explore.super_resolve`, plus: precision 'fp32' | 'bf16' (autocast of
+    the forward pass; on the CPU bf16 works but is slow), graphs (CUDA only), channels_last (the
+    discriminator on NHWC activations), warmup (eager iterations before the capture). impl applies
+    to every op of the loop (`ops_impl`). on_step(step, images01, losses) is called after each
+    iteration with that step's evaluated images; it reads the device every step, so leave it None
+    for speed.
+    """
+    loop = FastLoop(G, D, lr_images, cfg, fit, seeds=seeds, impl=impl, precision=precision, graphs=graphs,
+                    channels_last=channels_last, warmup=warmup, keep_image=on_step is not None)
+    try:
+        for step in range(cfg.steps):
+            loop.step()
+            if on_step is not None:
+                on_step(step, loop.image, loop.losses(step))
+        return loop.result()
+    finally:
+        loop.close()
+
+
+def run(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor], seeds: int | list[int] = 0,
+        impl: str = "auto", fast: bool = False, precision: str = "fp32", graphs: bool = True,
+        on_step: Callable[[int, torch.Tensor, dict], None] | None = None) -> Result:
+    """The engine `rlse-fast sr` calls: the eager `explore.super_resolve` (fast=False; precision must
+    be fp32, graphs is moot) or `super_resolve_fast` (fast=True)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not fast:
+        if precision != "fp32":
+            raise ValueError("--precision bf16 needs the fast engine (--engine fast)")
+        return super_resolve_eager(G, D, lr_images, cfg, fit, seeds=seeds, impl=impl, on_step=on_step)
+    return super_resolve_fast(G, D, lr_images, cfg, fit, seeds=seeds, impl=impl, precision=precision,
+                              graphs=graphs, on_step=on_step)
+
+
+__all__ = ["FastLoop", "LOSS_NAMES", "ops_impl", "run", "schedule_table", "super_resolve_fast"]

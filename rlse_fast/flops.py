@@ -1,0 +1,152 @@
+"""Analytic FLOP count of one RLSE iteration (2 FLOPs per multiply-add).
+
+Counted: the matrix-class work, i.e. every convolution and matrix product, which is what the
+tensor cores do and what `torch.utils.flop_counter.FlopCounterMode` counts:
+- generator: per layer the affine (style) product, the modulated 3x3 convolution (the up-sampling
+  ones as a stride-2 transposed convolution on the coarse grid), the 1x1 toRGB; with `filters`, the
+  4x4 FIR filters after each up-convolution and on the skip image. Backward: the gradient w.r.t.
+  each convolution's input (all but the first layer's, unless its const is fine-tuned) and w.r.t.
+  its per-face modulated weight (always: the styles depend on the latent), the affine products'
+  input gradients and, when fine-tuning, their weight gradients;
+- discriminator (L_s): the blocks from D's input resolution down to the last one L_s reads, forward
+  and the gradient w.r.t. their input only (D's weights are not optimised); with `filters`, the FIR
+  filters of its down-sampling layers;
+- downsample: PULSE's separable bicubic downscale (taps 4 * factor) forward and input gradient,
+  once for L_p and once more for L_s's input.
+Not counted: elementwise work (modulation, demodulation, bias + activation, noise, the losses,
+Adam), the bicubic upsampling to D's size. The FIR terms follow the reference ops (a 4x4 filter
+evaluated at the output grid); the native kernels do the same arithmetic.
+
+FlopCounterMode agrees at batch 1; at batch B it counts the weight gradient of the per-face grouped
+convolutions B times too often (its formula ignores groups), so compare at batch 1.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .models.stylegan2 import DiscriminatorConfig, GeneratorConfig
+
+FIR_TAPS = 16
+"""The [1, 3, 3, 1] filter as the reference applies it: 4x4 taps per output pixel and channel."""
+
+
+@dataclass(frozen=True)
+class IterationFlops:
+    """FLOPs of one iteration for the whole batch."""
+
+    batch: int
+    g_forward: float
+    g_backward: float
+    d_forward: float
+    d_backward: float
+    downsample: float
+
+    @property
+    def generator(self) -> float:
+        return self.g_forward + self.g_backward
+
+    @property
+    def discriminator(self) -> float:
+        return self.d_forward + self.d_backward
+
+    @property
+    def total(self) -> float:
+        return self.generator + self.discriminator + self.downsample
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "generator": self.generator, "discriminator": self.discriminator, "total": self.total}
+
+
+def generator_macs(g: GeneratorConfig, finetune: bool = True, filters: bool = True) -> tuple[float, float]:
+    """(forward, backward) multiply-adds of the synthesis network for one face."""
+    fwd = bwd = 0.0
+    w = g.w_dim
+    for res in g.block_resolutions:
+        c_out = g.channels(res)
+        convs = []  # (macs, input needs a gradient)
+        affines = []  # input channels of each layer's style
+        if res == 4:
+            convs.append((c_out * c_out * 9 * res * res, finetune))  # conv1 on the const
+            affines.append(c_out)
+        else:
+            c_in = g.channels(res // 2)
+            convs.append((c_in * c_out * 9 * (res // 2) ** 2, True))  # conv0: transposed, coarse grid
+            affines.append(c_in)
+            if filters:
+                fir = c_out * res * res * FIR_TAPS
+                fwd += fir
+                bwd += fir
+            convs.append((c_out * c_out * 9 * res * res, True))  # conv1
+            affines.append(c_out)
+            if filters:  # the skip image's upsampling (3 channels)
+                fir = g.img_channels * res * res * FIR_TAPS
+                fwd += fir
+                bwd += fir
+        convs.append((g.img_channels * c_out * res * res, True))  # toRGB 1x1
+        affines.append(c_out)
+        for macs, input_grad in convs:
+            fwd += macs
+            bwd += macs  # weight gradient: the modulated weight depends on the latent
+            if input_grad:
+                bwd += macs
+        for c in affines:
+            fwd += w * c
+            bwd += w * c * (2 if finetune else 1)
+    return fwd, bwd
+
+
+def discriminator_macs(d: DiscriminatorConfig, semantic_blocks: int, filters: bool = True) -> float:
+    """Forward multiply-adds of the blocks L_s runs, for one face (the input gradient costs the same)."""
+    if semantic_blocks <= 0:
+        return 0.0
+    # L_s reads the last blocks before the epilogue, so every block from the input down runs.
+    total = 0.0
+    for res in d.block_resolutions:
+        c_tmp, c_out = d.channels(res), d.channels(res // 2)
+        if res == d.img_resolution:
+            total += d.img_channels * c_tmp * res * res  # fromRGB 1x1
+        total += c_tmp * c_tmp * 9 * res * res  # conv0
+        total += c_tmp * c_out * 9 * (res // 2) ** 2  # conv1, stride 2 after the FIR
+        total += c_tmp * c_out * (res // 2) ** 2  # skip 1x1, after the FIR
+        if filters:
+            total += c_tmp * (res + 1) ** 2 * FIR_TAPS  # conv1's FIR (padded by 2 each side)
+            total += c_tmp * (res - 1) ** 2 * FIR_TAPS  # skip's FIR, evaluated before decimation
+    return total
+
+
+def downsample_macs(hr: int, factor: int, channels: int = 3) -> float:
+    """Forward multiply-adds of one bicubic downscale by `factor` of a (channels, hr, hr) image."""
+    if factor == 1:
+        return 0.0
+    lr = hr // factor
+    taps = 4 * factor
+    return channels * (lr * hr * taps + lr * lr * taps)
+
+
+def iteration_flops(g: GeneratorConfig, d: DiscriminatorConfig | None = None, batch: int = 1, factor: int = 16,
+                    semantic_blocks: int = 3, finetune: bool = True, filters: bool = True) -> IterationFlops:
+    """FLOPs of one iteration for `batch` faces; d=None or semantic_blocks=0 leaves L_s out (PULSE)."""
+    g_fwd, g_bwd = generator_macs(g, finetune=finetune, filters=filters)
+    d_fwd = discriminator_macs(d, semantic_blocks, filters=filters) if d is not None else 0.0
+    uses_d = d_fwd > 0
+    down = downsample_macs(g.img_resolution, factor, g.img_channels) * (2 if uses_d else 1) * 2 if filters else 0.0
+    return IterationFlops(batch=batch, g_forward=2 * batch * g_fwd, g_backward=2 * batch * g_bwd,
+                          d_forward=2 * batch * d_fwd, d_backward=2 * batch * d_fwd, downsample=2 * batch * down)
+
+
+def for_config(G, D, cfg, batch: int, factor: int) -> IterationFlops:
+    """`iteration_flops` for loaded networks and an RLSEConfig."""
+    return iteration_flops(G.cfg, D.cfg if (D is not None and cfg.semantic) else None, batch=batch, factor=factor,
+                           semantic_blocks=cfg.semantic_blocks if cfg.semantic else 0, finetune=cfg.finetune)
+
+
+CONFIG_F = GeneratorConfig()
+"""FFHQ config-f at 1024: z/w 512, 8 mapping layers, channel_base 32768, channel_max 512."""
+CONFIG_F_D = DiscriminatorConfig()
+
+
+if __name__ == "__main__":  # python -m rlse_fast.flops: the numbers for 1024 config-f
+    for b in (1, 4, 16):
+        f = iteration_flops(CONFIG_F, CONFIG_F_D, batch=b, factor=16)
+        print(f"batch {b:2d}: G fwd {f.g_forward / 1e9:.1f} + bwd {f.g_backward / 1e9:.1f} GFLOP, "
+              f"D {f.discriminator / 1e9:.1f}, downsample {f.downsample / 1e9:.2f}, total {f.total / 1e12:.3f} TFLOP")

@@ -1,0 +1,274 @@
+"""The fast engine (rlse_fast/fast.py) against the eager one (explore.super_resolve), and the FLOP model.
+
+On the CPU the fast path (fp32, no graphs) runs the very iteration that CUDA captures; with the
+reference ops everywhere it must reproduce the eager engine bit for bit (asserted with a tight
+tolerance, so a harmless reordering in a future torch does not break it). CUDA tests (graphs, bf16)
+skip without a GPU; benchmarks/gpu_check.sh runs them on one.
+"""
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from gan_files import tiny_gan
+from rlse_fast import flops, gaussian_fit
+from rlse_fast.config import RLSEConfig
+from rlse_fast.downsample import bicubic_downsample_ref
+from rlse_fast.explore import super_resolve
+from rlse_fast.fast import FastLoop, ops_impl, run, schedule_table, super_resolve_fast
+from rlse_fast.models.stylegan2 import DiscriminatorConfig, GeneratorConfig
+from rlse_fast.ops import dispatch
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny ops: a second intra-op thread only adds waiting, badly so on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    G, D = tiny_gan(seed=5)
+    fit = gaussian_fit.compute(G, 8192)
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        hr = (G(torch.randn(3, G.z_dim, generator=gen), noise_mode="const").clamp(-1, 1) + 1) / 2
+    return G, D, fit, bicubic_downsample_ref(hr, 4)
+
+
+def eager_ref(G, D, lr, cfg, fit, seeds, on_step=None):
+    """The eager engine with the reference ops everywhere (the networks' layers too)."""
+    with ops_impl("ref"):
+        return super_resolve(G, D, lr, cfg, fit, seeds=seeds, impl="ref", on_step=on_step)
+
+
+def assert_same_result(a, b, atol=1e-6):
+    torch.testing.assert_close(b.images, a.images, rtol=0, atol=atol)
+    torch.testing.assert_close(b.lr_images, a.lr_images, rtol=0, atol=atol)
+    torch.testing.assert_close(b.best_loss, a.best_loss, rtol=1e-6, atol=atol)
+    assert b.best_step == a.best_step
+    assert len(b.history) == len(a.history)
+    for ha, hb in zip(a.history, b.history):
+        assert hb["step"] == ha["step"] and hb["lr"] == ha["lr"]
+        for k in ("total", "pixel", "semantic", "geocross"):
+            assert hb[k] == pytest.approx(ha[k], rel=1e-5, abs=1e-6), (ha["step"], k)
+
+
+@pytest.mark.parametrize("mode", ["rlse", "pulse"])
+def test_fast_fp32_equals_eager(setup, mode):
+    G, D, fit, lr = setup
+    cfg = RLSEConfig.from_mode(mode, steps=8)
+    a = eager_ref(G, D, lr, cfg, fit, [1, 2, 3])
+    b = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], impl="ref", precision="fp32", graphs=False)
+    assert_same_result(a, b)
+    # The first iterate is bookkept before its update: best_loss can only be <= step 0's loss.
+    assert all(bl <= t0 for bl, t0 in zip(b.best_loss.tolist(), b.history[0]["total"]))
+
+
+def test_fast_variants_of_the_loss(setup):
+    """PULSE's clamped MSE, the 'sum' reduction of L_s, and no fine-tuning, through both engines."""
+    G, D, fit, lr = setup
+    cfg = RLSEConfig.from_mode("rlse", finetune=False, pixel_loss="mse", semantic_reduction="sum", steps=5,
+                               lr_schedule="linear1cycle", trainable_noise=2)
+    assert_same_result(eager_ref(G, D, lr[:2], cfg, fit, [4, 5]),
+                       super_resolve_fast(G, D, lr[:2], cfg, fit, seeds=[4, 5], impl="ref", precision="fp32"))
+
+
+def test_batch_equals_faces_one_at_a_time(setup):
+    G, D, fit, lr = setup
+    cfg = RLSEConfig(steps=4)
+    batch = super_resolve_fast(G, D, lr, cfg, fit, seeds=[7, 8, 9], impl="ref", precision="fp32")
+    for i, seed in enumerate([7, 8, 9]):
+        one = super_resolve_fast(G, D, lr[i:i + 1], cfg, fit, seeds=[seed], impl="ref", precision="fp32")
+        torch.testing.assert_close(one.images[0], batch.images[i], rtol=1e-4, atol=1e-4)
+        assert one.best_step[0] == batch.best_step[i]
+        assert one.history[-1]["total"][0] == pytest.approx(batch.history[-1]["total"][i], rel=1e-4)
+
+
+def test_on_step_sees_the_evaluated_images(setup):
+    G, D, fit, lr = setup
+    cfg = RLSEConfig(steps=3)
+    seen = {"eager": [], "fast": []}
+
+    def grab(name):
+        return lambda step, img, losses: seen[name].append((step, img.clone(), losses))
+
+    eager_ref(G, D, lr[:1], cfg, fit, [3], on_step=grab("eager"))
+    super_resolve_fast(G, D, lr[:1], cfg, fit, seeds=3, impl="ref", precision="fp32", on_step=grab("fast"))
+    for (sa, ia, la), (sb, ib, lb) in zip(seen["eager"], seen["fast"]):
+        assert sa == sb and la["lr"] == lb["lr"]
+        torch.testing.assert_close(ib, ia, rtol=0, atol=1e-6)
+        assert lb["total"] == pytest.approx(la["total"], rel=1e-5)
+
+
+def test_run_picks_the_engine(setup):
+    G, D, fit, lr = setup
+    cfg = RLSEConfig(steps=2)
+    with ops_impl("ref"):
+        a = run(G, D, lr[:1], cfg, fit, seeds=1, impl="ref")
+    b = run(G, D, lr[:1], cfg, fit, seeds=1, impl="ref", fast=True, precision="fp32")
+    assert_same_result(a, b)
+    with pytest.raises(ValueError, match="fast engine"):
+        run(G, D, lr[:1], cfg, fit, precision="bf16")
+    with pytest.raises(ValueError, match="precision"):
+        run(G, D, lr[:1], cfg, fit, fast=True, precision="fp16")
+
+
+def test_ops_impl_scope_restores_dispatch():
+    before = dispatch.pick
+    with ops_impl("ref"):
+        assert dispatch.pick is not before
+        assert dispatch.pick("bias_act", "auto", torch.zeros(1)) is None
+    assert dispatch.pick is before
+    with pytest.raises(ValueError):
+        with ops_impl("nope"):
+            pass
+
+
+def test_schedule_table_matches_lambda_lr():
+    cfg = RLSEConfig(steps=10)
+    lrs, table = schedule_table(cfg)
+    x = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([x], lr=cfg.lr)
+    from rlse_fast.schedule import SCHEDULES
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: SCHEDULES[cfg.lr_schedule](s, cfg.steps))
+    for t in range(cfg.steps):
+        assert lrs[t] == opt.param_groups[0]["lr"]
+        assert table[t, 0].item() == -(lrs[t] / (1 - 0.9 ** (t + 1)))
+        opt.step()
+        sched.step()
+
+
+def test_bf16_autocast_on_cpu(setup):
+    """bf16 autocast runs on the CPU; its losses stay within a loose budget of fp32's."""
+    G, D, fit, lr = setup
+    cfg = RLSEConfig(steps=3)
+    ref = super_resolve_fast(G, D, lr[:2], cfg, fit, seeds=[1, 2], impl="ref", precision="fp32")
+    try:
+        low = super_resolve_fast(G, D, lr[:2], cfg, fit, seeds=[1, 2], impl="ref", precision="bf16")
+    except RuntimeError as exc:  # an op without a CPU bf16 kernel in this torch build
+        pytest.skip(f"CPU bf16 autocast unsupported here: {str(exc).splitlines()[0]}")
+    # Step 0 starts from the same state: only the forward's rounding differs (bf16 has 8 bits).
+    for k in ("total", "pixel", "semantic"):
+        a, b = torch.tensor(ref.history[0][k]), torch.tensor(low.history[0][k])
+        assert torch.all((a - b).abs() <= 0.03 * a.abs() + 1e-3), (k, a, b)
+    assert all(math.isfinite(v) for h in low.history for v in h["total"])
+    assert low.images.dtype == torch.float32
+
+
+def test_bad_arguments(setup):
+    G, D, fit, lr = setup
+    with pytest.raises(ValueError, match="precision"):
+        FastLoop(G, D, lr, RLSEConfig(steps=1), fit, precision="fp16")
+    with pytest.raises(ValueError, match="discriminator"):
+        FastLoop(G, None, lr, RLSEConfig(steps=1), fit, precision="fp32")
+    with pytest.raises(ValueError, match="seeds"):
+        FastLoop(G, D, lr, RLSEConfig(steps=1), fit, seeds=[1], precision="fp32")
+    loop = FastLoop(G, D, lr[:1], RLSEConfig(steps=1), fit, precision="fp32", impl="ref")
+    loop.step()
+    with pytest.raises(RuntimeError, match="done"):
+        loop.step()
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+
+SMALL_G = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=64, mapping_layers=2, channel_base=1024, channel_max=64)
+SMALL_D = DiscriminatorConfig(img_resolution=64, channel_base=1024, channel_max=64)
+
+
+@pytest.mark.parametrize("mode", ["rlse", "pulse"])
+def test_flops_match_flop_counter(mode):
+    """One iteration's count = FlopCounterMode over the eager engine (steps=2 minus steps=1, so the
+    target features computed once are left out), at batch 1 (see rlse_fast.flops on batches)."""
+    G, D = tiny_gan(0, SMALL_G, SMALL_D)
+    fit = gaussian_fit.compute(G, 1000)
+    lr = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    def counted(steps):
+        with ops_impl("ref"), FlopCounterMode(display=False) as counter:
+            super_resolve(G, D, lr, RLSEConfig.from_mode(mode, steps=steps), fit, impl="ref")
+        return counter.get_total_flops()
+
+    measured = counted(2) - counted(1)
+    model = flops.for_config(G, D, RLSEConfig.from_mode(mode), batch=1, factor=4)
+    assert model.total == pytest.approx(measured, rel=0.05)
+    assert (model.discriminator > 0) == (mode == "rlse")
+    # Linear in the batch.
+    assert flops.for_config(G, D, RLSEConfig.from_mode(mode), batch=3, factor=4).total == pytest.approx(3 * model.total)
+
+
+def test_config_f_generator_is_about_045_tflop():
+    f = flops.iteration_flops(flops.CONFIG_F, flops.CONFIG_F_D, batch=1, factor=16)
+    assert 0.40e12 < f.generator < 0.50e12
+    assert f.g_backward == pytest.approx(2 * f.g_forward, rel=0.02)
+    assert 0.2e12 < f.discriminator < 0.4e12
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+
+@pytest.fixture(scope="module")
+def cuda_setup(setup):
+    G, D, fit, lr = setup
+    dev = torch.device("cuda")
+    Gc, Dc = tiny_gan(seed=5)
+    return Gc.to(dev), Dc.to(dev), {k: v.to(dev) for k, v in fit.items()}, lr.to(dev)
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["rlse", "pulse"])
+def test_cuda_graph_replays_the_eager_iteration(cuda_setup, mode):
+    G, D, fit, lr = cuda_setup
+    cfg = RLSEConfig.from_mode(mode, steps=10)
+    plain = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=False)
+    loop = FastLoop(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True)
+    for _ in range(cfg.steps):
+        loop.step()
+    assert loop.graph is not None, f"capture failed: {loop.graph_error}"
+    graphed = loop.result()
+    loop.close()
+    torch.testing.assert_close(graphed.images, plain.images, rtol=1e-4, atol=1e-4)
+    assert graphed.best_step == plain.best_step
+    for ha, hb in zip(plain.history, graphed.history):
+        assert hb["total"] == pytest.approx(ha["total"], rel=1e-4)
+
+
+@cuda
+def test_cuda_fast_matches_eager_engine(cuda_setup):
+    G, D, fit, lr = cuda_setup
+    cfg = RLSEConfig(steps=6)
+    a = super_resolve(G, D, lr, cfg, fit, seeds=[1, 2, 3])
+    b = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True)
+    torch.testing.assert_close(b.images, a.images, rtol=2e-3, atol=2e-3)
+    for ha, hb in zip(a.history, b.history):
+        assert hb["total"] == pytest.approx(ha["total"], rel=2e-3)
+
+
+@cuda
+def test_cuda_bf16_graphs_within_budget(cuda_setup):
+    G, D, fit, lr = cuda_setup
+    cfg = RLSEConfig(steps=8)
+    ref = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=False)
+    low = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="bf16", graphs=True)
+    a, b = torch.tensor(ref.history[0]["total"]), torch.tensor(low.history[0]["total"])
+    assert torch.all((a - b).abs() <= 0.03 * a.abs() + 1e-3)
+    assert torch.isfinite(low.images).all() and low.best_loss.isfinite().all()
+    # The optimisation still works: the last losses are well below the first.
+    assert all(h < 0.9 * f for h, f in zip(low.best_loss.tolist(), low.history[0]["total"]))
+
+
+@cuda
+def test_cuda_channels_last_discriminator(cuda_setup):
+    G, D, fit, lr = cuda_setup
+    cfg = RLSEConfig(steps=4)
+    a = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=False)
+    b = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True, channels_last=True)
+    torch.testing.assert_close(b.images, a.images, rtol=1e-3, atol=1e-3)
