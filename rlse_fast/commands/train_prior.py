@@ -1,0 +1,84 @@
+"""`rlse-fast train-prior`: train a small StyleGAN2 face prior (G + D) on a folder of faces."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..train.prior import TrainConfig
+
+    d = TrainConfig()
+    p = subparsers.add_parser(
+        "train-prior",
+        help="train a small StyleGAN2 face prior (generator + discriminator)",
+        description=(
+            "Train a StyleGAN2 (generator + discriminator) on a folder of aligned face images, "
+            "e.g. ../shared/data/celeba_train. Images are centre-cropped around the face, resized "
+            "once and cached (~/.cache/rlse-fast/datasets or $RLSE_FAST_HOME/datasets). OUT is the run "
+            "folder: checkpoint.pt (resumable, every few minutes), samples/latest.png, log.jsonl and the "
+            "exported prior prior-<res>.safetensors (generator EMA + discriminator, float16)."
+        ),
+        epilog=("example: rlse-fast train-prior ../shared/data/celeba_train /tmp/prior_run --minutes 120 "
+                "--export rlse_fast/data/celeba64.safetensors   (continue later with --resume)"),
+    )
+    p.add_argument("data_dir", metavar="DATA_DIR", help="folder of face images (jpg/png)")
+    p.add_argument("out", metavar="OUT", help="run folder (created if needed)")
+    p.add_argument("--resolution", type=int, default=d.resolution, help=f"image size (default {d.resolution})")
+    p.add_argument("--batch", type=int, default=d.batch, help=f"minibatch size, multiple of 4 (default {d.batch})")
+    p.add_argument("--kimg", type=float, default=d.kimg,
+                   help=f"stop after this many thousand images in total, across resumes (default {d.kimg:g})")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="stop (checkpoint + export) after this many minutes of this run (default: no limit)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="continue from OUT/checkpoint.pt, or from CKPT; with --minutes 0 it only re-exports")
+    p.add_argument("--export", default=None, metavar="PATH",
+                   help="also write the prior here (e.g. rlse_fast/data/celeba64.safetensors)")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--device", default=d.device, help="auto (CUDA if available), cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help=f"CPU threads for torch (default {d.threads}, leaving the other cores free)")
+    arch = p.add_argument_group("architecture (ignored with --resume: the checkpoint's is used)")
+    arch.add_argument("--z-dim", type=int, default=d.z_dim, help=f"size of z and w (default {d.z_dim})")
+    arch.add_argument("--mapping-layers", type=int, default=d.mapping_layers, help=f"(default {d.mapping_layers})")
+    arch.add_argument("--channel-base", type=int, default=d.channel_base,
+                      help=f"channels at resolution r: min(base // r, max) (default {d.channel_base})")
+    arch.add_argument("--channel-max", type=int, default=d.channel_max, help=f"(default {d.channel_max})")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    opt.add_argument("--gamma", type=float, default=None,
+                     help="R1 weight (default 0.0002 * resolution^2 / batch, 0.05 at 64 px and batch 16)")
+    opt.add_argument("--ema-kimg", type=float, default=d.ema_kimg, help=f"G EMA half-life (default {d.ema_kimg:g})")
+    opt.add_argument("--mixing", type=float, default=d.mixing_prob, help="style-mixing probability (default 0)")
+    io = p.add_argument_group("outputs")
+    io.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes,
+                    help=f"checkpoint interval (default {d.checkpoint_minutes:g})")
+    io.add_argument("--export-minutes", type=float, default=d.export_minutes,
+                    help=f"export interval (default {d.export_minutes:g})")
+    io.add_argument("--sample-minutes", type=float, default=d.sample_minutes,
+                    help=f"sample-grid interval (default {d.sample_minutes:g})")
+    io.add_argument("--no-cache", action="store_true", help="decode the images again instead of using the cache")
+    io.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..train.data import list_images
+    from ..train.prior import config_from_kwargs, train
+
+    list_images(args.data_dir)  # fail fast, before building anything
+    if args.minutes is not None and args.minutes < 0:
+        raise UserError(f"--minutes must be >= 0, got {args.minutes}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    cfg = config_from_kwargs(
+        resolution=args.resolution, batch=args.batch, kimg=args.kimg, minutes=args.minutes, seed=args.seed,
+        device=args.device, threads=args.threads, z_dim=args.z_dim, mapping_layers=args.mapping_layers,
+        channel_base=args.channel_base, channel_max=args.channel_max, lr=args.lr, r1_gamma=args.gamma,
+        ema_kimg=args.ema_kimg, mixing_prob=args.mixing, checkpoint_minutes=args.checkpoint_minutes,
+        export_minutes=args.export_minutes, sample_minutes=args.sample_minutes,
+    )
+    log = (lambda msg: None) if args.quiet else print
+    train(args.data_dir, args.out, cfg, resume=args.resume, export_to=args.export, progress=not args.quiet,
+          use_cache=not args.no_cache, log=log)
+    return 0

@@ -1,0 +1,1 @@
+"""Training of the StyleGAN2 face prior: `data` (cached face folders) and `prior` (the loop)."""

@@ -1,0 +1,121 @@
+"""The prior's training loop on a tiny config: it runs, resumes, exports; the CLI rejects bad data."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rlse_fast.cli import main
+from rlse_fast.models.stylegan2 import Discriminator, Generator
+from rlse_fast.train.data import CropSpec, FaceSampler, load_faces
+from rlse_fast.train.prior import CHECKPOINT_NAME, TrainConfig, reference_ops, train
+
+TINY = dict(resolution=16, z_dim=32, mapping_layers=1, channel_base=256, channel_max=32, batch=4,
+            threads=1, device="cpu", sample_minutes=0, checkpoint_minutes=60, export_minutes=60)
+
+
+@pytest.fixture
+def faces_dir(tmp_path, rlse_home):
+    """Twelve random 'faces' in the CelebA aligned size (89x109), as JPEGs."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (109, 89, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg")
+    return folder
+
+
+def test_crop_matches_celeba_framing():
+    # 72x72 at 89x109, centred horizontally, 29.5 px from the top (the celeba128_test framing).
+    left, top, right, bottom = CropSpec().box(89, 109)
+    assert (left, top, right, bottom) == pytest.approx((8.5, 29.5, 80.5, 101.5))
+    assert CropSpec().box(178, 218) == pytest.approx((17, 59, 161, 203))
+
+
+def test_dataset_is_cached_and_sampler_resumes(faces_dir, rlse_home):
+    faces = load_faces(faces_dir, 16, progress=False)
+    assert faces.shape == (12, 3, 16, 16) and faces.dtype == torch.uint8
+    assert len(list((rlse_home / "datasets").iterdir())) == 1
+    assert torch.equal(load_faces(faces_dir, 16, progress=False), faces)
+
+    a = FaceSampler(faces, 4, seed=1)
+    a.next()
+    state = a.state_dict()
+    expected = [a.next() for _ in range(4)]  # crosses an epoch boundary
+    b = FaceSampler(faces, 4, seed=2)
+    b.load_state_dict(state)
+    for want in expected:
+        got = b.next()
+        assert torch.equal(got, want) and got.min() >= -1 and got.max() <= 1
+
+
+def test_train_resume_export(faces_dir, tmp_path):
+    run = tmp_path / "run"
+    export = tmp_path / "shipped" / "prior16.safetensors"
+    first = train(faces_dir, run, TrainConfig(kimg=0.012, **TINY), export_to=export, progress=False, log=lambda m: None)
+    assert first["cur_nimg"] == 12
+    assert all(math.isfinite(first[k]) for k in ("loss_G", "loss_D", "r1"))
+    ckpt = torch.load(run / CHECKPOINT_NAME, weights_only=False)
+    assert ckpt["cur_nimg"] == 12 and ckpt["batch_idx"] == 3
+    assert (run / "samples" / "latest.png").is_file()
+
+    # Resume: continues from 12 images (the architecture comes from the checkpoint).
+    second = train(faces_dir, run, TrainConfig(kimg=0.020, **{**TINY, "channel_max": 64}), resume="auto",
+                   export_to=export, progress=False, log=lambda m: None)
+    assert second["cur_nimg"] == 20
+    assert math.isfinite(second["loss_G"]) and math.isfinite(second["loss_D"])
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [entry["kimg"] for entry in log] == [0.012, 0.02]
+
+    # --minutes 0 with a checkpoint only re-exports.
+    third = train(faces_dir, run, TrainConfig(minutes=0, **TINY), resume="auto", progress=False, log=lambda m: None)
+    assert third["cur_nimg"] == 20
+
+    checkpoints = pytest.importorskip("rlse_fast.checkpoints")
+    for path in (export, run / "prior-16.safetensors"):
+        gan = checkpoints.load_gan(path)
+        assert gan.generator.cfg.img_resolution == 16 and gan.discriminator is not None
+        assert gan.metadata["kimg"] == "0.020"
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+        assert path.stat().st_size < 10 * 2**20
+    # The exported generator is the EMA: it matches the checkpoint's G_ema to float16 precision.
+    gan = checkpoints.load_gan(export)
+    ema = torch.load(run / CHECKPOINT_NAME, weights_only=False)["G_ema"]
+    for name, value in gan.generator.state_dict().items():
+        torch.testing.assert_close(value.float(), ema[name].half().float())
+
+
+def test_default_architecture_fits_the_size_limit():
+    cfg = TrainConfig()
+    n = sum(p.numel() for m in (Generator(cfg.generator_config()), Discriminator(cfg.discriminator_config()))
+            for p in m.state_dict().values())
+    assert 2 * n < 10 * 2**20  # float16 bytes
+
+
+def test_reference_ops_restores_dispatch():
+    from rlse_fast.ops import dispatch
+
+    before = (dispatch._loaded, {k: list(v) for k, v in dispatch._AUTO_ORDER.items()})
+    with reference_ops():
+        assert dispatch.pick("bias_act", "auto", torch.zeros(1)) is None
+    assert (dispatch._loaded, dispatch._AUTO_ORDER) == before
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_cli_rejects_bad_data_folder(tmp_path, capsys, make):
+    folder = tmp_path / "data"
+    if make == "empty":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("no images here")
+    code = main(["train-prior", str(folder), str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "data folder" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
