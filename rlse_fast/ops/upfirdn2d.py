@@ -95,6 +95,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     """
     from . import dispatch
 
+    if impl == "auto" and f is not None and f.requires_grad and torch.is_grad_enabled():
+        impl = "ref"  # the native kernels do not differentiate w.r.t. the filter
     fn = dispatch.pick("upfirdn2d", impl, x)
     if fn is None:
         return _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)

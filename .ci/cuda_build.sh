@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# CI stage: compile every CUDA kernel (csrc/cuda/*.cu + bindings) for sm_90 against a CUDA build of
+# torch, through setup.py as a user would, then import rlse_fast._cuda. Import only: no GPU needed.
+#
+# Environment (all optional):
+#   RLSE_CUDA_VENV   the venv holding the CUDA torch (default .venv-cuda; reused when it has one)
+#   RLSE_CUDA_TORCH  the torch requirement (default torch==2.14.1, a CUDA 13 build from the local wheels)
+#   CUDA_HOME        the toolkit with nvcc (default /usr/local/cuda)
+#   TORCH_CUDA_ARCH_LIST (default 9.0), MAX_JOBS (default 2)
+# Outputs go to build/cuda-ci/ (ignored by git); the source tree gets no .so built for this torch,
+# which would shadow the CPU build of the development venv.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${RLSE_CUDA_VENV:-$ROOT/.venv-cuda}"
+TORCH_REQ="${RLSE_CUDA_TORCH:-torch==2.14.1}"
+export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+export MAX_JOBS="${MAX_JOBS:-2}"
+OUT="$ROOT/build/cuda-ci"
+start=$(date +%s)
+
+if [ ! -x "$CUDA_HOME/bin/nvcc" ]; then
+    echo "cuda_build: nvcc not found at $CUDA_HOME/bin/nvcc; set CUDA_HOME to the CUDA toolkit" >&2
+    exit 1
+fi
+
+want="${TORCH_REQ#torch==}"
+if ! "$VENV/bin/python" - "$want" <<'EOF' 2>/dev/null; then
+import sys, torch
+ok = torch.__version__.split("+")[0] == sys.argv[1] and torch.version.cuda is not None
+sys.exit(0 if ok else 1)
+EOF
+    echo "cuda_build: creating $VENV with $TORCH_REQ (about a minute, 5.5 GB)"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q "$TORCH_REQ" numpy setuptools wheel ninja
+else
+    echo "cuda_build: reusing $VENV"
+fi
+"$VENV/bin/python" -c "import torch; print('cuda_build: torch', torch.__version__, 'CUDA', torch.version.cuda)"
+
+# pip's CUDA wheels keep the CUDA headers (cuBLAS, cuSPARSE... that ATen's CUDA headers include)
+# under site-packages/nvidia/cu13/include; setup.py adds it, CPATH covers any other compiler call.
+SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+export CPATH="$SITE/nvidia/cu13/include${CPATH:+:$CPATH}"
+
+# build-temp is kept between runs: ninja then recompiles only the files that changed.
+rm -rf "$OUT/lib"
+"$VENV/bin/python" setup.py -q build_ext --build-lib "$OUT/lib" --build-temp "$OUT/tmp"
+
+so=$(ls "$OUT"/lib/rlse_fast/_cuda*.so 2>/dev/null | head -n 1 || true)
+if [ -z "$so" ]; then
+    echo "cuda_build: setup.py built no rlse_fast._cuda (is torch a CUDA build and nvcc found?)" >&2
+    exit 1
+fi
+
+# Import from a scratch copy of the package with the freshly built modules beside the sources.
+rm -rf "$OUT/import"
+mkdir -p "$OUT/import"
+cp -r rlse_fast "$OUT/import/"
+cp "$OUT"/lib/rlse_fast/*.so "$OUT/import/rlse_fast/"
+(
+    cd "$OUT/import"
+    "$VENV/bin/python" - <<'EOF'
+import torch
+import rlse_fast._cuda as m
+
+names = ["bias_act", "bias_act_backward", "upfirdn2d", "downsample_loss", "downsample_loss_backward"]
+missing = [n for n in names if not hasattr(m, n)]
+assert not missing, f"rlse_fast._cuda lacks {missing}"
+print(f"cuda_build: imported {m.__file__} ({', '.join(names)}); GPU present: {torch.cuda.is_available()}")
+EOF
+)
+# The CUDA objects were compiled for sm_90 (ninja's rules record the nvcc flags).
+if ! grep -rqs --include='*.ninja' "arch=compute_90,code=sm_90" "$OUT/tmp"; then
+    echo "cuda_build: the kernels were not compiled for sm_90 (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)" >&2
+    exit 1
+fi
+echo "cuda_build: OK in $(( $(date +%s) - start )) s"

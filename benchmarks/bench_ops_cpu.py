@@ -1,0 +1,134 @@
+"""CPU kernels ('cpp') against the plain-PyTorch references ('ref') at StyleGAN2 / RLSE shapes.
+
+    pytest benchmarks/bench_ops_cpu.py --benchmark-json benchmarks/results/cpu-ops-<date>.json
+    python benchmarks/bench_ops_cpu.py [--rounds 30]     # interleaved table (see below)
+
+Each pytest-benchmark group holds one op, shape and pass (fwd, or fwd+bwd) for both
+implementations. On a shared machine, load from other processes comes in bursts of seconds, which
+can land on one implementation's block of rounds and not the other's; the script mode therefore
+alternates ref and cpp round by round and reports the minimum of each, the most robust estimate of
+what each one costs. RLSE_BENCH_THREADS=n sets torch's (and so the kernels') OpenMP thread count.
+Timing only: correctness is tests/test_ops_cpu.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import pytest
+import torch
+
+from rlse_fast.ops import bias_act, downsample2d, setup_filter, upsample2d
+from rlse_fast.ops.downsample_loss import downsample_loss
+
+if os.environ.get("RLSE_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["RLSE_BENCH_THREADS"]))
+
+IMPLS = ["ref", "cpp"]
+PASSES = ["fwd", "fwd+bwd"]
+SG2_SHAPES = [(4, 512, 32, 32), (1, 64, 256, 256), (1, 32, 512, 512)]
+FILTER = setup_filter([1, 3, 3, 1])
+
+
+def _name(shape):
+    return "x".join(map(str, shape))
+
+
+def _make(op, shape, factor):
+    """(inputs, fn(inputs, impl) -> output) for one case."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g)
+    if op == "bias_act":
+        b = torch.randn(shape[1], generator=g)
+        return [x, b], lambda t, impl: bias_act(t[0], t[1], act="lrelu", impl=impl)
+    if op in ("upsample2d", "downsample2d"):
+        fn = upsample2d if op == "upsample2d" else downsample2d
+        return [x], lambda t, impl: fn(t[0], FILTER, impl=impl)
+    lo = torch.randn(shape[0], shape[1], shape[2] // factor, shape[3] // factor, generator=g)
+    return [x, lo], lambda t, impl: downsample_loss(t[0], t[1], factor, impl)
+
+
+CASES = (  # (op, shape, factor)
+    [("bias_act", s, None) for s in SG2_SHAPES]
+    + [(k, s, None) for k in ("upsample2d", "downsample2d") for s in SG2_SHAPES]
+    + [("downsample_loss", s, f) for f in (8, 16) for s in ((4, 3, 256, 256), (1, 3, 1024, 1024))]
+)
+
+
+def _step(op, shape, factor, impl, grad_pass):
+    """A no-argument callable running one round."""
+    inputs, fn = _make(op, shape, factor)
+    if grad_pass == "fwd":
+        def fwd():
+            with torch.no_grad():
+                fn(inputs, impl)
+        return fwd
+    x = inputs[0].requires_grad_(True)
+    out = fn(inputs, impl)
+    dy = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+
+    def fwd_bwd():
+        x.grad = None
+        fn(inputs, impl).backward(dy)
+    return fwd_bwd
+
+
+def _label(op, factor):
+    return f"{op} x{factor}" if factor else op
+
+
+def _have_cpp() -> bool:
+    try:
+        import rlse_fast._C  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _have_cpp(), reason="rlse_fast._C is not built (pip install --no-build-isolation .)")
+@pytest.mark.parametrize("grad_pass", PASSES)
+@pytest.mark.parametrize("op,shape,factor", CASES, ids=[f"{_label(o, f)}-{_name(s)}" for o, s, f in CASES])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_op(benchmark, impl, op, shape, factor, grad_pass):
+    benchmark.group = f"{_label(op, factor)} {_name(shape)} {grad_pass}"
+    benchmark.extra_info.update(op=op, shape=list(shape), factor=factor, impl=impl, grad_pass=grad_pass,
+                                threads=torch.get_num_threads())
+    benchmark(_step(op, shape, factor, impl, grad_pass))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30, help="rounds per implementation (interleaved)")
+    parser.add_argument("--json", help="also write the table to this JSON file")
+    args = parser.parse_args()
+    rows = []
+    print(f"threads={torch.get_num_threads()}, rounds={args.rounds}, min over rounds, ref/cpp alternating")
+    print(f"{'op':18s} {'shape':15s} {'pass':8s} {'ref ms':>9s} {'cpp ms':>9s} {'speedup':>8s}")
+    for op, shape, factor in CASES:
+        for grad_pass in PASSES:
+            steps = {impl: _step(op, shape, factor, impl, grad_pass) for impl in IMPLS}
+            best = {impl: float("inf") for impl in IMPLS}
+            for _ in range(args.rounds):
+                for impl in IMPLS:
+                    t0 = time.perf_counter()
+                    steps[impl]()
+                    best[impl] = min(best[impl], time.perf_counter() - t0)
+            ref, cpp = best["ref"] * 1e3, best["cpp"] * 1e3
+            print(f"{_label(op, factor):18s} {_name(shape):15s} {grad_pass:8s} {ref:9.2f} {cpp:9.2f} {ref / cpp:7.2f}x",
+                  flush=True)
+            rows.append(dict(op=op, shape=list(shape), factor=factor, grad_pass=grad_pass, ref_ms=ref, cpp_ms=cpp,
+                             speedup=ref / cpp))
+    if args.json:
+        import json
+        import platform
+
+        meta = dict(threads=torch.get_num_threads(), rounds=args.rounds, statistic="min", torch=torch.__version__,
+                    machine=platform.processor() or platform.machine(), loadavg=os.getloadavg(),
+                    malloc_env={k: v for k, v in os.environ.items() if k.startswith("MALLOC_")})
+        with open(args.json, "w") as f:
+            json.dump(dict(meta=meta, rows=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""GPU timings of the ops: eager PyTorch reference vs the CUDA and Triton kernels, at StyleGAN2 sizes.
+
+    pytest benchmarks/bench_ops_gpu.py --benchmark-only [--benchmark-json out.json]
+
+Skips without a CUDA device; an implementation that is not built/installed is skipped per case.
+Each timed call ends with torch.cuda.synchronize(), so a round is the full GPU time of the op
+(forward, or forward + backward). Fixed rounds (pedantic mode) keep a run short and predictable.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+from rlse_fast.ops import bias_act, dispatch, downsample2d, filter2d, setup_filter, upsample2d  # noqa: E402
+from rlse_fast.ops.downsample_loss import downsample_loss  # noqa: E402
+
+ROUNDS, WARMUP = 20, 3
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SHAPES = {"4x512x32": (4, 512, 32, 32), "1x64x256": (1, 64, 256, 256), "1x32x512": (1, 32, 512, 512)}
+
+
+def _need(op: str, impl: str, x: torch.Tensor) -> None:
+    if impl == "ref":
+        return
+    try:
+        dispatch.pick(op, impl, x)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+
+
+def _run(benchmark, fn):
+    def timed():
+        fn()
+        torch.cuda.synchronize()
+
+    timed()  # compile / autotune / allocate outside the timing
+    benchmark.pedantic(timed, rounds=ROUNDS, warmup_rounds=WARMUP, iterations=1)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("impl", ["ref", "cuda", "triton"])
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+def test_bias_act(benchmark, impl, shape, dtype, mode):
+    x = torch.randn(SHAPES[shape], device="cuda", dtype=DTYPES[dtype])
+    b = torch.randn(x.shape[1], device="cuda", dtype=x.dtype)
+    _need("bias_act", impl, x)
+    benchmark.group = f"bias_act lrelu {mode} {shape} {dtype}"
+    if mode == "fwd":
+        _run(benchmark, lambda: bias_act(x, b, act="lrelu", impl=impl))
+    else:
+        xg, bg = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        g = torch.randn_like(x)
+
+        def step():
+            xg.grad = bg.grad = None
+            bias_act(xg, bg, act="lrelu", clamp=256, impl=impl).backward(g)
+
+        _run(benchmark, step)
+
+
+UPFIRDN = {
+    "upsample2d": lambda x, f, impl: upsample2d(x, f, impl=impl),
+    "downsample2d": lambda x, f, impl: downsample2d(x, f, impl=impl),
+    "filter2d": lambda x, f, impl: filter2d(x, f, padding=0, impl=impl),
+}
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("impl", ["ref", "cuda"])
+@pytest.mark.parametrize("what", list(UPFIRDN))
+@pytest.mark.parametrize("separable", [False, True], ids=["2d", "sep"])
+def test_upfirdn2d(benchmark, impl, what, shape, dtype, separable):
+    x = torch.randn(SHAPES[shape], device="cuda", dtype=DTYPES[dtype])
+    f = setup_filter([1, 3, 3, 1], separable=separable).cuda()
+    _need("upfirdn2d", impl, x)
+    benchmark.group = f"upfirdn2d {what} {'sep' if separable else '2d'} {shape} {dtype}"
+    _run(benchmark, lambda: UPFIRDN[what](x, f, impl))
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("factor", [64, 16])
+@pytest.mark.parametrize("impl", ["ref", "cuda", "triton"])
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+def test_downsample_loss(benchmark, impl, factor, dtype, mode):
+    y = torch.randn(16, 3, 1024, 1024, device="cuda", dtype=DTYPES[dtype])
+    x = torch.randn(16, 3, 1024 // factor, 1024 // factor, device="cuda")
+    _need("downsample_loss", impl, y)
+    benchmark.group = f"downsample_loss /{factor} {mode} 16x3x1024 {dtype}"
+    if mode == "fwd":
+        with torch.no_grad():
+            _run(benchmark, lambda: downsample_loss(y, x, factor, impl=impl))
+    else:
+        yg = y.clone().requires_grad_(True)
+
+        def step():
+            yg.grad = None
+            downsample_loss(yg, x, factor, impl=impl).sum().backward()
+
+        _run(benchmark, step)

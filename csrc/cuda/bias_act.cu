@@ -1,0 +1,150 @@
+// CUDA kernels of bias_act (forward and first-order gradient, optionally with the bias gradient
+// fused), the contract of csrc/common/bias_act.h. Templated on (storage type, activation); math in
+// fp32 for half/bf16/float, fp64 for double. Grid-stride loops, so any sizeX fits the grid limits.
+#include "../common/bias_act.h"
+#include "cuda_common.cuh"
+
+namespace {
+
+using namespace rlse_cuda;
+
+constexpr int kThreads = 256;
+
+// y = clamp(act(v + bias) * gain). 'v < 0 ? .. : v' keeps NaN like F.relu / F.leaky_relu.
+template <int ACT, class A>
+__device__ __forceinline__ A forward_value(A v, A bias, A alpha, A gain, A clamp, bool clamp_on) {
+    v += bias;
+    if (ACT == kBiasActRelu) v = v < A(0) ? A(0) : v;
+    if (ACT == kBiasActLrelu) v = v < A(0) ? v * alpha : v;
+    v *= gain;
+    if (clamp_on) v = v > clamp ? clamp : (v < -clamp ? -clamp : v);
+    return v;
+}
+
+// dx for upstream dy. pre: the pre-activation value (xref + b), or a value of the same sign
+// (yref * gain, valid for alpha >= 0). With the clamp, xref is given (the bindings check it): the
+// unclamped output is recomputed; torch.clamp passes the gradient at the bounds, and x (not the
+// rounded y) keeps fp16/bf16 masks exact.
+template <int ACT, class A>
+__device__ __forceinline__ A grad_value(A dy, A pre, A alpha, A gain, A clamp, bool clamp_on) {
+    A v = dy;
+    if (ACT == kBiasActRelu) v = pre > A(0) ? v : A(0);
+    if (ACT == kBiasActLrelu) v = pre > A(0) ? v : v * alpha;
+    v *= gain;
+    if (clamp_on) {
+        A z = pre;
+        if (ACT == kBiasActRelu) z = z < A(0) ? A(0) : z;
+        if (ACT == kBiasActLrelu) z = z < A(0) ? z * alpha : z;
+        z *= gain;
+        v = (z >= -clamp && z <= clamp) ? v : A(0);
+    }
+    return v;
+}
+
+template <int ACT, class T, class A>
+__device__ __forceinline__ A pre_value(const T* __restrict__ xref, const T* __restrict__ yref, int64_t i, A bias,
+                                       A gain) {
+    if (xref) return to_acc(xref[i]) + bias;
+    if (ACT != kBiasActLinear) return to_acc(yref[i]) * gain;
+    return A(0);
+}
+
+// Elementwise: forward, or the gradient without db. I: the index type (32-bit when it fits).
+template <class T, class A, int ACT, class I>
+__global__ void __launch_bounds__(kThreads) bias_act_kernel(bias_act_kernel_params p) {
+    const T* __restrict__ x = static_cast<const T*>(p.x);
+    const T* __restrict__ b = static_cast<const T*>(p.b);
+    const T* __restrict__ xref = static_cast<const T*>(p.xref);
+    const T* __restrict__ yref = static_cast<const T*>(p.yref);
+    T* __restrict__ y = static_cast<T*>(p.y);
+    const A alpha = static_cast<A>(p.alpha), gain = static_cast<A>(p.gain), clamp = static_cast<A>(p.clamp);
+    const bool clamp_on = p.clamp >= 0;
+    const bool grad = p.grad != 0;
+    // The bias matters in the forward pass and for the xref sign rule only.
+    const bool use_b = b != nullptr && (!grad || xref != nullptr);
+    const I n = static_cast<I>(p.sizeX);
+    const I step_b = static_cast<I>(p.stepB);
+    const I size_b = static_cast<I>(p.sizeB);
+    const I stride = static_cast<I>(gridDim.x) * kThreads;
+
+    for (I i = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
+        const A bias = use_b ? to_acc(b[(i / step_b) % size_b]) : A(0);
+        const A v = to_acc(x[i]);
+        A out;
+        if (!grad) {
+            out = forward_value<ACT>(v, bias, alpha, gain, clamp, clamp_on);
+        } else {
+            out = grad_value<ACT>(v, pre_value<ACT>(xref, yref, i, bias, gain), alpha, gain, clamp, clamp_on);
+        }
+        y[i] = from_acc<T>(out);
+    }
+}
+
+// Gradient with db fused: a block per channel c (grid-stride over channels), so that db[c] is the
+// sum of the stored dx values of channel c in a fixed order (deterministic).
+template <class T, class A, int ACT>
+__global__ void __launch_bounds__(kThreads) bias_act_grad_db_kernel(bias_act_kernel_params p) {
+    __shared__ A red[kThreads / 32];
+    const T* __restrict__ dy = static_cast<const T*>(p.x);
+    const T* __restrict__ b = static_cast<const T*>(p.b);
+    const T* __restrict__ xref = static_cast<const T*>(p.xref);
+    const T* __restrict__ yref = static_cast<const T*>(p.yref);
+    T* __restrict__ dx = static_cast<T*>(p.y);
+    A* __restrict__ db = static_cast<A*>(p.db);
+    const A alpha = static_cast<A>(p.alpha), gain = static_cast<A>(p.gain), clamp = static_cast<A>(p.clamp);
+    const bool clamp_on = p.clamp >= 0;
+    const int64_t outer = p.sizeX / (p.sizeB * p.stepB);
+
+    for (int64_t c = blockIdx.x; c < p.sizeB; c += gridDim.x) {  // uniform over the block
+        const A bias = (xref && b) ? to_acc(b[c]) : A(0);
+        A acc = 0;
+        for (int64_t o = 0; o < outer; o++) {
+            const int64_t base = (o * p.sizeB + c) * p.stepB;
+            for (int64_t j = threadIdx.x; j < p.stepB; j += kThreads) {
+                const int64_t i = base + j;
+                const T out = from_acc<T>(
+                    grad_value<ACT>(to_acc(dy[i]), pre_value<ACT>(xref, yref, i, bias, gain), alpha, gain, clamp, clamp_on));
+                dx[i] = out;
+                acc += to_acc(out);
+            }
+        }
+        acc = block_sum(acc, red);
+        if (threadIdx.x == 0) db[c] = acc;
+    }
+}
+
+template <class T, class A, int ACT>
+void launch_act(const bias_act_kernel_params& p, cudaStream_t stream) {
+    if (p.sizeX <= 0) return;
+    if (p.grad && p.db != nullptr) {
+        const int64_t channels = p.sizeB < (int64_t(1) << 30) ? p.sizeB : (int64_t(1) << 30);
+        auto* kernel = &bias_act_grad_db_kernel<T, A, ACT>;
+        RLSE_LAUNCH(kernel, static_cast<unsigned int>(channels), kThreads, 0, stream, p);
+        return;
+    }
+    const unsigned int blocks = grid_for(p.sizeX, kThreads);
+    // 32-bit index math when the whole loop (including the last stride) fits: 64-bit division is slow.
+    auto* kernel = (p.sizeX + static_cast<int64_t>(blocks) * kThreads < (int64_t(1) << 31))
+                       ? &bias_act_kernel<T, A, ACT, int32_t>
+                       : &bias_act_kernel<T, A, ACT, int64_t>;
+    RLSE_LAUNCH(kernel, blocks, kThreads, 0, stream, p);
+}
+
+}  // namespace
+
+template <class T>
+void bias_act_cuda(const bias_act_kernel_params& p, void* stream) {
+    using D = typename DeviceType<T>::type;
+    using A = typename AccType<T>::type;
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    switch (p.act) {
+        case kBiasActRelu: launch_act<D, A, kBiasActRelu>(p, s); break;
+        case kBiasActLrelu: launch_act<D, A, kBiasActLrelu>(p, s); break;
+        default: launch_act<D, A, kBiasActLinear>(p, s); break;
+    }
+}
+
+template void bias_act_cuda<float>(const bias_act_kernel_params&, void*);
+template void bias_act_cuda<double>(const bias_act_kernel_params&, void*);
+template void bias_act_cuda<c10::Half>(const bias_act_kernel_params&, void*);
+template void bias_act_cuda<c10::BFloat16>(const bias_act_kernel_params&, void*);

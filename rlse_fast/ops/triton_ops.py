@@ -1,0 +1,211 @@
+"""Triton implementations of bias_act and the fused downsample_loss, registered as impl 'triton'.
+
+Importing this module raises ImportError when triton is not installed. The kernels live in
+`triton_kernels/`. upfirdn2d has no Triton version: its CUDA kernel (shared-memory tiles) covers the
+GPU and a Triton port would not beat it.
+
+Usable on CUDA tensors; on CPU tensors only under the Triton interpreter (TRITON_INTERPRET=1 set
+before triton is imported, as the tests do) and only when asked for by name (impl='triton'):
+`auto` never sends a CPU tensor to the interpreter, which is orders of magnitude slower than the
+C++ kernels or the reference.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+import triton
+from torch.autograd.function import once_differentiable
+
+from ..downsample import bicubic_kernel, check_factor
+from ..downsample import padding as bicubic_padding
+from . import dispatch
+from .bias_act import resolve
+from .triton_kernels.bias_act import bias_act_kernel
+from .triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
+
+# 'auto' tries the lowest rank first: after the CUDA kernels (0), before the C++ ones (20, CPU only).
+RANK = 10
+
+DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+BLOCK = 1024  # elements per bias_act program
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _asked_by_name() -> bool:
+    """True when dispatch.pick is resolving impl='triton' (not 'auto').
+
+    dispatch calls usable(x) with the tensor only, for 'auto' and for an explicit name alike; the
+    caller's `impl` tells them apart.
+    """
+    frame = sys._getframe(1)
+    for _ in range(4):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "pick" and "impl" in frame.f_locals:
+            return frame.f_locals["impl"] == "triton"
+        frame = frame.f_back
+    return False
+
+
+def usable(x: torch.Tensor) -> bool:
+    if not isinstance(x, torch.Tensor) or x.dtype not in DTYPES:
+        return False
+    if x.is_cuda:
+        return True
+    return x.device.type == "cpu" and _interpreting() and _asked_by_name()
+
+
+def _acc(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# --- bias_act --------------------------------------------------------------------------------------
+
+
+def _launch_bias_act(x, b, xref, yref, grad, dim, code, alpha, gain, clamp):
+    y = torch.empty_like(x, memory_format=torch.contiguous_format)
+    n = x.numel()
+    if n == 0:
+        return y
+    step = 1
+    for size in x.shape[dim + 1:]:
+        step *= size
+    grid = (triton.cdiv(n, BLOCK),)
+    bias_act_kernel[grid](
+        x, x if b is None else b, x if xref is None else xref, x if yref is None else yref, y, n,
+        step if b is not None else 1, b.numel() if b is not None else 1, alpha, gain, clamp,
+        GRAD=grad, ACT=code, HAS_B=b is not None and (grad == 0 or xref is not None),
+        HAS_XREF=xref is not None, CLAMP=clamp >= 0, F64=x.dtype == torch.float64,
+        OUT_BF16=y.dtype == torch.bfloat16, BLOCK=BLOCK)
+    return y
+
+
+class _BiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b, dim, code, alpha, gain, clamp):
+        y = _launch_bias_act(x, b, None, None, 0, dim, code, alpha, gain, clamp)
+        # As cpp_ops: the slope from the sign of y (StyleGAN2's rule), or from x + b when alpha < 0
+        # or with a clamp (which needs the unclamped value).
+        use_x = clamp >= 0 or (code == 3 and alpha < 0)
+        use_y = code != 1 and not use_x
+        ctx.save_for_backward(x if use_x else None, b if use_x else None, y if use_y else None)
+        ctx.args = (dim, code, alpha, gain, clamp)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        x, b, y = ctx.saved_tensors
+        dim, code, alpha, gain, clamp = ctx.args
+        dx = _launch_bias_act(dy.contiguous(), b, x, y, 1, dim, code, alpha, gain, clamp)
+        db = None
+        if ctx.needs_input_grad[1]:
+            dims = [i for i in range(dx.ndim) if i != dim]
+            db = (dx.sum(dims, dtype=_acc(dx.dtype)) if dims else dx.to(_acc(dx.dtype))).to(dx.dtype)
+        return dx if ctx.needs_input_grad[0] else None, db, None, None, None, None, None
+
+
+def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
+    """Triton bias_act; arguments as rlse_fast.ops.bias_act."""
+    spec, alpha, gain, clamp = resolve(act, alpha, gain, clamp)
+    if x.ndim == 0:
+        raise ValueError("bias_act: x must have at least one dimension")
+    dim = dim % x.ndim
+    if b is not None:
+        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(f"bias must have shape ({x.shape[dim]},), got {tuple(b.shape)}")
+        if b.device != x.device:
+            raise ValueError(f"bias must be on {x.device} like x, got {b.device}")
+        b = b.to(x.dtype).contiguous()  # the kernel reads the bias in x's dtype (StyleGAN2 casts b too)
+    return _BiasAct.apply(x.contiguous(), b, dim, spec.code, alpha, gain, clamp)
+
+
+# --- downsample_loss -------------------------------------------------------------------------------
+
+
+def _taps(factor: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, int]:
+    """PULSE's bicubic taps and the leading reflect padding; factor 1 is the identity."""
+    if factor == 1:
+        return torch.ones(1, dtype=dtype, device=device), 0
+    return bicubic_kernel(factor, dtype=dtype, device=device), bicubic_padding(factor)[0]
+
+
+def _check_loss_args(y: torch.Tensor, x: torch.Tensor, factor: int) -> None:
+    check_factor(factor)
+    if y.ndim != 4:
+        raise ValueError(f"y must be (B, C, H, W), got shape {tuple(y.shape)}")
+    B, C, H, W = y.shape
+    if H % factor or W % factor:
+        raise ValueError(f"image size {H}x{W} is not a multiple of the factor {factor}")
+    want = (B, C, H // factor, W // factor)
+    if tuple(x.shape) != want:
+        raise ValueError(f"x must have shape {want} (y downscaled by {factor}), got {tuple(x.shape)}")
+    if x.device != y.device:
+        raise ValueError(f"x must be on {y.device} like y, got {x.device}")
+    pad = 3 * factor - 3 * factor // 2 if factor > 1 else 0
+    if min(H, W) <= pad:
+        raise ValueError(f"image size {H}x{W} is too small for factor {factor} (reflect padding {pad} "
+                         "needs a larger image)")
+
+
+class _DownsampleLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, x, factor):
+        acc = _acc(y.dtype)
+        taps, pad0 = _taps(factor, acc, y.device)
+        B, C, H, W = y.shape
+        h, w = H // factor, W // factor
+        ntaps = taps.numel()
+        ks = triton.next_power_of_2(ntaps)
+        block_j = min(triton.next_power_of_2(w), max(1, 4096 // ks))
+        n_jb = triton.cdiv(w, block_j)
+        grid = (B * C * h * n_jb,)
+        diff = torch.empty([B, C, h, w], dtype=acc, device=y.device)
+        part = torch.empty(grid, dtype=acc, device=y.device)
+        if grid[0]:
+            downsample_diff_kernel[grid](y, x, taps, diff, part, H, W, h, w, factor, pad0, ntaps, n_jb,
+                                        BLOCK_J=block_j, KS=ks, F64=acc == torch.float64, num_warps=8)
+        ctx.save_for_backward(diff)
+        ctx.args = (factor, H, W, y.dtype)
+        # Partials are per program in (plane, row, block) order: a fixed-order sum per sample.
+        return part.view(B, -1).sum(1) if part.numel() else torch.zeros(B, dtype=acc, device=y.device)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gloss):
+        (diff,) = ctx.saved_tensors
+        factor, H, W, dtype = ctx.args
+        gloss = gloss.to(diff.dtype).contiguous()
+        dy = dx = None
+        if ctx.needs_input_grad[0]:
+            taps, pad0 = _taps(factor, diff.dtype, diff.device)
+            B, C, h, w = diff.shape
+            ntaps = taps.numel()
+            by, bx = 16, 64
+            n_yb, n_xb = triton.cdiv(H, by), triton.cdiv(W, bx)
+            dy = torch.empty([B, C, H, W], dtype=dtype, device=diff.device)
+            grid = (B * C * n_yb * n_xb,)
+            if grid[0]:
+                downsample_loss_backward_kernel[grid](
+                    diff, gloss, taps, dy, C, H, W, h, w, factor, pad0, ntaps - factor - pad0, ntaps,
+                    max(h - 4, 0), max(w - 4, 0), n_yb, n_xb, BY=by, BX=bx,
+                    OUT_BF16=dtype == torch.bfloat16, num_warps=4)
+        if ctx.needs_input_grad[1]:
+            dx = diff * (-2 * gloss).reshape(-1, 1, 1, 1)
+        return dy, dx, None
+
+
+def downsample_loss(y, x, factor):
+    """Triton downsample_loss; arguments as rlse_fast.ops.downsample_loss. Returns (B,) float32
+    (float64 for float64 y)."""
+    _check_loss_args(y, x, factor)
+    return _DownsampleLoss.apply(y.contiguous(), x.to(_acc(y.dtype)).contiguous(), factor)
+
+
+dispatch.register("bias_act", "triton", bias_act, usable, RANK)
+dispatch.register("downsample_loss", "triton", downsample_loss, usable, RANK)

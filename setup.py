@@ -1,0 +1,68 @@
+"""Builds the native kernels at install time: `pip install --no-build-isolation .` (or `-e .`).
+
+- `rlse_fast._C`: the CPU kernels (csrc/bindings_cpu.cpp + csrc/cpu/*.cpp), always built.
+- `rlse_fast._cuda`: the CUDA kernels (csrc/cuda/*.cu + csrc/cuda/bindings_cuda.cpp), built only when
+  those files exist, the installed torch is a CUDA build (torch.version.cuda) and nvcc is found
+  (CUDA_HOME). A GPU is not needed to build; TORCH_CUDA_ARCH_LIST picks the architectures.
+
+Only the bindings files include torch/extension.h; the kernel files include light headers
+(c10/util/Half.h, csrc/common/*.h), which keeps the build short. Set MAX_JOBS to bound parallelism.
+No -march=native: the wheel must run on other x86-64 machines; -O3 lets the compiler vectorise.
+"""
+import glob
+import os
+
+import torch
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMMON = os.path.join("csrc", "common")
+
+
+def _sources(pattern):
+    # Paths relative to setup.py, as setuptools requires.
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
+
+
+def _cpu_extension():
+    return CppExtension(
+        "rlse_fast._C",
+        ["csrc/bindings_cpu.cpp"] + _sources("csrc/cpu/*.cpp"),
+        include_dirs=[os.path.join(HERE, COMMON)],
+        extra_compile_args={"cxx": ["-O3", "-g0", "-fno-trapping-math", "-fopenmp"]},
+        extra_link_args=["-fopenmp"],
+    )
+
+
+def _cuda_extension():
+    kernels = _sources("csrc/cuda/*.cu")
+    bindings = os.path.join("csrc", "cuda", "bindings_cuda.cpp")
+    if not kernels or not os.path.exists(os.path.join(HERE, bindings)):
+        return None
+    if not torch.version.cuda:
+        print("rlse-fast: torch is a CPU build; skipping the CUDA extension rlse_fast._cuda")
+        return None
+    nvcc = os.path.join(CUDA_HOME or "", "bin", "nvcc")
+    if not CUDA_HOME or not os.path.exists(nvcc):
+        print("rlse-fast: nvcc not found (set CUDA_HOME); skipping the CUDA extension rlse_fast._cuda")
+        return None
+    include_dirs = [os.path.join(HERE, COMMON)]
+    # pip's CUDA torch wheels keep the CUDA headers under site-packages/nvidia/cu13/include.
+    pip_cuda = os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia", "cu13", "include")
+    if os.path.isdir(pip_cuda):
+        include_dirs.append(pip_cuda)
+    return CUDAExtension(
+        "rlse_fast._cuda",
+        [bindings] + kernels,
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": ["-O3", "-g0"], "nvcc": ["-O3", "-Xcompiler", "-g0"]},
+    )
+
+
+ext_modules = [e for e in (_cpu_extension(), _cuda_extension()) if e is not None]
+
+setup(
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)},
+)

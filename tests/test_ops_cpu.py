@@ -1,0 +1,318 @@
+"""The C++ CPU kernels ('cpp') against the plain-PyTorch references: forward, backward, float64
+gradcheck, and every claimed dtype under the flash-attention error budget (the kernel's error
+against a float64 reference is at most 2x that of the reference op run in the same precision).
+Odd shapes throughout, so that no size is a multiple of a tile or a vector width.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from rlse_fast.ops import bias_act, downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+from rlse_fast.ops.bias_act import _bias_act_ref
+from rlse_fast.ops.downsample_loss import _downsample_loss_ref, downsample_loss
+from rlse_fast.ops.upfirdn2d import _upfirdn2d_ref
+
+
+def _cpp_built() -> bool:
+    try:
+        import rlse_fast._C  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(
+    not _cpp_built(), reason="rlse_fast._C is not built; run `pip install --no-build-isolation .`")
+
+LOW = [torch.float16, torch.bfloat16]
+
+
+def within_budget(out, ref64, ref_low, what=""):
+    """Flash-attention rule: |out - ref64| <= 2 |ref_low - ref64| + a tiny epsilon."""
+    err = (out.double() - ref64).abs().max().item()
+    ref_err = (ref_low.double() - ref64).abs().max().item()
+    eps = 1e-6 * max(ref64.abs().max().item(), 1.0)
+    assert err <= 2 * ref_err + eps, f"{what}: kernel error {err:.3g} > 2 x reference error {ref_err:.3g}"
+
+
+def grads(fn, *inputs, seed=1):
+    """Outputs and input gradients of fn for a fixed random upstream gradient."""
+    inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
+    out = fn(*inputs)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.dtype)
+    out.backward(g)
+    return out.detach(), [t.grad for t in inputs]
+
+
+# --- bias_act ------------------------------------------------------------------------------------
+
+BIAS_ACT_CASES = [  # (shape, dim)
+    ((1, 3, 5, 9), 1),
+    ((2, 7, 13), 1),
+    ((3, 5), 1),      # fully connected: the bias dimension is the innermost
+    ((5, 3, 7), 0),
+    ((4, 3, 11), 2),
+]
+ACTS = [("linear", None), ("relu", None), ("lrelu", None), ("lrelu", -0.3)]
+
+
+@pytest.mark.parametrize("shape,dim", BIAS_ACT_CASES)
+@pytest.mark.parametrize("act,alpha", ACTS)
+@pytest.mark.parametrize("clamp", [None, 0.8])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_bias_act_matches_ref(shape, dim, act, alpha, clamp, with_bias):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    b = torch.randn(shape[dim]) if with_bias else None
+    kw = dict(dim=dim, act=act, alpha=alpha, clamp=clamp)
+    args = (x,) if b is None else (x, b)
+
+    def run(impl):
+        return lambda x, b=None: bias_act(x, b, impl=impl, **kw)
+
+    y0, g0 = grads(run("ref"), *args)
+    y1, g1 = grads(run("cpp"), *args)
+    torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-6)
+    for a, r in zip(g1, g0):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("act,alpha", ACTS)
+@pytest.mark.parametrize("clamp", [None, 0.8])
+def test_bias_act_gradcheck(act, alpha, clamp):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda x, b: bias_act(x, b, act=act, alpha=alpha, gain=1.7, clamp=clamp, impl="cpp"), (x, b))
+
+
+@pytest.mark.parametrize("dtype", LOW + [torch.float32])
+@pytest.mark.parametrize("act,clamp", [("linear", 2.0), ("lrelu", None), ("lrelu", 2.0), ("relu", 1.0)])
+def test_bias_act_dtype_budget(dtype, act, clamp):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 7, 13).to(dtype)
+    b = torch.randn(5).to(dtype)
+    kw = dict(act=act, clamp=clamp)
+    y64, (dx64, db64) = grads(lambda x, b: _bias_act_ref(x, b, **kw), x.double(), b.double())
+    y_low, (dx_low, db_low) = grads(lambda x, b: _bias_act_ref(x, b, **kw), x, b)
+    y, (dx, db) = grads(lambda x, b: bias_act(x, b, impl="cpp", **kw), x, b)
+    assert y.dtype == dx.dtype == dtype
+    within_budget(y, y64, y_low, "forward")
+    within_budget(dx, dx64, dx_low, "dx")
+    within_budget(db, db64, db_low, "db")
+
+
+def test_bias_act_identity_returns_input():
+    x = torch.randn(2, 3)
+    assert bias_act(x, None, act="linear", impl="cpp") is x
+
+
+# --- upfirdn2d -----------------------------------------------------------------------------------
+
+F2D = setup_filter([1, 3, 3, 1])                  # what StyleGAN2 uses: 4x4, 2-D
+F1D = setup_filter([1, 3, 3, 1], separable=True)  # the same taps, separable
+F_ODD = torch.tensor([[0.1, -0.4, 0.2, 0.3, 0.05], [0.5, 0.2, -0.1, 0.0, 0.25], [0.3, 0.1, 0.6, -0.2, 0.1]])
+F_1D5 = torch.tensor([0.2, -0.5, 1.0, 0.4, 0.1])
+
+# (name, op) with op(x, f, impl) -> tensor
+UPFIRDN_CASES = [
+    ("upsample2d", lambda x, f, impl: upsample2d(x, f, impl=impl)),
+    ("downsample2d", lambda x, f, impl: downsample2d(x, f, impl=impl)),
+    ("filter2d", lambda x, f, impl: filter2d(x, f, impl=impl)),
+    ("up2_pad", lambda x, f, impl: upfirdn2d(x, f, up=2, padding=[2, 1, 1, 2], gain=4, impl=impl)),
+    ("down2_pad", lambda x, f, impl: upfirdn2d(x, f, down=2, padding=[1, 2, 2, 1], impl=impl)),
+    ("up3_down2_negpad", lambda x, f, impl: upfirdn2d(x, f, up=3, down=2, padding=[-1, 2, 3, -2], impl=impl)),
+    ("flip_gain", lambda x, f, impl: upfirdn2d(x, f, padding=[1, 2, 0, 3], flip_filter=True, gain=2.5, impl=impl)),
+    ("aniso", lambda x, f, impl: upfirdn2d(x, f, up=[2, 1], down=[1, 3], padding=[0, 3, -1, 4], impl=impl)),
+    ("up4_down3", lambda x, f, impl: upfirdn2d(x, f, up=4, down=3, padding=[3, 0, 2, 1], impl=impl)),
+    ("crop", lambda x, f, impl: upfirdn2d(x, f, padding=[-2, 3, 1, -1], impl=impl)),
+]
+FILTERS = [("f2d", F2D), ("f1d", F1D), ("odd2d", F_ODD), ("odd1d", F_1D5)]
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 9), (2, 2, 7, 13)], ids=str)
+@pytest.mark.parametrize("fname,f", FILTERS, ids=[n for n, _ in FILTERS])
+@pytest.mark.parametrize("name,op", UPFIRDN_CASES, ids=[n for n, _ in UPFIRDN_CASES])
+def test_upfirdn2d_matches_ref(name, op, fname, f, shape):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    y0, (g0,) = grads(lambda x: op(x, f, "ref"), x)
+    y1, (g1,) = grads(lambda x: op(x, f, "cpp"), x)
+    assert y1.shape == y0.shape
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-5)
+
+
+def test_upfirdn2d_no_filter_and_1x1():
+    x = torch.randn(2, 3, 5, 7)
+    for kw in [dict(up=2, padding=[0, 1, 1, 0]), dict(down=3, padding=2)]:
+        torch.testing.assert_close(upfirdn2d(x, None, impl="cpp", **kw), _upfirdn2d_ref(x, None, **kw))
+
+
+@pytest.mark.parametrize("name,op", UPFIRDN_CASES, ids=[n for n, _ in UPFIRDN_CASES])
+def test_upfirdn2d_gradcheck(name, op):
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    for f in (F_ODD.double(), F_1D5.double()):
+        assert gradcheck(lambda x: op(x, f, "cpp"), (x,))
+
+
+def test_upfirdn2d_second_order():
+    # The backward is itself the autograd Function, so it differentiates again.
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x: upsample2d(x, F_ODD.double(), impl="cpp"), (x,))
+
+
+@pytest.mark.parametrize("dtype", LOW + [torch.float32])
+@pytest.mark.parametrize("name", ["upsample2d", "downsample2d", "up3_down2_negpad"])
+def test_upfirdn2d_dtype_budget(dtype, name):
+    op = dict(UPFIRDN_CASES)[name]
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 11, 13).to(dtype)
+    for f in (F2D, F1D):
+        y64, (g64,) = grads(lambda x: op(x, f.double(), "ref"), x.double())
+        y_low, (g_low,) = grads(lambda x: op(x, f, "ref"), x)
+        y, (g,) = grads(lambda x: op(x, f, "cpp"), x)
+        assert y.dtype == g.dtype == dtype
+        within_budget(y, y64, y_low, f"{name} forward")
+        within_budget(g, g64, g_low, f"{name} backward")
+
+
+def test_upfirdn2d_filter_grad_falls_back_under_auto():
+    x = torch.randn(1, 1, 6, 6)
+    f = F2D.clone().requires_grad_(True)
+    upsample2d(x, f).sum().backward()  # auto -> ref, which differentiates w.r.t. f
+    assert f.grad is not None
+    with pytest.raises(RuntimeError, match="filter"):
+        upsample2d(x, f, impl="cpp")
+
+
+# --- downsample_loss -----------------------------------------------------------------------------
+
+DL_CASES = [  # (factor, shape of y)
+    (1, (2, 3, 5, 9)),
+    (2, (2, 3, 14, 26)),
+    (4, (1, 3, 28, 20)),
+    (8, (2, 1, 24, 40)),
+    (16, (1, 2, 32, 48)),
+    (32, (1, 1, 64, 96)),
+]
+
+
+@pytest.mark.parametrize("factor,shape", DL_CASES, ids=[f"x{f}" for f, _ in DL_CASES])
+def test_downsample_loss_matches_ref(factor, shape):
+    torch.manual_seed(0)
+    y = torch.randn(shape)
+    x = torch.randn(shape[0], shape[1], shape[2] // factor, shape[3] // factor)
+    l0, (gy0, gx0) = grads(lambda y, x: _downsample_loss_ref(y, x, factor), y, x)
+    l1, (gy1, gx1) = grads(lambda y, x: downsample_loss(y, x, factor, impl="cpp"), y, x)
+    assert l1.shape == (shape[0],) and l1.dtype == torch.float32
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gy1, gy0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx1, gx0, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("factor,shape", [(1, (2, 2, 3, 5)), (2, (1, 2, 6, 10)), (4, (2, 1, 8, 12)),
+                                          (8, (1, 1, 16, 24))])
+def test_downsample_loss_gradcheck(factor, shape):
+    torch.manual_seed(0)
+    y = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(shape[0], shape[1], shape[2] // factor, shape[3] // factor, dtype=torch.float64,
+                    requires_grad=True)
+    assert gradcheck(lambda y, x: downsample_loss(y, x, factor, impl="cpp"), (y, x))
+
+
+def test_downsample_loss_large_factor():
+    torch.manual_seed(0)
+    y = torch.randn(1, 1, 128, 192)
+    x = torch.randn(1, 1, 2, 3)
+    l0, (g0,) = grads(lambda y: _downsample_loss_ref(y, x, 64), y)
+    l1, (g1,) = grads(lambda y: downsample_loss(y, x, 64, impl="cpp"), y)
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", LOW + [torch.float32])
+@pytest.mark.parametrize("factor", [2, 8])
+def test_downsample_loss_dtype_budget(dtype, factor):
+    torch.manual_seed(0)
+    y = torch.randn(2, 3, 48, 32).to(dtype)
+    x = (torch.randn(2, 3, 48 // factor, 32 // factor) * 0.1).to(dtype)
+
+    def unfused(y, x):  # the reference computed entirely in y's precision
+        from rlse_fast.downsample import bicubic_downsample_ref
+
+        d = bicubic_downsample_ref(y, factor) - x
+        return (d * d).sum((1, 2, 3))
+
+    l64, (g64,) = grads(lambda y: _downsample_loss_ref(y, x.double(), factor), y.double())
+    l_low, (g_low,) = grads(lambda y: unfused(y, x), y)
+    l, (g,) = grads(lambda y: downsample_loss(y, x, factor, impl="cpp"), y)
+    assert l.dtype == torch.float32 and g.dtype == dtype
+    within_budget(l, l64, l_low, "loss")
+    within_budget(g, g64, g_low, "dy")
+
+
+def test_downsample_loss_checks_shapes():
+    y = torch.randn(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="shape"):
+        downsample_loss(y, torch.randn(1, 3, 4, 4), 2, impl="cpp")
+    with pytest.raises(ValueError, match="power of two"):
+        downsample_loss(y, torch.randn(1, 3, 4, 4), 3, impl="cpp")
+    with pytest.raises(RuntimeError, match="too small"):
+        downsample_loss(torch.randn(1, 1, 16, 16), torch.randn(1, 1, 1, 1), 16, impl="cpp")
+
+
+# --- dispatch, bindings, lazy import -------------------------------------------------------------
+
+def test_auto_picks_cpp_on_cpu():
+    from rlse_fast.ops import dispatch
+
+    x = torch.randn(2, 3)
+    for op in ("bias_act", "upfirdn2d", "downsample_loss"):
+        assert dispatch.pick(op, "auto", x) is dispatch._REGISTRY[op]["cpp"][0]
+    assert dispatch.pick("bias_act", "auto", x.int()) is None  # no kernel for int: the reference
+    assert dispatch.pick("bias_act", "auto", x.half()) is None  # slower than the reference in fp16
+    assert dispatch.pick("bias_act", "cpp", x.half()) is dispatch._REGISTRY["bias_act"]["cpp"][0]
+    with pytest.raises(RuntimeError, match="cannot run"):
+        dispatch.pick("bias_act", "cpp", x.int())
+
+
+def test_bindings_check_arguments():
+    from rlse_fast import _C
+
+    x = torch.randn(1, 2, 5, 5)
+    with pytest.raises(RuntimeError, match="f must be Float"):
+        _C.upfirdn2d(x, torch.ones(2, 2, dtype=torch.float64), 1, 1, 1, 1, 0, 0, 0, 0, False, 1.0)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        _C.bias_act(x.transpose(2, 3), torch.empty(0), torch.empty(0), torch.empty(0), 0, 1, 1, 0.0, 1.0, -1.0)
+    with pytest.raises(RuntimeError, match="b must have shape"):
+        _C.bias_act(x, torch.ones(3), torch.empty(0), torch.empty(0), 0, 1, 1, 0.0, 1.0, -1.0)
+
+
+def test_lazy_import_and_missing_extension():
+    # In a fresh interpreter: importing the package does not load the extension; with the extension
+    # made unimportable, 'auto' falls back to the reference and 'cpp' says how to rebuild.
+    code = """
+import sys
+import torch
+import rlse_fast, rlse_fast.ops
+assert 'rlse_fast._C' not in sys.modules, 'extension loaded at import'
+sys.modules['rlse_fast._C'] = None  # makes `import rlse_fast._C` raise ImportError
+from rlse_fast.ops import bias_act
+x = torch.randn(2, 3)
+bias_act(x, torch.randn(3), act='lrelu')
+try:
+    bias_act(x, None, act='relu', impl='cpp')
+except RuntimeError as e:
+    print(e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    msg = out.stdout.strip()
+    assert "\n" not in msg and "pip install --no-build-isolation ." in msg, msg

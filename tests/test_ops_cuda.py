@@ -1,0 +1,430 @@
+"""The CUDA kernels (csrc/cuda/) against the plain-PyTorch references: forward, backward, float64
+gradcheck, every dtype under the flash-attention budget (the kernel's error against a float64
+reference is at most 2x that of the reference op in the same precision, plus a tiny epsilon).
+
+Two backends run the same tests:
+- 'cuda': the built extension rlse_fast._cuda on a GPU (skipped without one, or without the build);
+- 'emulated': the very same kernel sources compiled by g++ against csrc/cuda/emulation/emu.h (a CPU
+  thread per CUDA thread, real barriers), behind a Python mirror of csrc/cuda/bindings_cuda.cpp, so
+  that the kernels' index logic, tiling and reductions are tested on machines without a GPU.
+Both go through `cpp_ops.native_impls`, the autograd layer that `cuda_ops` registers.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from rlse_fast.ops.bias_act import _bias_act_ref
+from rlse_fast.ops.cpp_ops import native_impls
+from rlse_fast.ops.downsample_loss import _downsample_loss_ref
+from rlse_fast.ops.upfirdn2d import _upfirdn2d_ref, setup_filter
+
+ROOT = Path(__file__).resolve().parents[1]
+CUDA_SRC = ROOT / "csrc" / "cuda"
+LOW = [torch.float16, torch.bfloat16]
+DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+
+
+# --- the emulated extension ------------------------------------------------------------------------
+
+
+def _build_emulation() -> Path:
+    """Compile the kernel sources for the host once per source version (cached under build/)."""
+    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++) to build the CUDA emulation")
+    from torch.utils.cpp_extension import include_paths
+
+    sources = sorted(CUDA_SRC.glob("*.cu")) + [CUDA_SRC / "emulation" / "capi.cpp"]
+    headers = sorted(CUDA_SRC.glob("*.cuh")) + [CUDA_SRC / "emulation" / "emu.h"]
+    headers += sorted((ROOT / "csrc" / "common").glob("*.h"))
+    cmd = [cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-pthread", "-Wno-unknown-pragmas",
+           "-DRLSE_CUDA_EMULATION", f"-I{include_paths()[0]}", f"-I{ROOT / 'csrc' / 'common'}", "-x", "c++"]
+    digest = hashlib.sha256(" ".join(cmd).encode() + torch.__version__.encode())
+    for path in sources + headers:
+        digest.update(path.read_bytes())
+    out = ROOT / "build" / "cuda-emulation" / f"emu-{digest.hexdigest()[:16]}.so"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        res = subprocess.run(cmd + [str(s) for s in sources] + ["-o", str(tmp)], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.fail(f"building the CUDA emulation failed:\n{res.stderr[-4000:]}")
+        os.replace(tmp, out)
+    return out
+
+
+def _ptr(t: torch.Tensor | None):
+    return ctypes.c_void_p(t.data_ptr()) if t is not None and t.numel() else None
+
+
+class EmulatedCuda:
+    """The four functions of rlse_fast._cuda over CPU tensors, mirroring bindings_cuda.cpp."""
+
+    def __init__(self, path: Path):
+        lib = ctypes.CDLL(str(path))
+        P, I, L, D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
+        lib.rlse_emu_error.restype = ctypes.c_char_p
+        lib.rlse_emu_bias_act.argtypes = [I, P, P, P, P, P, P, I, I, D, D, D, L, L, L]
+        lib.rlse_emu_upfirdn2d.argtypes = [I, P, P, P] + [I] * 10 + [D, L] + [I] * 6
+        lib.rlse_emu_downsample_loss.argtypes = [I, I, P, P, P, P, P, P, P] + [I] * 9
+        self.lib = lib
+
+    def _check(self, rc):
+        if rc:
+            raise RuntimeError(self.lib.rlse_emu_error().decode())
+
+    def bias_act(self, x, b, xref, yref, grad, dim, act, alpha, gain, clamp, db=None):
+        # The bindings' preconditions that keep the kernel's pointers valid.
+        assert x.is_contiguous() and all(t.numel() in (0, x.numel()) for t in (xref, yref))
+        assert grad == 0 or act == 1 or xref.numel() or yref.numel(), "relu/lrelu gradient needs xref or yref"
+        assert grad == 0 or clamp < 0 or xref.numel(), "the gradient with a clamp needs xref"
+        y = torch.empty_like(x, memory_format=torch.contiguous_format)
+        if x.numel() == 0:
+            return y
+        step = math.prod(x.shape[dim + 1:]) if b.numel() else 1
+        self._check(self.lib.rlse_emu_bias_act(
+            DTYPE_CODE[x.dtype], _ptr(x), _ptr(b), _ptr(xref), _ptr(yref), _ptr(y), _ptr(db), grad, act, alpha,
+            gain, clamp, x.numel(), b.numel() or 1, step))
+        return y
+
+    def bias_act_backward(self, dy, b, xref, yref, dim, act, alpha, gain, clamp, need_db):
+        if not need_db:
+            return self.bias_act(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp), None
+        dims = [i for i in range(dy.ndim) if i != dim]
+        acc = torch.float64 if dy.dtype == torch.float64 else torch.float32
+        if math.prod(dy.shape[dim + 1:]) == 1:  # as the bindings: ATen sums a bias along the innermost dim
+            dx = self.bias_act(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp)
+            return dx, dx.sum(dims, dtype=acc).to(b.dtype)
+        # The bindings use the fused kernel from 128 channels on; here always, to test it.
+        db = torch.full([b.numel()], float("nan"), dtype=acc)
+        dx = self.bias_act(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp, db=db)
+        return dx, db.to(b.dtype)
+
+    def upfirdn2d(self, x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain):
+        assert x.is_contiguous() and f.is_contiguous()
+        fw, fh = f.shape[-1], f.shape[0]
+        out_h = (x.shape[2] * upy + pady0 + pady1 - fh) // downy + 1
+        out_w = (x.shape[3] * upx + padx0 + padx1 - fw) // downx + 1
+        y = torch.empty([x.shape[0], x.shape[1], out_h, out_w], dtype=x.dtype)
+        self._check(self.lib.rlse_emu_upfirdn2d(
+            DTYPE_CODE[x.dtype], _ptr(x), _ptr(f), _ptr(y), upx, upy, downx, downy, padx0, padx1, pady0, pady1,
+            int(flip), int(f.ndim == 1), gain, x.shape[0] * x.shape[1], x.shape[2], x.shape[3], out_h, out_w,
+            fh, fw))
+        return y
+
+    def downsample_loss(self, y, x, taps, factor, pad0, keep_diff):
+        acc = torch.float64 if y.dtype == torch.float64 else torch.float32
+        B, C, H, W = y.shape
+        loss = torch.zeros([B], dtype=acc)
+        diff = torch.empty([B, C, H // factor, W // factor], dtype=acc)
+        self._check(self.lib.rlse_emu_downsample_loss(
+            DTYPE_CODE[y.dtype], 0, _ptr(y), _ptr(x), _ptr(taps), _ptr(loss), _ptr(diff), None, None,
+            B, C, H, W, H // factor, W // factor, factor, taps.numel(), pad0))
+        return loss, diff if keep_diff else torch.empty([0], dtype=acc)
+
+    def downsample_loss_backward(self, diff, gloss, taps, factor, pad0, H, W, dtype):
+        B, C = diff.shape[:2]
+        dy = torch.empty([B, C, H, W], dtype=dtype)
+        self._check(self.lib.rlse_emu_downsample_loss(
+            DTYPE_CODE[dtype], 1, None, None, _ptr(taps), None, _ptr(diff), _ptr(gloss), _ptr(dy),
+            B, C, H, W, H // factor, W // factor, factor, taps.numel(), pad0))
+        return dy
+
+
+def _cuda_reason() -> str | None:
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    try:
+        import rlse_fast._cuda  # noqa: F401
+    except ImportError as exc:
+        return f"rlse_fast._cuda is not built ({exc})"
+    return None
+
+
+@pytest.fixture(scope="module", params=["emulated", "cuda"])
+def backend(request):
+    """(op functions, device) of one backend."""
+    if request.param == "cuda":
+        reason = _cuda_reason()
+        if reason:
+            pytest.skip(reason)
+        from rlse_fast.ops import cuda_ops
+
+        return cuda_ops.IMPLS, torch.device("cuda")
+    return native_impls(EmulatedCuda(_build_emulation())), torch.device("cpu")
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def within_budget(out, ref64, ref_low, what=""):
+    """Flash-attention rule: |out - ref64| <= 2 |ref_low - ref64| + a tiny epsilon."""
+    err = (out.double().cpu() - ref64.cpu()).abs().max().item()
+    ref_err = (ref_low.double().cpu() - ref64.cpu()).abs().max().item()
+    eps = 1e-6 * max(ref64.abs().max().item(), 1.0)
+    assert err <= 2 * ref_err + eps, f"{what}: kernel error {err:.3g} > 2 x reference error {ref_err:.3g}"
+
+
+def grads(fn, *inputs, upstream=None):
+    """fn's output and the gradients of its inputs for a fixed random upstream gradient."""
+    inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
+    out = fn(*inputs)
+    if upstream is None:
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(upstream.to(device=out.device, dtype=out.dtype))
+    return out.detach(), [t.grad for t in inputs]
+
+
+def rand(*shape, device, dtype=torch.float32, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device=device, dtype=dtype)
+
+
+# --- bias_act ------------------------------------------------------------------------------------
+
+BIAS_ACT_CASES = [((2, 5, 3, 7), 1), ((3, 17), 1), ((5, 3, 7), 0), ((4, 3, 11), 2), ((2, 300), 1)]
+ACTS = [("linear", None), ("relu", None), ("lrelu", None), ("lrelu", -0.3)]
+
+
+@pytest.mark.parametrize("shape,dim", BIAS_ACT_CASES)
+@pytest.mark.parametrize("act,alpha", ACTS)
+@pytest.mark.parametrize("clamp", [None, 0.8])
+def test_bias_act_matches_ref(backend, shape, dim, act, alpha, clamp):
+    impls, dev = backend
+    x, b = rand(*shape, device=dev), rand(shape[dim], device=dev, seed=1)
+    kw = dict(dim=dim, act=act, alpha=alpha, clamp=clamp)
+    y0, g0 = grads(lambda x, b: _bias_act_ref(x, b, **kw), x, b)
+    y1, g1 = grads(lambda x, b: impls["bias_act"](x, b, **kw), x, b)
+    torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g1[0], g0[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g1[1], g0[1], rtol=1e-5, atol=1e-5)
+
+
+def test_bias_act_without_bias_and_gain(backend):
+    impls, dev = backend
+    x = rand(3, 4, 5, device=dev)
+    for kw in (dict(act="lrelu", gain=0.5), dict(act="relu", clamp=0.3), dict(act="linear", gain=2.0)):
+        y0, g0 = grads(lambda x: _bias_act_ref(x, None, **kw), x)
+        y1, g1 = grads(lambda x: impls["bias_act"](x, None, **kw), x)
+        torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(g1[0], g0[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("act,alpha,clamp", [("lrelu", None, 0.7), ("relu", None, None), ("lrelu", -0.3, None)])
+def test_bias_act_gradcheck(backend, act, alpha, clamp):
+    impls, dev = backend
+    x = rand(2, 3, 2, device=dev, dtype=torch.float64).requires_grad_(True)
+    b = rand(3, device=dev, dtype=torch.float64, seed=2).requires_grad_(True)
+    assert gradcheck(lambda x, b: impls["bias_act"](x, b, dim=1, act=act, alpha=alpha, clamp=clamp), (x, b))
+
+
+@pytest.mark.parametrize("dtype", LOW)
+@pytest.mark.parametrize("act,clamp", [("lrelu", None), ("relu", 0.9), ("linear", None)])
+def test_bias_act_low_precision_budget(backend, dtype, act, clamp):
+    impls, dev = backend
+    x, b = rand(3, 37, 11, device=dev, seed=3), rand(37, device=dev, seed=4)
+    kw = dict(dim=1, act=act, clamp=clamp)
+    up = rand(3, 37, 11, device=dev, seed=5)
+    # Same low-precision inputs for everyone: their rounding is not the kernel's error.
+    xl, bl, upl = x.to(dtype), b.to(dtype), up.to(dtype)
+    y64, g64 = grads(lambda x, b: _bias_act_ref(x, b, **kw), xl.double(), bl.double(), upstream=upl.double())
+    yr, gr = grads(lambda x, b: _bias_act_ref(x, b, **kw), xl, bl, upstream=upl)
+    yk, gk = grads(lambda x, b: impls["bias_act"](x, b, **kw), xl, bl, upstream=upl)
+    assert yk.dtype == dtype and gk[0].dtype == dtype
+    within_budget(yk, y64, yr, f"bias_act {act} {dtype} forward")
+    within_budget(gk[0], g64[0], gr[0], f"bias_act {act} {dtype} dx")
+
+
+# --- upfirdn2d -----------------------------------------------------------------------------------
+
+TAPS4 = [1, 3, 3, 1]
+UPFIRDN_CASES = [
+    # (shape, filter taps, separable, up, down, padding, flip, gain)   -> kernel path
+    ((1, 2, 13, 11), TAPS4, False, 2, 1, [2, 1, 2, 1], False, 4),        # tiled up2, 2-D
+    ((2, 1, 9, 17), TAPS4, True, 2, 1, [2, 1, 2, 1], False, 4),          # tiled up2, separable
+    ((1, 3, 19, 14), TAPS4, False, 1, 2, [1, 1, 1, 1], False, 1),        # tiled down2, 2-D
+    ((2, 2, 35, 18), TAPS4, True, 1, 2, [1, 1, 1, 1], True, 1),          # tiled down2, separable, 2 tiles high
+    ((1, 2, 37, 33), TAPS4, False, 1, 1, [2, 1, 2, 1], False, 1),        # tiled FIR, tile edges at 32
+    ((1, 1, 12, 10), [1, 2, 5, 2, 1, 1, 2], False, 1, 1, 3, False, 1),   # tiled FIR, 7x7
+    ((1, 2, 11, 9), [1, 2, 1], True, 1, 1, [-1, 2, 1, -2], True, 1.5),   # tiled FIR, crop + pad
+    ((1, 2, 10, 9), [1, 2, 3, 4, 3, 2, 1, 1, 1], False, 1, 1, 4, False, 1),  # general: 9x9 filter
+    ((2, 1, 7, 8), TAPS4, False, 3, 1, [2, 2, 1, 3], False, 9),          # general: up 3
+    ((1, 2, 17, 13), TAPS4, True, 1, 3, [1, 2, 0, 1], False, 1),         # general: down 3
+    ((1, 1, 9, 11), TAPS4, False, [2, 1], [1, 2], [1, 2, 2, 1], False, 1),  # general: anisotropic
+    ((1, 2, 8, 6), [1, 3, 3, 1, 2, 1], False, 2, 1, [3, 2, 3, 2], False, 4),  # general: up 2, 6 taps
+    ((1, 1, 6, 5), None, False, 2, 2, 0, False, 1),                      # no filter
+]
+
+
+def _filter(taps, separable):
+    if taps is None:
+        return None
+    f = setup_filter(taps, separable=separable)
+    if not separable:  # break the symmetry so that a wrong flip shows
+        f = f * torch.linspace(0.5, 1.5, f.numel()).reshape(f.shape)
+    return f
+
+
+@pytest.mark.parametrize("case", UPFIRDN_CASES, ids=[f"case{i}" for i in range(len(UPFIRDN_CASES))])
+def test_upfirdn2d_matches_ref(backend, case):
+    impls, dev = backend
+    shape, taps, sep, up, down, pad, flip, gain = case
+    x, f = rand(*shape, device=dev), _filter(taps, sep)
+    f_dev = None if f is None else f.to(dev)
+    args = dict(up=up, down=down, padding=pad, flip_filter=flip, gain=gain)
+    y0, g0 = grads(lambda x: _upfirdn2d_ref(x, f_dev, **args), x)
+    y1, g1 = grads(lambda x: impls["upfirdn2d"](x, f, **args), x)
+    assert y1.shape == y0.shape
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1[0], g0[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("up,down,sep", [(2, 1, False), (1, 2, True), (1, 1, False), (3, 1, True)])
+def test_upfirdn2d_gradcheck(backend, up, down, sep):
+    impls, dev = backend
+    f = _filter(TAPS4, sep).double()
+    x = rand(1, 2, 5, 6, device=dev, dtype=torch.float64).requires_grad_(True)
+    assert gradcheck(lambda x: impls["upfirdn2d"](x, f, up=up, down=down, padding=[2, 1, 1, 2]), (x,))
+
+
+@pytest.mark.parametrize("dtype", LOW)
+@pytest.mark.parametrize("up,down,sep", [(2, 1, False), (1, 2, True), (1, 1, False), (3, 1, False)])
+def test_upfirdn2d_low_precision_budget(backend, dtype, up, down, sep):
+    impls, dev = backend
+    f = _filter(TAPS4, sep)
+    xl = rand(1, 3, 21, 19, device=dev, seed=7).to(dtype)
+    args = dict(up=up, down=down, padding=[2, 1, 2, 1])
+    y64 = _upfirdn2d_ref(xl.double(), f.double().to(dev), **args)
+    up_grad = torch.randn(y64.shape, generator=torch.Generator().manual_seed(8))
+    y64, g64 = grads(lambda x: _upfirdn2d_ref(x, f.double().to(dev), **args), xl.double(), upstream=up_grad)
+    yr, gr = grads(lambda x: _upfirdn2d_ref(x, f.to(dev), **args), xl, upstream=up_grad)
+    yk, gk = grads(lambda x: impls["upfirdn2d"](x, f, **args), xl, upstream=up_grad)
+    assert yk.dtype == dtype
+    within_budget(yk, y64, yr, f"upfirdn2d {dtype} forward")
+    within_budget(gk[0], g64[0], gr[0], f"upfirdn2d {dtype} dx")
+
+
+# --- downsample_loss -------------------------------------------------------------------------------
+
+LOSS_CASES = [  # (shape of y, factor)
+    ((2, 3, 12, 10), 2),     # thread-per-output horizontal pass
+    ((1, 2, 20, 28), 4),
+    ((2, 1, 24, 16), 8),     # 32 taps: warp-per-output horizontal pass
+    ((1, 2, 32, 48), 16),    # 64 taps, h = 2: reflections on both sides of every window
+    ((3, 2, 5, 7), 1),       # identity
+]
+
+
+@pytest.mark.parametrize("shape,factor", LOSS_CASES)
+def test_downsample_loss_matches_ref(backend, shape, factor):
+    impls, dev = backend
+    B, C, H, W = shape
+    y, x = rand(*shape, device=dev), rand(B, C, H // factor, W // factor, device=dev, seed=2)
+    up = torch.rand(B, generator=torch.Generator().manual_seed(3)) + 0.5
+    l0, g0 = grads(lambda y, x: _downsample_loss_ref(y, x, factor), y, x, upstream=up)
+    l1, g1 = grads(lambda y, x: impls["downsample_loss"](y, x, factor), y, x, upstream=up)
+    assert l1.shape == (B,) and l1.dtype == torch.float32
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1[0], g0[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1[1], g0[1], rtol=1e-5, atol=1e-5)
+
+
+def test_downsample_loss_several_chunks(backend):
+    """Wide images split each low-res row over several blocks (2048 padded columns per block)."""
+    impls, dev = backend
+    y, x = rand(1, 1, 128, 2048, device=dev), rand(1, 1, 2, 32, device=dev, seed=2)
+    l0 = _downsample_loss_ref(y, x, 64)
+    l1 = impls["downsample_loss"](y, x, 64)
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("factor,shape", [(2, (1, 2, 4, 6)), (4, (2, 1, 8, 12))])
+def test_downsample_loss_gradcheck(backend, factor, shape):
+    impls, dev = backend
+    B, C, H, W = shape
+    y = rand(*shape, device=dev, dtype=torch.float64).requires_grad_(True)
+    x = rand(B, C, H // factor, W // factor, device=dev, dtype=torch.float64, seed=2).requires_grad_(True)
+    assert gradcheck(lambda y, x: impls["downsample_loss"](y, x, factor), (y, x))
+
+
+@pytest.mark.parametrize("dtype", LOW)
+def test_downsample_loss_low_precision_budget(backend, dtype):
+    impls, dev = backend
+    factor, (B, C, H, W) = 4, (2, 3, 24, 20)
+    yl = rand(B, C, H, W, device=dev).to(dtype)
+    x = rand(B, C, H // factor, W // factor, device=dev, seed=2)
+    up = torch.rand(B, generator=torch.Generator().manual_seed(3)) + 0.5
+    l64, g64 = grads(lambda y: _downsample_loss_ref(y, x.double(), factor), yl.double(), upstream=up)
+    lr, gr = grads(lambda y: _downsample_loss_ref(y, x, factor), yl, upstream=up)
+    lk, gk = grads(lambda y: impls["downsample_loss"](y, x, factor), yl, upstream=up)
+    assert lk.dtype == torch.float32 and gk[0].dtype == dtype
+    within_budget(lk, l64, lr, f"downsample_loss {dtype} loss")
+    within_budget(gk[0], g64[0], gr[0], f"downsample_loss {dtype} dy")
+
+
+# --- GPU only --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    reason = _cuda_reason()
+    if reason:
+        pytest.skip(reason)
+    from rlse_fast.ops import cuda_ops
+
+    return cuda_ops.IMPLS
+
+
+def test_auto_picks_cuda(gpu):
+    from rlse_fast.ops import bias_act, dispatch
+
+    x = torch.randn(2, 3, device="cuda")
+    assert dispatch.pick("bias_act", "auto", x) is gpu["bias_act"]
+    assert dispatch.pick("upfirdn2d", "auto", x) is gpu["upfirdn2d"]
+    assert dispatch.pick("downsample_loss", "auto", x) is gpu["downsample_loss"]
+    torch.testing.assert_close(bias_act(x, impl="cuda", act="lrelu"), _bias_act_ref(x, act="lrelu"))
+
+
+def test_stylegan2_shapes(gpu):
+    """Full-size StyleGAN2 layers, and more planes than gridDim.y allows (the kernels loop)."""
+    f = setup_filter(TAPS4)
+    for shape, args in [((4, 512, 32, 32), dict(up=2, padding=[2, 1, 2, 1], gain=4)),
+                        ((1, 64, 256, 256), dict(down=2, padding=1)),
+                        ((70000, 1, 4, 5), dict(padding=[2, 1, 2, 1])),
+                        ((70000, 1, 4, 5), dict(up=3, padding=[2, 1, 2, 1]))]:  # general kernel
+        x = torch.randn(shape, device="cuda")
+        y0 = _upfirdn2d_ref(x, f.cuda(), **args)
+        y1 = gpu["upfirdn2d"](x, f, **args)
+        torch.testing.assert_close(y1, y0, rtol=1e-4, atol=1e-4)
+    x = torch.randn(16, 3, 1024, 1024, device="cuda")
+    for factor in (64, 16):
+        t = torch.randn(16, 3, 1024 // factor, 1024 // factor, device="cuda")
+        torch.testing.assert_close(gpu["downsample_loss"](x, t, factor), _downsample_loss_ref(x, t, factor),
+                                   rtol=1e-4, atol=1e-2)
+
+
+def test_bad_arguments_raise_clear_errors(gpu):
+    from rlse_fast import _cuda
+
+    x = torch.randn(2, 3, device="cuda")
+    with pytest.raises(RuntimeError, match="b must have shape"):
+        _cuda.bias_act(x, torch.randn(4, device="cuda"), x[:0], x[:0], 0, 1, 1, 0.0, 1.0, -1.0)
+    with pytest.raises(RuntimeError, match="must be a CUDA tensor"):
+        _cuda.bias_act(x.cpu(), x[:0], x[:0], x[:0], 0, 1, 1, 0.0, 1.0, -1.0)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        _cuda.bias_act(torch.randn(3, 4, device="cuda").t(), x[:0], x[:0], x[:0], 0, 1, 1, 0.0, 1.0, -1.0)
+    y = torch.randn(1, 1, 8, 8, device="cuda")
+    taps = torch.ones(4, device="cuda")
+    with pytest.raises(RuntimeError, match="too small"):
+        _cuda.downsample_loss(y, torch.randn(1, 1, 8, 8, device="cuda"), torch.ones(40, device="cuda"), 8, 16, False)
+    with pytest.raises(RuntimeError, match="x must have shape"):
+        _cuda.downsample_loss(y, torch.randn(1, 1, 3, 4, device="cuda"), taps, 2, 1, False)

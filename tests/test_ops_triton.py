@@ -1,0 +1,164 @@
+"""The Triton kernels (rlse_fast/ops/triton_kernels) against the plain-PyTorch references.
+
+Without a GPU they run on CPU tensors under the Triton interpreter: TRITON_INTERPRET=1 must be set
+before triton decorates the kernels, hence at the top of this module, before any import of them.
+The interpreter costs milliseconds per program instance, so shapes are tiny. With a GPU, the same
+tests run the compiled kernels on CUDA tensors. float32, float64 (gradcheck) and bfloat16 (the
+interpreter supports it) forward and backward; reduced precision under the flash-attention budget.
+"""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+triton = pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
+
+from torch.autograd import gradcheck  # noqa: E402
+
+from rlse_fast.ops import bias_act, dispatch  # noqa: E402
+from rlse_fast.ops.bias_act import _bias_act_ref  # noqa: E402
+from rlse_fast.ops.downsample_loss import _downsample_loss_ref, downsample_loss  # noqa: E402
+
+DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# The interpreter's own use of numpy.
+pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0 to a scalar:DeprecationWarning")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernels_match_device():
+    """The kernels must have been decorated in the mode this module asked for."""
+    from rlse_fast.ops import triton_ops
+    from rlse_fast.ops.triton_kernels.bias_act import bias_act_kernel
+
+    interpreted = type(bias_act_kernel).__name__ == "InterpretedFunction"
+    if interpreted != (DEV.type == "cpu"):
+        pytest.skip("triton_ops was imported before this module set TRITON_INTERPRET; run this file alone")
+    return triton_ops
+
+
+def within_budget(out, ref64, ref_low, what=""):
+    """Flash-attention rule: |out - ref64| <= 2 |ref_low - ref64| + a tiny epsilon."""
+    err = (out.double().cpu() - ref64.cpu()).abs().max().item()
+    ref_err = (ref_low.double().cpu() - ref64.cpu()).abs().max().item()
+    eps = 1e-6 * max(ref64.abs().max().item(), 1.0)
+    assert err <= 2 * ref_err + eps, f"{what}: kernel error {err:.3g} > 2 x reference error {ref_err:.3g}"
+
+
+def grads(fn, *inputs, upstream=None):
+    inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
+    out = fn(*inputs)
+    if upstream is None:
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(upstream.to(device=out.device, dtype=out.dtype))
+    return out.detach(), [t.grad for t in inputs]
+
+
+def rand(*shape, dtype=torch.float32, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device=DEV, dtype=dtype)
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+
+
+def test_auto_never_sends_cpu_tensors_to_the_interpreter():
+    x = torch.randn(3, 4)
+    assert dispatch.pick("bias_act", "auto", x) is not dispatch._REGISTRY["bias_act"]["triton"][0]
+    assert dispatch.pick("downsample_loss", "auto", x) is not dispatch._REGISTRY["downsample_loss"]["triton"][0]
+    if DEV.type == "cpu":  # by name it runs
+        assert dispatch.pick("bias_act", "triton", x) is dispatch._REGISTRY["bias_act"]["triton"][0]
+
+
+# --- bias_act ----------------------------------------------------------------------------------
+
+CASES = [((2, 5, 3, 7), 1), ((3, 17), 1), ((5, 3, 7), 0), ((1100,), 0)]
+ACTS = [("linear", None), ("relu", None), ("lrelu", None), ("lrelu", -0.3)]
+
+
+@pytest.mark.parametrize("shape,dim", CASES)
+@pytest.mark.parametrize("act,alpha", ACTS)
+@pytest.mark.parametrize("clamp", [None, 0.8])
+def test_bias_act_matches_ref(shape, dim, act, alpha, clamp):
+    x, b = rand(*shape), rand(shape[dim], seed=1)
+    kw = dict(dim=dim, act=act, alpha=alpha, clamp=clamp)
+    y0, g0 = grads(lambda x, b: _bias_act_ref(x, b, **kw), x, b)
+    y1, g1 = grads(lambda x, b: bias_act(x, b, impl="triton", **kw), x, b)
+    torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g1[0], g0[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g1[1], g0[1], rtol=1e-5, atol=1e-5)
+
+
+def test_bias_act_without_bias():
+    x = rand(3, 4, 5)
+    for kw in (dict(act="lrelu", gain=0.5), dict(act="relu", clamp=0.3), dict(act="linear", gain=2.0)):
+        y0, g0 = grads(lambda x: _bias_act_ref(x, None, **kw), x)
+        y1, g1 = grads(lambda x: bias_act(x, None, impl="triton", **kw), x)
+        torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(g1[0], g0[0], rtol=1e-6, atol=1e-6)
+
+
+def test_bias_act_gradcheck():
+    x = rand(2, 3, 2, dtype=torch.float64).requires_grad_(True)
+    b = rand(3, dtype=torch.float64, seed=2).requires_grad_(True)
+    for act, alpha, clamp in (("lrelu", None, 0.7), ("relu", None, None), ("lrelu", -0.3, None)):
+        assert gradcheck(lambda x, b: bias_act(x, b, act=act, alpha=alpha, clamp=clamp, impl="triton"), (x, b),
+                         fast_mode=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("act,clamp", [("lrelu", None), ("relu", 0.9)])
+def test_bias_act_low_precision_budget(dtype, act, clamp):
+    kw = dict(dim=1, act=act, clamp=clamp)
+    xl, bl, up = rand(3, 37, 11, seed=3).to(dtype), rand(37, seed=4).to(dtype), rand(3, 37, 11, seed=5).to(dtype)
+    y64, g64 = grads(lambda x, b: _bias_act_ref(x, b, **kw), xl.double(), bl.double(), upstream=up.double())
+    yr, gr = grads(lambda x, b: _bias_act_ref(x, b, **kw), xl, bl, upstream=up)
+    yk, gk = grads(lambda x, b: bias_act(x, b, impl="triton", **kw), xl, bl, upstream=up)
+    assert yk.dtype == dtype and gk[0].dtype == dtype
+    within_budget(yk, y64, yr, f"bias_act {act} {dtype} forward")
+    within_budget(gk[0], g64[0], gr[0], f"bias_act {act} {dtype} dx")
+
+
+# --- downsample_loss -----------------------------------------------------------------------------
+
+LOSS_CASES = [((2, 3, 12, 10), 2), ((1, 2, 20, 28), 4), ((1, 1, 24, 16), 8), ((1, 1, 32, 48), 16),
+              ((2, 2, 5, 7), 1)]
+
+
+@pytest.mark.parametrize("shape,factor", LOSS_CASES)
+def test_downsample_loss_matches_ref(shape, factor):
+    B, C, H, W = shape
+    y, x = rand(*shape), rand(B, C, H // factor, W // factor, seed=2)
+    up = torch.rand(B, generator=torch.Generator().manual_seed(3)) + 0.5
+    l0, g0 = grads(lambda y, x: _downsample_loss_ref(y, x, factor), y, x, upstream=up)
+    l1, g1 = grads(lambda y, x: downsample_loss(y, x, factor, impl="triton"), y, x, upstream=up)
+    assert l1.shape == (B,) and l1.dtype == torch.float32
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1[0], g0[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1[1], g0[1], rtol=1e-5, atol=1e-5)
+
+
+def test_downsample_loss_gradcheck():
+    y = rand(1, 2, 8, 12, dtype=torch.float64).requires_grad_(True)
+    x = rand(1, 2, 2, 3, dtype=torch.float64, seed=2).requires_grad_(True)
+    assert gradcheck(lambda y, x: downsample_loss(y, x, 4, impl="triton"), (y, x), fast_mode=True)
+
+
+def test_downsample_loss_bf16_budget():
+    factor, (B, C, H, W) = 4, (2, 3, 24, 20)
+    yl = rand(B, C, H, W).to(torch.bfloat16)
+    x = rand(B, C, H // factor, W // factor, seed=2)
+    up = torch.rand(B, generator=torch.Generator().manual_seed(3)) + 0.5
+    l64, g64 = grads(lambda y: _downsample_loss_ref(y, x.double(), factor), yl.double(), upstream=up)
+    lr, gr = grads(lambda y: _downsample_loss_ref(y, x, factor), yl, upstream=up)
+    lk, gk = grads(lambda y: downsample_loss(y, x, factor, impl="triton"), yl, upstream=up)
+    assert lk.dtype == torch.float32 and gk[0].dtype == torch.bfloat16
+    within_budget(lk, l64, lr, "downsample_loss bf16 loss")
+    within_budget(gk[0], g64[0], gr[0], "downsample_loss bf16 dy")
+
+
+def test_downsample_loss_rejects_small_images():
+    with pytest.raises(ValueError, match="too small"):
+        downsample_loss(rand(1, 1, 16, 16), rand(1, 1, 1, 1), 16, impl="triton")
