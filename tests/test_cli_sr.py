@@ -122,3 +122,18 @@ def test_folder_reports_bad_face_and_goes_on(files, tmp_path, env):
     assert res.returncode == 1
     assert "broken.png" in res.stderr
     assert (tmp_path / "o" / "a.png").exists()
+
+
+def test_no_weights_uses_bundled_prior(tmp_path, env):
+    from rlse_fast.weights import bundled_path
+
+    example = Path(__file__).resolve().parents[1] / "rlse_fast" / "data" / "example_lr.png"
+    if not bundled_path("celeba64").is_file():
+        pytest.skip("the bundled prior is absent from this checkout")
+    out = tmp_path / "face.png"
+    res = sr(example, out, "--steps", "3", "--gaussian-samples", "4096", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "bundled celeba64" in res.stderr and "--weights ffhq" in res.stderr
+    assert load_image(out).shape == (3, 64, 64)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["scale"] == 8 and meta["weights"]["path"].endswith("celeba64.safetensors")
