@@ -16,7 +16,7 @@ from . import gaussian_fit, semantic
 from .config import RLSEConfig
 from .downsample import bicubic_downsample_ref, check_factor
 from .geocross import geocross
-from .ops import bias_act
+from .ops import bias_act, dispatch
 from .ops.downsample_loss import downsample_loss
 from .schedule import SCHEDULES
 from .spherical import SphericalOptimizer
@@ -69,9 +69,14 @@ def super_resolve(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str,
 
     G, D: the loaded networks (never modified; D may be None without L_s). lr_images: (B, 3, h, w)
     in [0, 1], square, with G's resolution a power-of-two multiple of h. fit: the Gaussian fit
-    (`gaussian_fit.cached`). seeds: one per face, or one for all. on_step(step, images01, losses)
-    is called after each evaluation (e.g. to save intermediate images).
-    """
+    (`gaussian_fit.cached`). seeds: one per face, or one for all. impl: the kernels of every op
+    ('ref': plain PyTorch). on_step(step, images01, losses) is called after each evaluation (e.g. to
+    save intermediate images)."""
+    with dispatch.using(impl):
+        return _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step)
+
+
+def _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step) -> Result:
     t0 = time.perf_counter()
     device = lr_images.device
     batch, _, h, w = lr_images.shape
@@ -111,9 +116,9 @@ def super_resolve(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str,
         opt.zero_grad()
         if ft_opt is not None:
             ft_opt.zero_grad(set_to_none=True)
-        ws = bias_act(z * std + mean, act="lrelu", impl=impl)  # mapping's own activation and gain
+        ws = bias_act(z * std + mean, act="lrelu")  # mapping's own activation and gain
         img01 = (G.synthesis(ws, noise=noise, params=params) + 1) / 2
-        sse = downsample_loss(img01, lr_images, factor, impl=impl)
+        sse = downsample_loss(img01, lr_images, factor)
         if cfg.pixel_loss == "norm":
             pixel = (sse + 1e-12).sqrt()
         else:

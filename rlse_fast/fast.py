@@ -48,32 +48,11 @@ LOSS_NAMES = ("total", "pixel", "semantic", "geocross")
 """The columns of the per-step loss log, in order."""
 
 
-@contextlib.contextmanager
 def ops_impl(impl: str):
-    """Inside the block, every op called with impl='auto' (the networks' own layers call them so)
-    runs `impl` instead; explicit choices are kept. impl='auto' changes nothing.
-
-    `explore.super_resolve(impl=...)` applies `impl` to the mapping's activation and the loss only;
-    `super_resolve_fast` applies it to every op of the loop through this block. Not thread-safe
-    (it swaps `ops.dispatch.pick` for the duration).
-    """
+    """Every op called with impl='auto' inside the block runs `impl` (`ops.dispatch.using`)."""
     from .ops import dispatch
 
-    if impl not in dispatch.IMPLS:
-        raise ValueError(f"impl must be one of {dispatch.IMPLS}, got {impl!r}")
-    if impl == "auto":
-        yield
-        return
-    original = dispatch.pick
-
-    def pick(op, requested, x):
-        return original(op, impl if requested == "auto" else requested, x)
-
-    dispatch.pick = pick
-    try:
-        yield
-    finally:
-        dispatch.pick = original
+    return dispatch.using(impl)
 
 
 def _adam_(params, grads, exp_avgs, exp_avg_sqs, neg_step_size: torch.Tensor, bias_correction2_sqrt: torch.Tensor):

@@ -121,11 +121,13 @@ def test_run_picks_the_engine(setup):
 
 
 def test_ops_impl_scope_restores_dispatch():
-    before = dispatch.pick
+    x = torch.zeros(1)
+    outside = dispatch.pick("bias_act", "auto", x)
     with ops_impl("ref"):
-        assert dispatch.pick is not before
-        assert dispatch.pick("bias_act", "auto", torch.zeros(1)) is None
-    assert dispatch.pick is before
+        assert dispatch.pick("bias_act", "auto", x) is None
+        with ops_impl("auto"):
+            assert dispatch.pick("bias_act", "auto", x) is None  # 'auto' inside keeps the outer choice
+    assert dispatch.pick("bias_act", "auto", x) is outside
     with pytest.raises(ValueError):
         with ops_impl("nope"):
             pass

@@ -5,6 +5,8 @@ fastest one available for the tensor's device, or the reference when there is no
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import threading
 from typing import Callable
@@ -45,10 +47,34 @@ def mark_unavailable(impl: str, reason: str) -> None:
     _UNAVAILABLE[impl] = reason
 
 
+# What impl='auto' means in the current context (see `using`).
+_DEFAULT: contextvars.ContextVar[str] = contextvars.ContextVar("rlse_fast_default_impl", default="auto")
+
+
+@contextlib.contextmanager
+def using(impl: str):
+    """Inside the block, every op called with impl='auto' (the networks' layers call them so) runs
+    `impl`; explicit choices are kept. using('auto') changes nothing. E.g. using('ref') for the
+    eager baseline, or for double backward (R1), which the native backward passes do not support.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        yield
+        return
+    token = _DEFAULT.set(impl)
+    try:
+        yield
+    finally:
+        _DEFAULT.reset(token)
+
+
 def pick(op: str, impl: str, x: torch.Tensor) -> Callable | None:
     """Return the function for `impl`, or None for the reference."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        impl = _DEFAULT.get()
     if impl == "ref":
         return None
     _load_natives()

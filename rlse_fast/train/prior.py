@@ -14,7 +14,6 @@ samples/<kimg>.png (fixed z), log.jsonl (one line per checkpoint).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -191,27 +190,13 @@ def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
         b_ema.copy_(b)
 
 
-@contextlib.contextmanager
 def reference_ops():
-    """Make impl='auto' pick the plain-PyTorch ops inside the block.
-
-    R1 differentiates the discriminator twice, and the native ops' backward passes are
-    once-differentiable; on a CPU the references train as fast anyway (measured: 1.25 s vs 1.33 s
-    per G+D step at 64 px, batch 16). There is no public switch in `ops.dispatch` yet, so this
-    hides its registry for the duration and restores it afterwards.
-    """
+    """The plain-PyTorch ops inside the block: R1 differentiates the discriminator twice, and the
+    native ops' backward passes are once-differentiable (on a CPU the references train as fast:
+    1.25 s vs 1.33 s per G+D step at 64 px, batch 16)."""
     from ..ops import dispatch
 
-    saved_loaded = dispatch._loaded
-    saved_order = {k: list(v) for k, v in dispatch._AUTO_ORDER.items()}
-    dispatch._loaded = True  # natives that were not loaded yet stay unloaded
-    dispatch._AUTO_ORDER.clear()
-    try:
-        yield
-    finally:
-        dispatch._AUTO_ORDER.clear()
-        dispatch._AUTO_ORDER.update(saved_order)
-        dispatch._loaded = saved_loaded
+    return dispatch.using("ref")
 
 
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: TrainConfig, resume: str | None = None,
