@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--no-finetune", action="store_true", help="ablation: keep the generator's weights fixed")
     p.add_argument("--pixel-loss", choices=["norm", "mse"], default=None,
                    help="L_p as the paper's L2 norm or PULSE's clamped MSE (default: the mode's)")
+    p.add_argument("--w-pixel", type=float, default=None, help="weight of L_p (default: the mode's, 100)")
+    p.add_argument("--w-semantic", type=float, default=None, help="weight of L_s (default: the mode's, rlse 0.5)")
+    p.add_argument("--w-geocross", type=float, default=None, help="weight of L_g (default: the mode's, rlse 500, pulse 0.05)")
     p.add_argument("--steps", type=int, default=100, help="iterations per face")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise (per face)")
     p.add_argument("--batch", type=int, default=1, help="faces optimised together (results do not depend on it)")
@@ -117,6 +120,11 @@ def run(args) -> int:
         overrides["pixel_loss"] = args.pixel_loss
     if args.gaussian_samples:
         overrides["gaussian_samples"] = args.gaussian_samples
+    for name in ("w_pixel", "w_semantic", "w_geocross"):
+        if getattr(args, name) is not None:
+            if getattr(args, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+            overrides[name] = getattr(args, name)
     cfg = RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
     jobs, is_folder = _jobs(args)
     device = _device(args.device)
