@@ -21,16 +21,20 @@ class RLSEConfig:
     w_pixel: float = 100.0
     """Weight of L_p."""
     pixel_loss: str = "norm"
-    """'norm': the paper's eq. 3, the L2 norm ||down(y) - x||_2 per face (images in [0, 1]);
-    'mse': PULSE's mean squared error per face, clamped below at `eps`."""
+    """'norm': the paper's eq. 3, the L2 norm ||down(y) - x||_2 per face (on `pixel_scale` intensities);
+    'mse': PULSE's mean squared error per face (images in [0, 1]), clamped below at `eps`."""
+    pixel_scale: float = 255.0
+    """Intensity scale of the images inside the L2 norm: 255 (8-bit values, our reading of the paper,
+    which balances its weights) or 1 (images in [0, 1]). Not used by 'mse' (PULSE works in [0, 1])."""
     eps: float = 2e-3
     """Lower clamp of PULSE's per-face MSE (only with pixel_loss='mse')."""
     w_semantic: float = 0.5
     """Weight of L_s (0 disables the semantic loss and the discriminator)."""
     semantic_blocks: int = 3
     """How many of the discriminator's last blocks give features for L_s."""
-    semantic_reduction: str = "mean"
-    """L1 distance of each block's features: 'mean' absolute difference (scale-free, default) or 'sum'."""
+    semantic_reduction: str = "sum"
+    """L1 distance of each block's features: 'sum' (the literal L1 norm, default) or 'mean' absolute
+    difference (scale-free; at weight 0.5 it makes L_s about 0.1% of the objective)."""
     w_geocross: float = 500.0
     """Weight of L_g, PULSE's geodesic cross loss on the W+ rows."""
     finetune: bool = True

@@ -120,7 +120,7 @@ def _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step) -> Result:
         img01 = (G.synthesis(ws, noise=noise, params=params) + 1) / 2
         sse = downsample_loss(img01, lr_images, factor)
         if cfg.pixel_loss == "norm":
-            pixel = (sse + 1e-12).sqrt()
+            pixel = (sse + 1e-12).sqrt() * cfg.pixel_scale
         else:
             pixel = (sse / lr_images[0].numel()).clamp(min=cfg.eps)
         sem = torch.zeros_like(pixel)

@@ -223,7 +223,7 @@ class FastLoop:
                 img01 = (self.G.synthesis(ws, noise=self.noise, params=self.params) + 1) / 2
                 sse = self._downsample_loss(img01)
                 if cfg.pixel_loss == "norm":
-                    pixel = (sse + 1e-12).sqrt()
+                    pixel = (sse + 1e-12).sqrt() * cfg.pixel_scale
                 else:
                     pixel = (sse / self.lr_images[0].numel()).clamp(min=cfg.eps)
                 sem = torch.zeros_like(pixel)
