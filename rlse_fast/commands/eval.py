@@ -1,0 +1,81 @@
+"""`rlse-fast eval`: bicubic, bilinear, PULSE and RLSE on a folder of faces; metrics.csv, summary.md, report.html."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    from ..evaluate.runner import METHODS
+
+    p = sub.add_parser(
+        "eval", help="score super-resolution methods on a folder of faces and write a report",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="With --hr: resize each face to the generator's resolution, bicubic-downscale it by each "
+                    "--scale, super-resolve it with each method and score PSNR/SSIM (Y and RGB) and LPIPS "
+                    "against it. With --lr (real low-resolution faces, no ground truth): NIQE of the outputs. "
+                    "Writes OUT/metrics.csv (one row per image x method x scale), OUT/summary.md, "
+                    "OUT/report.html with sample images and charts. Runs again on the same OUT resume: faces "
+                    "already in metrics.csv are skipped. A file OUT/notes.md, if present, goes into summary.md.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--hr", metavar="DIR", help="folder of ground-truth faces (square, aligned)")
+    src.add_argument("--lr", metavar="DIR", help="folder of real low-resolution faces: NIQE only")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    p.add_argument("--scale", type=int, nargs="+", default=[8], help="upscaling factors (powers of two)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--weights", default=None,
+                   help="weights file or name (ffhq, ffhq512, ffhq256, celeba64); default as in `sr`")
+    p.add_argument("--n", type=int, default=None, help="evaluate the first N faces (sorted by name); default all")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise, the same for every face")
+    p.add_argument("--steps", type=int, default=100, help="iterations per face of the GAN methods")
+    p.add_argument("--hr-size", type=int, default=None,
+                   help="resize the HR faces to this side first (default: the generator's resolution)")
+    p.add_argument("--frame", default="auto", choices=["auto", "none", "ffhq", "celeba"],
+                   help="the generator's face frame; auto: from the weights (ffhq for the official weights, "
+                        "celeba for the bundled prior); the generator's output is warped into --hr-frame")
+    p.add_argument("--hr-frame", default="celeba", choices=["ffhq", "celeba"],
+                   help="the frame of the evaluation faces (celeba128_test: celeba)")
+    p.add_argument("--grid", type=int, default=8, help="faces whose images are saved for the report's grid")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (e.g. when its weights are not fetched)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
+    p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
+                   help="kernel implementation (ref: plain PyTorch)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own choice)")
+    p.add_argument("--gaussian-samples", type=int, default=None,
+                   help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rewrite summary.md and report.html from OUT's metrics.csv and run.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or notices")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import UserError
+    from ..evaluate.runner import EvalOptions, rebuild_report, run_eval
+
+    if args.report_only:
+        rebuild_report(Path(args.out))
+        if not args.quiet:
+            print(f"wrote {Path(args.out) / 'summary.md'}, {Path(args.out) / 'report.html'}")
+        return 0
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be >= 1")
+    opt = EvalOptions(
+        out=Path(args.out), hr_dir=Path(args.hr) if args.hr else None, lr_dir=Path(args.lr) if args.lr else None,
+        scales=args.scale, methods=methods, weights=args.weights, n=args.n, seed=args.seed, steps=args.steps,
+        hr_size=args.hr_size, frame=args.frame, hr_frame=args.hr_frame, device=args.device, impl=args.impl,
+        gaussian_samples=args.gaussian_samples, grid=args.grid, lpips=not args.no_lpips, threads=args.threads,
+        quiet=args.quiet, command=_command_line())
+    run_eval(opt)
+    if not args.quiet:
+        print(f"wrote {opt.out / 'metrics.csv'}, {opt.out / 'summary.md'}, {opt.out / 'report.html'}")
+    return 0
+
+
+def _command_line() -> str:
+    """The command as typed (for the report); empty when called in-process by another program."""
+    argv = sys.argv[1:]
+    return "rlse-fast " + " ".join(shlex.quote(a) for a in argv) if "eval" in argv else ""

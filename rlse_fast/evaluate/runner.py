@@ -1,0 +1,409 @@
+"""The evaluation loop: faces x scales x methods -> metrics.csv (+ sample images), resumable.
+
+With ground truth (`--hr`): each HR face (RGB, square) is resized to `hr_size` (PIL bicubic with
+antialiasing, as the prior's training faces were made; skipped when it already has that size),
+downscaled by PULSE's bicubic (`downsample.bicubic_downsample_ref`) and rounded to 8 bits: the LR
+input. Every method turns the LR input into an `hr_size` face, rounded to 8 bits as saving it would,
+and is scored against the HR face: PSNR and SSIM on the Y channel and on RGB, LPIPS, and the PSNR of
+its own downscaled output against the LR input (how well it explains the input).
+
+Without ground truth (`--lr`, real low-resolution faces): each image is downscaled to
+hr_size / scale (PULSE's bicubic for a power-of-two ratio, else PIL bicubic), super-resolved, and its
+output scored with NIQE. NIQE needs 96x96 pixels at least; smaller outputs are first upscaled with
+PIL bicubic to `niqe_size` (the smallest power-of-two multiple of hr_size >= 96), for every method
+alike.
+
+Methods: 'bicubic' and 'bilinear' upsample the LR input with PIL (Keys a = -0.5 bicubic, as MATLAB's
+imresize), 'pulse' is `RLSEConfig.from_mode('pulse')`, 'rlse-nosem' the RLSE config without L_s,
+'rlse' the full method. The GAN methods run `explore.super_resolve` one face at a time from the same
+seed, with the generator moved into the test set's frame (`frames`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+
+METHODS = ("bicubic", "bilinear", "pulse", "rlse-nosem", "rlse")
+UPSAMPLERS = {"bicubic", "bilinear"}
+GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-nosem": dict(mode="rlse", semantic=False), "rlse": dict(mode="rlse")}
+COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "niqe",
+           "lr_psnr_y", "seconds", "best_step", "best_loss", "loss_pixel", "loss_semantic", "loss_geocross")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass
+class EvalOptions:
+    """One evaluation; converted from the CLI flags in `commands/eval.py`."""
+
+    out: Path
+    hr_dir: Path | None = None
+    """Folder of ground-truth faces (mutually exclusive with lr_dir)."""
+    lr_dir: Path | None = None
+    """Folder of real low-resolution faces without ground truth: NIQE only."""
+    scales: list[int] = field(default_factory=lambda: [8])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    weights: str | None = None
+    n: int | None = None
+    """First n faces (sorted by name); None: all."""
+    seed: int = 0
+    steps: int = 100
+    hr_size: int | None = None
+    """Side of the HR faces after resizing; None: the generator's resolution (else the images' own)."""
+    frame: str = "auto"
+    """The generator's frame: 'auto' (from the weights), 'none', or a name in frames.FRAMES."""
+    hr_frame: str = "celeba"
+    """The frame of the evaluation faces."""
+    device: str = "auto"
+    impl: str = "auto"
+    gaussian_samples: int | None = None
+    grid: int = 8
+    """Faces whose images are saved for the report's grid."""
+    lpips: bool = True
+    threads: int | None = None
+    quiet: bool = False
+    command: str = ""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def list_faces(folder: Path, n: int | None) -> list[Path]:
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder; pass a folder of face images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"{folder} holds no .png/.jpg/.jpeg/.webp images; pass a folder of face images")
+    return files[:n] if n else files
+
+
+def load_uint8(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a square image."""
+    from ..imageio import load_image
+
+    img = load_image(path)
+    if img.shape[1] != img.shape[2]:
+        raise UserError(f"{path.name}: faces must be square (aligned and cropped), got {img.shape[2]}x{img.shape[1]}")
+    return (img * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def pil_resize(img: np.ndarray, size: int, method: str = "bicubic") -> np.ndarray:
+    from PIL import Image
+
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[method]
+    return np.asarray(Image.fromarray(img).resize((size, size), resample, reducing_gap=None))
+
+
+def to01(img: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None].float() / 255
+
+
+def to_u8(x01: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded as saving would."""
+    return (x01[0].detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def downscale(img: np.ndarray, lr_size: int) -> np.ndarray:
+    """PULSE's bicubic for a power-of-two ratio, else PIL bicubic; 8-bit result."""
+    from ..downsample import bicubic_downsample_ref
+
+    ratio, rem = divmod(img.shape[0], lr_size)
+    if rem == 0 and ratio & (ratio - 1) == 0:
+        return to_u8(bicubic_downsample_ref(to01(img).double(), ratio).float())
+    return pil_resize(img, lr_size, "bicubic")
+
+
+# ----------------------------------------------------------------------------- results file
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    from ..imageio import atomic_write
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    order = {m: i for i, m in enumerate(METHODS)}
+    for r in sorted(rows, key=lambda r: (int(r["scale"]), r["image"], order.get(r["method"], 99))):
+        w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
+    text = buf.getvalue()
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _fmt(v):
+    if v is None or v == "":
+        return ""
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else f"{v:.6g}"
+    return v
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but PyTorch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def check_options(opt: EvalOptions) -> None:
+    if (opt.hr_dir is None) == (opt.lr_dir is None):
+        raise UserError("give exactly one of --hr DIR (faces with ground truth) or --lr DIR (real low-res faces, NIQE only)")
+    unknown = [m for m in opt.methods if m not in METHODS]
+    if unknown or not opt.methods:
+        raise UserError(f"unknown method {', '.join(unknown) or '(none)'}; choose from {','.join(METHODS)}")
+    if len(set(opt.methods)) != len(opt.methods):
+        raise UserError("--methods lists a method twice; list each once")
+    for s in opt.scales:
+        if s < 2 or s & (s - 1):
+            raise UserError(f"--scale must be powers of two >= 2 (e.g. 8 16), got {s}")
+    if opt.steps < 1:
+        raise UserError("--steps must be >= 1")
+    if opt.n is not None and opt.n < 1:
+        raise UserError("--n must be >= 1")
+    if opt.hr_size is not None and opt.hr_size < 2:
+        raise UserError("--hr-size must be >= 2")
+
+
+def run_eval(opt: EvalOptions) -> dict:
+    """Run (or resume) the evaluation and write metrics.csv, summary.md and report.html under opt.out."""
+    from tqdm import tqdm
+
+    from . import frames as frames_mod
+    from . import report
+
+    check_options(opt)
+    if opt.threads:
+        torch.set_num_threads(opt.threads)
+    has_gt = opt.hr_dir is not None
+    faces = list_faces(opt.hr_dir if has_gt else opt.lr_dir, opt.n)
+    gan_methods = [m for m in opt.methods if m in GAN_MODES]
+    device = _device(opt.device)
+
+    gan = G = D = None
+    src_frame = dst_frame = None
+    if gan_methods:
+        from .. import weights as weights_mod
+        from ..checkpoints import load_gan
+
+        gan = load_gan(weights_mod.resolve(opt.weights, quiet=opt.quiet))
+        if any(GAN_MODES[m].get("semantic", True) and GAN_MODES[m]["mode"] == "rlse" for m in gan_methods) \
+                and gan.discriminator is None:
+            raise UserError("these weights hold no discriminator, which 'rlse' needs for L_s; drop it from --methods")
+        G = gan.generator.to(device)
+        D = gan.discriminator.to(device) if gan.discriminator is not None else None
+        dst_frame = frames_mod.FRAMES[opt.hr_frame]
+        if opt.frame == "auto":
+            src_frame = frames_mod.weights_frame(gan, opt.weights)
+            if src_frame is None and not opt.quiet:
+                print("note: the generator's frame is unknown (no 'frame' metadata, not ffhq/celeba64); no warp",
+                      file=sys.stderr)
+        elif opt.frame != "none":
+            src_frame = frames_mod.FRAMES[opt.frame]
+    first = load_uint8(faces[0])
+    hr_size = opt.hr_size or (G.img_resolution if G is not None else first.shape[0])
+    if G is not None and hr_size != G.img_resolution:
+        raise UserError(f"--hr-size {hr_size} differs from the generator's {G.img_resolution}px; the GAN methods "
+                        f"make {G.img_resolution}px faces, so use --hr-size {G.img_resolution} (the default)")
+    for s in opt.scales:
+        if hr_size % s:
+            raise UserError(f"--scale {s} does not divide the HR size {hr_size}px; use a smaller scale or another --hr-size")
+    niqe_size = hr_size
+    while niqe_size < 96:
+        niqe_size *= 2
+
+    run_info = {
+        "command": opt.command, "mode": "hr" if has_gt else "lr",
+        "data": str((opt.hr_dir or opt.lr_dir).resolve()), "faces": len(faces), "scales": opt.scales,
+        "methods": opt.methods, "hr_size": hr_size, "niqe_size": None if has_gt else niqe_size,
+        "seed": opt.seed, "steps": opt.steps, "device": str(device), "impl": opt.impl,
+        "threads": torch.get_num_threads(), "hr_frame": opt.hr_frame, "frame": opt.frame,
+        "frame_warp": frames_mod.describe(src_frame, dst_frame) if gan_methods else "no GAN method: no warp",
+        "weights": None if gan is None else {
+            "path": gan.path, "sha256": gan.sha256, "format": gan.source_format,
+            "kimg": gan.metadata.get("kimg"), "resolution": G.img_resolution},
+        "configs": {},
+    }
+    cfgs, fit = {}, None
+    if gan_methods:
+        from ..config import RLSEConfig
+        from ..explore import prepare_fit
+
+        overrides = {"steps": opt.steps}
+        if opt.gaussian_samples:
+            overrides["gaussian_samples"] = opt.gaussian_samples
+        for m in gan_methods:
+            cfgs[m] = RLSEConfig.from_mode(**GAN_MODES[m], **overrides)
+            run_info["configs"][m] = cfgs[m].to_dict()
+    _check_resume(opt.out, run_info)
+
+    rows = read_rows(opt.out / "metrics.csv")
+    done = {(r["image"], int(r["scale"]), r["method"]) for r in rows}
+    todo = [(f, s, m) for f in faces for s in opt.scales for m in opt.methods if (f.name, s, m) not in done]
+    from ..imageio import save_json
+
+    save_json(run_info, opt.out / "run.json")
+
+    lpips = None
+    if has_gt and opt.lpips and todo:
+        from ..metrics import LPIPS
+
+        try:
+            lpips = LPIPS.from_checkpoint().to(device)
+        except UserError as exc:
+            raise UserError(f"{exc}; or pass --no-lpips") from None
+    if todo and gan_methods:
+        fit = prepare_fit(gan, next(iter(cfgs.values())), device=device)
+        G_framed = frames_mod.framed(G, src_frame, dst_frame)
+
+    bar = tqdm(total=len(todo), unit="run", disable=opt.quiet, desc="eval")
+    grid_names = {f.name for f in faces[:opt.grid]}
+    for face in faces:
+        per_face = [(s, m) for (f, s, m) in todo if f == face]
+        if not per_face:
+            continue
+        img = load_uint8(face)
+        for scale in sorted({s for s, _ in per_face}):
+            lr_size = hr_size // scale
+            if has_gt:
+                hr = pil_resize(img, hr_size, "bicubic")
+                lr = downscale(hr, lr_size)
+            else:
+                hr = None
+                lr = downscale(img, lr_size)
+            img_dir = opt.out / "images" / f"x{scale}" / face.stem
+            keep = face.name in grid_names
+            if keep:
+                _save(lr, img_dir / "lr.png")
+                if hr is not None:
+                    _save(hr, img_dir / "hr.png")
+            for _, method in [p for p in per_face if p[0] == scale]:
+                bar.set_postfix_str(f"{face.name} x{scale} {method}")
+                row = {"image": face.name, "scale": scale, "method": method}
+                t0 = time.perf_counter()
+                if method in UPSAMPLERS:
+                    out = pil_resize(lr, hr_size, method)
+                    row["seconds"] = time.perf_counter() - t0
+                else:
+                    from ..explore import super_resolve
+
+                    res = super_resolve(G_framed, D, to01(lr).to(device), cfgs[method], fit, seeds=opt.seed, impl=opt.impl)
+                    out = to_u8(res.images)
+                    best = res.history[res.best_step[0]]  # the unweighted loss terms of the kept iterate
+                    row.update(seconds=res.seconds, best_step=res.best_step[0], best_loss=float(res.best_loss[0]),
+                               loss_pixel=best["pixel"][0], loss_semantic=best["semantic"][0],
+                               loss_geocross=best["geocross"][0])
+                row.update(score(out, hr, lr, lpips, device, niqe_size))
+                rows.append(row)
+                if keep:
+                    _save(out, img_dir / f"{method}.png")
+                bar.update(1)
+            write_rows(opt.out / "metrics.csv", rows)
+    bar.close()
+    if not rows:
+        raise UserError(f"nothing to report in {opt.out}")
+    report.write_all(opt.out, run_info, read_rows(opt.out / "metrics.csv"))
+    return run_info
+
+
+def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device, niqe_size: int) -> dict:
+    """Scores of one 8-bit output (H, W, 3) against the HR face (or NIQE without one)."""
+    from ..downsample import bicubic_downsample_ref
+    from ..metrics import psnr_batch, ssim_batch
+
+    o = to01(out).double() * 2 - 1
+    scale = out.shape[0] // lr.shape[0]
+    lr_hat = bicubic_downsample_ref(to01(out).double(), scale) * 2 - 1
+    row = {"lr_psnr_y": float(psnr_batch(lr_hat, to01(lr).double() * 2 - 1, "y")[0])}
+    if hr is None:
+        from ..metrics.niqe import niqe
+
+        row["niqe"] = niqe(pil_resize(out, niqe_size, "bicubic"))
+        return row
+    h = to01(hr).double() * 2 - 1
+    row.update(psnr_y=float(psnr_batch(o, h, "y")[0]), ssim_y=float(ssim_batch(o, h, "y")[0]),
+               psnr_rgb=float(psnr_batch(o, h, "rgb")[0]), ssim_rgb=float(ssim_batch(o, h, "rgb")[0]))
+    if lpips is not None:
+        with torch.no_grad():
+            row["lpips"] = float(lpips(o.float().to(device), h.float().to(device))[0])
+    return row
+
+
+def _save(img: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    from ..imageio import atomic_write
+
+    atomic_write(path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG", optimize=True))
+
+
+# What must match for a resumed run to extend an earlier one's metrics.csv.
+_RESUME_KEYS = ("mode", "data", "hr_size", "seed", "steps", "hr_frame", "frame_warp")
+
+
+def rebuild_report(out: Path) -> dict:
+    """Write summary.md and report.html again from OUT/run.json and OUT/metrics.csv (nothing is run)."""
+    import json
+
+    from . import report
+
+    path = out / "run.json"
+    if not path.is_file() or not (out / "metrics.csv").is_file():
+        raise UserError(f"{out} holds no run.json and metrics.csv of an earlier eval; run the evaluation first")
+    info = json.loads(path.read_text())
+    rows = read_rows(out / "metrics.csv")
+    if not rows:
+        raise UserError(f"{out / 'metrics.csv'} has no rows; run the evaluation first")
+    report.write_all(out, info, rows)
+    return info
+
+
+def _check_resume(out: Path, info: dict) -> None:
+    import json
+
+    path = out / "run.json"
+    if not path.is_file():
+        if (out / "metrics.csv").is_file():
+            raise UserError(f"{out} holds a metrics.csv without run.json; use a new --out folder")
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        raise UserError(f"{path} is not valid JSON; delete it or use a new --out folder") from None
+    diff = [k for k in _RESUME_KEYS if old.get(k) != info.get(k)
+            and not (k == "frame_warp" and "no GAN method" in (str(old.get(k)) + str(info.get(k))))]
+    old_w, new_w = old.get("weights") or {}, info.get("weights") or {}
+    if old_w.get("sha256") and new_w.get("sha256") and old_w["sha256"] != new_w["sha256"]:
+        diff.append("weights")
+    for m, cfg in info["configs"].items():
+        if m in old.get("configs", {}) and old["configs"][m] != cfg:
+            diff.append(f"config of {m}")
+    if diff:
+        raise UserError(f"{out} holds results of a different run ({', '.join(diff)} changed); "
+                        "use a new --out folder, or delete that one to start over")
+    # Keep the configs of methods run earlier but not listed now.
+    info["configs"] = {**old.get("configs", {}), **info["configs"]}
+    info["methods"] = list(dict.fromkeys(old.get("methods", []) + info["methods"]))
+    info["scales"] = sorted(set(old.get("scales", [])) | set(info["scales"]))
+    info["faces"] = max(int(old.get("faces", 0)), info["faces"])
