@@ -1,9 +1,20 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Without a GPU, Triton kernels run in its interpreter; it reads this when triton is first imported,
+# which any test that dispatches an op may trigger, so set it before every test module.
+try:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+except ImportError:
+    pass
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -10,6 +10,8 @@ import os
 
 import torch
 
+from op_checks import grads, within_budget
+
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -38,23 +40,6 @@ def kernels_match_device():
     if interpreted != (DEV.type == "cpu"):
         pytest.skip("triton_ops was imported before this module set TRITON_INTERPRET; run this file alone")
     return triton_ops
-
-
-def within_budget(out, ref64, ref_low, what=""):
-    """Flash-attention rule: |out - ref64| <= 2 |ref_low - ref64| + a tiny epsilon."""
-    err = (out.double().cpu() - ref64.cpu()).abs().max().item()
-    ref_err = (ref_low.double().cpu() - ref64.cpu()).abs().max().item()
-    eps = 1e-6 * max(ref64.abs().max().item(), 1.0)
-    assert err <= 2 * ref_err + eps, f"{what}: kernel error {err:.3g} > 2 x reference error {ref_err:.3g}"
-
-
-def grads(fn, *inputs, upstream=None):
-    inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
-    out = fn(*inputs)
-    if upstream is None:
-        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
-    out.backward(upstream.to(device=out.device, dtype=out.dtype))
-    return out.detach(), [t.grad for t in inputs]
 
 
 def rand(*shape, dtype=torch.float32, seed=0):
