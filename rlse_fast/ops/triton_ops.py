@@ -18,7 +18,7 @@ import torch
 import triton
 from torch.autograd.function import once_differentiable
 
-from ..downsample import bicubic_kernel, check_factor
+from ..downsample import bicubic_kernel
 from ..downsample import padding as bicubic_padding
 from . import dispatch
 from .bias_act import resolve
@@ -136,17 +136,13 @@ def _taps(factor: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.
 
 
 def _check_loss_args(y: torch.Tensor, x: torch.Tensor, factor: int) -> None:
-    check_factor(factor)
-    if y.ndim != 4:
-        raise ValueError(f"y must be (B, C, H, W), got shape {tuple(y.shape)}")
-    B, C, H, W = y.shape
-    if H % factor or W % factor:
-        raise ValueError(f"image size {H}x{W} is not a multiple of the factor {factor}")
-    want = (B, C, H // factor, W // factor)
-    if tuple(x.shape) != want:
-        raise ValueError(f"x must have shape {want} (y downscaled by {factor}), got {tuple(x.shape)}")
+    """The public op's checks, plus what the kernel needs: one device, room for the reflect padding."""
+    from .downsample_loss import _check
+
+    _check(y, x, factor)
     if x.device != y.device:
         raise ValueError(f"x must be on {y.device} like y, got {x.device}")
+    H, W = y.shape[2:]
     pad = 3 * factor - 3 * factor // 2 if factor > 1 else 0
     if min(H, W) <= pad:
         raise ValueError(f"image size {H}x{W} is too small for factor {factor} (reflect padding {pad} "
