@@ -7,7 +7,9 @@
 
 Only the bindings files include torch/extension.h; the kernel files include light headers
 (c10/util/Half.h, csrc/common/*.h), which keeps the build short. Set MAX_JOBS to bound parallelism.
-No -march=native: the wheel must run on other x86-64 machines; -O3 lets the compiler vectorise.
+No -march=native: the wheel must run on other x86-64 machines. -O3 lets the compiler vectorise; the
+kernels are built twice, for the baseline and for AVX2 + F16C (csrc/cpu/avx2/), and the CPU picks
+one at run time (csrc/cpu/cpu_isa.h).
 """
 import glob
 import os
@@ -28,7 +30,7 @@ def _sources(pattern):
 def _cpu_extension():
     return CppExtension(
         "rlse_fast._C",
-        ["csrc/bindings_cpu.cpp"] + _sources("csrc/cpu/*.cpp"),
+        ["csrc/bindings_cpu.cpp"] + _sources("csrc/cpu/*.cpp") + _sources("csrc/cpu/avx2/*.cpp"),
         include_dirs=[os.path.join(HERE, COMMON)],
         extra_compile_args={"cxx": ["-O3", "-g0", "-fno-trapping-math", "-fopenmp"]},
         extra_link_args=["-fopenmp"],

@@ -1,13 +1,15 @@
 """CPU kernels ('cpp') against the plain-PyTorch references ('ref') at StyleGAN2 / RLSE shapes.
 
     pytest benchmarks/bench_ops_cpu.py --benchmark-json benchmarks/results/cpu-ops-<date>.json
-    python benchmarks/bench_ops_cpu.py [--rounds 30]     # interleaved table (see below)
+    python benchmarks/bench_ops_cpu.py [--rounds 30] [--dtypes float32,bfloat16,float16] [--isa base]
 
 Each pytest-benchmark group holds one op, shape and pass (fwd, or fwd+bwd) for both
 implementations. On a shared machine, load from other processes comes in bursts of seconds, which
 can land on one implementation's block of rounds and not the other's; the script mode therefore
 alternates ref and cpp round by round and reports the minimum of each, the most robust estimate of
 what each one costs. RLSE_BENCH_THREADS=n sets torch's (and so the kernels') OpenMP thread count.
+--dtypes adds rows in other dtypes (the reference then runs in that dtype too); --isa picks the
+kernels' build (csrc/cpu/cpu_isa.h: 'avx2' where the CPU has it, else 'base').
 Timing only: correctness is tests/test_ops_cpu.py.
 """
 from __future__ import annotations
@@ -35,17 +37,17 @@ def _name(shape):
     return "x".join(map(str, shape))
 
 
-def _make(op, shape, factor):
+def _make(op, shape, factor, dtype=torch.float32):
     """(inputs, fn(inputs, impl) -> output) for one case."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=g)
+    x = torch.randn(shape, generator=g).to(dtype)
     if op == "bias_act":
-        b = torch.randn(shape[1], generator=g)
+        b = torch.randn(shape[1], generator=g).to(dtype)
         return [x, b], lambda t, impl: bias_act(t[0], t[1], act="lrelu", impl=impl)
     if op in ("upsample2d", "downsample2d"):
         fn = upsample2d if op == "upsample2d" else downsample2d
         return [x], lambda t, impl: fn(t[0], FILTER, impl=impl)
-    lo = torch.randn(shape[0], shape[1], shape[2] // factor, shape[3] // factor, generator=g)
+    lo = torch.randn(shape[0], shape[1], shape[2] // factor, shape[3] // factor, generator=g).to(dtype)
     return [x, lo], lambda t, impl: downsample_loss(t[0], t[1], factor, impl)
 
 
@@ -56,9 +58,9 @@ CASES = (  # (op, shape, factor)
 )
 
 
-def _step(op, shape, factor, impl, grad_pass):
+def _step(op, shape, factor, impl, grad_pass, dtype=torch.float32):
     """A no-argument callable running one round."""
-    inputs, fn = _make(op, shape, factor)
+    inputs, fn = _make(op, shape, factor, dtype)
     if grad_pass == "fwd":
         def fwd():
             with torch.no_grad():
@@ -66,7 +68,7 @@ def _step(op, shape, factor, impl, grad_pass):
         return fwd
     x = inputs[0].requires_grad_(True)
     out = fn(inputs, impl)
-    dy = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    dy = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out.dtype)
 
     def fwd_bwd():
         x.grad = None
@@ -101,29 +103,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30, help="rounds per implementation (interleaved)")
     parser.add_argument("--json", help="also write the table to this JSON file")
+    parser.add_argument("--dtypes", default="float32", help="comma-separated dtypes (default float32)")
+    parser.add_argument("--isa", help="the kernels' build: base or avx2 (default: the best this CPU runs)")
     args = parser.parse_args()
+    from rlse_fast import _C
+
+    if args.isa:
+        _C.set_cpu_isa(args.isa)
+    dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
     rows = []
-    print(f"threads={torch.get_num_threads()}, rounds={args.rounds}, min over rounds, ref/cpp alternating")
-    print(f"{'op':18s} {'shape':15s} {'pass':8s} {'ref ms':>9s} {'cpp ms':>9s} {'speedup':>8s}")
-    for op, shape, factor in CASES:
-        for grad_pass in PASSES:
-            steps = {impl: _step(op, shape, factor, impl, grad_pass) for impl in IMPLS}
-            best = {impl: float("inf") for impl in IMPLS}
-            for _ in range(args.rounds):
-                for impl in IMPLS:
-                    t0 = time.perf_counter()
-                    steps[impl]()
-                    best[impl] = min(best[impl], time.perf_counter() - t0)
-            ref, cpp = best["ref"] * 1e3, best["cpp"] * 1e3
-            print(f"{_label(op, factor):18s} {_name(shape):15s} {grad_pass:8s} {ref:9.2f} {cpp:9.2f} {ref / cpp:7.2f}x",
-                  flush=True)
-            rows.append(dict(op=op, shape=list(shape), factor=factor, grad_pass=grad_pass, ref_ms=ref, cpp_ms=cpp,
-                             speedup=ref / cpp))
+    print(f"threads={torch.get_num_threads()}, rounds={args.rounds}, kernels {_C.cpu_isa()}, "
+          "min over rounds, ref/cpp alternating")
+    print(f"{'op':18s} {'shape':15s} {'dtype':9s} {'pass':8s} {'ref ms':>9s} {'cpp ms':>9s} {'speedup':>8s}")
+    for (op, shape, factor), dtype, grad_pass in ((c, d, p) for d in dtypes for c in CASES for p in PASSES):
+        dname = str(dtype).removeprefix("torch.")
+        steps = {impl: _step(op, shape, factor, impl, grad_pass, dtype) for impl in IMPLS}
+        best = {impl: float("inf") for impl in IMPLS}
+        for _ in range(args.rounds):
+            for impl in IMPLS:
+                t0 = time.perf_counter()
+                steps[impl]()
+                best[impl] = min(best[impl], time.perf_counter() - t0)
+        ref, cpp = best["ref"] * 1e3, best["cpp"] * 1e3
+        print(f"{_label(op, factor):18s} {_name(shape):15s} {dname:9s} {grad_pass:8s} {ref:9.2f} {cpp:9.2f} "
+              f"{ref / cpp:7.2f}x", flush=True)
+        rows.append(dict(op=op, shape=list(shape), factor=factor, dtype=dname, grad_pass=grad_pass, ref_ms=ref,
+                         cpp_ms=cpp, speedup=ref / cpp))
     if args.json:
         import json
         import platform
 
         meta = dict(threads=torch.get_num_threads(), rounds=args.rounds, statistic="min", torch=torch.__version__,
+                    kernels=_C.cpu_isa(),
                     machine=platform.processor() or platform.machine(), loadavg=os.getloadavg(),
                     malloc_env={k: v for k, v in os.environ.items() if k.startswith("MALLOC_")})
         with open(args.json, "w") as f:

@@ -123,16 +123,8 @@ build() {
     export CPATH="$site/nvidia/cu13/include${CPATH:+:$CPATH}"
     MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 "$PY" setup.py build_ext --inplace || return 1
     "$PY" -c "import rlse_fast._cuda as m; print('built', m.__file__)" || return 1
-    "$PY" - <<'EOF'
-import torch
-from rlse_fast.ops import dispatch
-x = torch.zeros(1, device="cuda" if torch.cuda.is_available() else "cpu")
-for op in ("bias_act", "upfirdn2d", "downsample_loss"):
-    fn = dispatch.pick(op, "auto", x)
-    names = [n for n, (f, _) in dispatch._REGISTRY.get(op, {}).items() if f is fn]
-    print(f"auto picks for {op} on {x.device}: {names[0] if names else 'ref'}")
-print("unavailable:", dispatch._UNAVAILABLE)
-EOF
+    # What was built and what --impl auto takes on CPU and GPU, per dtype.
+    "$PY" -m rlse_fast kernels
 }
 if [ "$DRY" = "1" ]; then
     echo "== build: skipped (dry run)" | tee -a "$LOGS"

@@ -9,7 +9,7 @@ from .errors import RunFailure, UserError
 
 # Each name is a module rlse_fast/commands/<name>.py with `register(subparsers)`; the
 # parser it adds sets `func` (called with the parsed args, returns an exit code or None).
-COMMANDS = ("sr", "info", "convert", "fetch_assets", "train_prior", "eval")
+COMMANDS = ("sr", "info", "convert", "fetch_assets", "train_prior", "eval", "kernels")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ Odd shapes throughout, so that no size is a multiple of a tile or a vector width
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -57,6 +58,7 @@ BIAS_ACT_CASES = [  # (shape, dim)
     ((3, 5), 1),      # fully connected: the bias dimension is the innermost
     ((5, 3, 7), 0),
     ((4, 3, 11), 2),
+    ((7,), 0),        # 1-D: the bias gradient is dx itself
 ]
 ACTS = [("linear", None), ("relu", None), ("lrelu", None), ("lrelu", -0.3)]
 
@@ -271,16 +273,98 @@ def test_downsample_loss_checks_shapes():
 # --- dispatch, bindings, lazy import -------------------------------------------------------------
 
 def test_auto_picks_cpp_on_cpu():
-    from rlse_fast.ops import dispatch
+    from rlse_fast import _C
+    from rlse_fast.ops import cpp_ops, dispatch
 
     x = torch.randn(2, 3)
     for op in ("bias_act", "upfirdn2d", "downsample_loss"):
         assert dispatch.pick(op, "auto", x) is dispatch._REGISTRY[op]["cpp"][0]
+        for dtype in (torch.float16, torch.bfloat16):
+            fast = dtype in cpp_ops.auto_dtypes(_C.cpu_isa())[op]
+            assert (dispatch.pick(op, "auto", x.to(dtype)) is not None) == fast
+    assert cpp_ops.auto_dtypes("avx2")["bias_act"] == cpp_ops.DTYPES
+    assert torch.float16 not in cpp_ops.auto_dtypes("base")["bias_act"]  # software fp16: slower than ref
     assert dispatch.pick("bias_act", "auto", x.int()) is None  # no kernel for int: the reference
-    assert dispatch.pick("bias_act", "auto", x.half()) is None  # slower than the reference in fp16
     assert dispatch.pick("bias_act", "cpp", x.half()) is dispatch._REGISTRY["bias_act"]["cpp"][0]
     with pytest.raises(RuntimeError, match="cannot run"):
         dispatch.pick("bias_act", "cpp", x.int())
+
+
+def _isa_outputs(isa, dtype):
+    """Outputs and gradients of every op through the kernel build `isa`, at sizes that take both
+    the vector loops and their tails (and, for bias_act, several conversion tiles)."""
+    from rlse_fast import _C
+
+    g = torch.Generator().manual_seed(0)
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=g).to(dtype)
+
+    cases = [
+        lambda x, b: bias_act(x, b, act="lrelu", impl="cpp"),                        # a bias per run
+        lambda x, b: bias_act(x, b, act="relu", clamp=0.7, impl="cpp"),              # the xref path
+        lambda x, b: bias_act(x.reshape(-1, 37), b[:37], act="lrelu", impl="cpp"),   # bias innermost
+        lambda x, b: upsample2d(x, setup_filter([1, 3, 3, 1]), impl="cpp"),
+        lambda x, b: downsample2d(x, setup_filter([1, 3, 3, 1]), impl="cpp"),
+        lambda x, b: downsample_loss(x, lo, 4, impl="cpp"),
+    ]
+    x, b, lo = rnd(2, 37, 20, 28), rnd(37), rnd(2, 37, 5, 7)
+    before = _C.set_cpu_isa(isa)
+    try:
+        return [grads(fn, x, b) for fn in cases]
+    finally:
+        _C.set_cpu_isa(before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_cpu_builds_are_bit_identical(dtype):
+    # The AVX2 build does the operations of the baseline build in the same order (no FMA), with F16C
+    # conversions that round like the software ones: the results must be identical, bit for bit.
+    from rlse_fast import _C
+
+    if "avx2" not in _C.cpu_isas():
+        pytest.skip("this CPU or build has no AVX2 kernels")
+    base, avx2 = _isa_outputs("base", dtype), _isa_outputs("avx2", dtype)
+    for (y0, g0), (y1, g1) in zip(base, avx2):
+        assert torch.equal(y0, y1)
+        for a, c in zip(g0, g1):
+            assert (a is None and c is None) or torch.equal(a, c)
+
+
+def test_cpu_isa_choice():
+    from rlse_fast import _C
+
+    assert "base" in _C.cpu_isas() and _C.cpu_isa() in _C.cpu_isas()
+    with pytest.raises(RuntimeError, match="unknown kernel build 'sse9'"):
+        _C.set_cpu_isa("sse9")
+    # RLSE_CPU_ISA=base selects the baseline build; by default the best the CPU runs.
+    code = "import torch; from rlse_fast import _C; print(_C.cpu_isa(), _C.cpu_isas()[-1])"
+    for env, want in (("base", "base"), ("auto", None)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "RLSE_CPU_ISA": env})
+        assert out.returncode == 0, out.stderr
+        got, best = out.stdout.split()
+        assert got == (want or best)
+
+
+def test_kernels_command_reports_the_build(capsys):
+    import json
+
+    from rlse_fast import _C
+    from rlse_fast.cli import main
+    from rlse_fast.ops import cpp_ops
+
+    assert main(["kernels", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["impls"]["cpp"] == "available" and info["cpu_isa"] == _C.cpu_isa()
+    want = cpp_ops.auto_dtypes(_C.cpu_isa())
+    for dtype, row in info["auto"]["cpu"].items():
+        for op, impl in row.items():
+            assert impl == ("cpp" if getattr(torch, dtype) in want[op] else "ref"), (dtype, op)
+    if not torch.version.cuda:
+        assert "CPU build" in info["impls"]["cuda"]
+    assert main(["kernels"]) == 0
+    assert "auto on cpu float32: bias_act cpp" in capsys.readouterr().out
 
 
 def test_bindings_check_arguments():

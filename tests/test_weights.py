@@ -1,7 +1,6 @@
 """Named weights: resumable, atomic download into the cache; a clear error offline; the bundled default."""
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 

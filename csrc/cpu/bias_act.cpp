@@ -2,7 +2,7 @@
 // Math in float (double for double) for every storage type.
 #include "bias_act.h"
 
-#include "fp_convert.h"
+#include "cpu_isa.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,15 +13,16 @@
 #include <omp.h>
 #endif
 
+RLSE_ISA_BEGIN
+namespace rlse {
+namespace RLSE_ISA {
 namespace {
-
-using rlse::load;
-using rlse::store;
 
 template <class T> struct Acc { using type = float; };
 template <> struct Acc<double> { using type = double; };
 
 constexpr int64_t kBlock = 8192;  // elements per OpenMP work item
+constexpr int64_t kTile = 256;    // elements per conversion tile of an fp16 / bf16 run (a multiple of 8)
 
 // The value of one element: the forward output (GRAD = 0) or the gradient (GRAD = 1, x is dy).
 template <int ACT, int GRAD, bool CLAMP, bool XREF, class A>
@@ -62,27 +63,66 @@ inline void load_refs(const T* xref, const T* yref, int64_t i, A& xr, A& yr) {
 
 // One run of elements [0, n) that share a bias (BARR = false: scalar `bias`) or index a bias
 // array element by element (BARR = true: `barr`, when the bias dimension is the innermost).
-template <int ACT, int GRAD, bool CLAMP, bool XREF, bool BARR, class T, class A>
-void run(const T* __restrict x, const T* __restrict xref, const T* __restrict yref, T* __restrict y,
-         int64_t n, A bias, const T* __restrict barr, A alpha, A gain, A clamp) {
+// Stored and computed in the same type A.
+template <int ACT, int GRAD, bool CLAMP, bool XREF, bool BARR, class A>
+void run_same(const A* __restrict x, const A* __restrict xref, const A* __restrict yref, A* __restrict y,
+              int64_t n, A bias, const A* __restrict barr, A alpha, A gain, A clamp) {
     constexpr bool YREF = GRAD == 1 && !XREF && ACT != kBiasActLinear;
     for (int64_t i = 0; i < n; i++) {
         A xr, yr;
         load_refs<XREF, YREF>(xref, yref, i, xr, yr);
-        const A b = BARR ? load<A>(barr[i]) : bias;
-        y[i] = store<T>(element<ACT, GRAD, CLAMP, XREF>(load<A>(x[i]), xr, yr, b, alpha, gain, clamp));
+        const A b = BARR ? barr[i] : bias;
+        y[i] = element<ACT, GRAD, CLAMP, XREF>(x[i], xr, yr, b, alpha, gain, clamp);
     }
 }
 
-// Sum of n stored values with 8 independent partial sums (vectorises without -ffast-math).
+// The same for any storage type T: fp16 / bf16 runs go through float tiles (load_row / store_row,
+// in hardware with F16C), so that the loop above is the only arithmetic loop and vectorises.
+template <int ACT, int GRAD, bool CLAMP, bool XREF, bool BARR, class T, class A>
+void run(const T* __restrict x, const T* __restrict xref, const T* __restrict yref, T* __restrict y,
+         int64_t n, A bias, const T* __restrict barr, A alpha, A gain, A clamp) {
+    if constexpr (std::is_same<T, A>::value) {
+        run_same<ACT, GRAD, CLAMP, XREF, BARR>(x, xref, yref, y, n, bias, barr, alpha, gain, clamp);
+    } else {
+        constexpr bool YREF = GRAD == 1 && !XREF && ACT != kBiasActLinear;
+        A xb[kTile], rb[kTile], bb[kTile], yb[kTile];
+        for (int64_t i0 = 0; i0 < n; i0 += kTile) {
+            const int64_t m = std::min(kTile, n - i0);
+            load_row(x + i0, xb, m);
+            if (XREF) load_row(xref + i0, rb, m);
+            if (YREF) load_row(yref + i0, rb, m);
+            if (BARR) load_row(barr + i0, bb, m);
+            run_same<ACT, GRAD, CLAMP, XREF, BARR>(xb, XREF ? rb : nullptr, YREF ? rb : nullptr, yb, m, bias, bb,
+                                                   alpha, gain, clamp);
+            store_row(yb, y + i0, m);
+        }
+    }
+}
+
+template <class A>
+inline void add_lanes(A (&lanes)[8], const A* __restrict v, int64_t n8) {
+    for (int64_t i = 0; i < n8; i += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += v[i + l];
+}
+
+// Sum of n stored values with 8 independent partial sums (vectorises without -ffast-math); fp16 /
+// bf16 values are converted a tile at a time, the sum order is the same.
 template <class T, class A>
 A lane_sum(const T* __restrict v, int64_t n) {
     A lanes[8] = {};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) lanes[l] += load<A>(v[i + l]);
+    const int64_t n8 = n / 8 * 8;
+    if constexpr (std::is_same<T, A>::value) {
+        add_lanes(lanes, v, n8);
+    } else {
+        A buf[kTile];
+        for (int64_t i0 = 0; i0 < n8; i0 += kTile) {
+            const int64_t m = std::min(kTile, n8 - i0);
+            load_row(v + i0, buf, m);
+            add_lanes(lanes, buf, m);
+        }
+    }
     A s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-    for (; i < n; i++) s += load<A>(v[i]);
+    for (int64_t i = n8; i < n; i++) s += load<A>(v[i]);
     return s;
 }
 
@@ -228,3 +268,7 @@ template void bias_act_cpu<float>(const bias_act_kernel_params&);
 template void bias_act_cpu<double>(const bias_act_kernel_params&);
 template void bias_act_cpu<c10::Half>(const bias_act_kernel_params&);
 template void bias_act_cpu<c10::BFloat16>(const bias_act_kernel_params&);
+
+}  // namespace RLSE_ISA
+}  // namespace rlse
+RLSE_ISA_END

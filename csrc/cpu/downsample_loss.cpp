@@ -6,33 +6,23 @@
 // Math in float (double for double); the row sums are added up in double.
 #include "downsample_loss.h"
 
-#include "fp_convert.h"
+#include "cpu_isa.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
+RLSE_ISA_BEGIN
+namespace rlse {
+namespace RLSE_ISA {
 namespace {
-
-using rlse::load;
-using rlse::store;
 
 template <class T> struct Acc { using type = float; };
 template <> struct Acc<double> { using type = double; };
 
 // PyTorch's 'reflect' index for a single reflection (|overshoot| < n).
 inline int64_t reflect(int64_t q, int64_t n) { return q < 0 ? -q : (q >= n ? 2 * (n - 1) - q : q); }
-
-template <class T, class A>
-const A* load_row(const T* src, int64_t n, A* buf) {
-    if constexpr (std::is_same<T, A>::value) {
-        return src;
-    } else {
-        for (int64_t i = 0; i < n; i++) buf[i] = load<A>(src[i]);
-        return buf;
-    }
-}
 
 // Dot product with 8 independent partial sums, so that it vectorises without -ffast-math.
 template <class A>
@@ -71,7 +61,7 @@ void downsample_loss_cpu(const downsample_loss_kernel_params& p) {
             std::fill(v, v + W, A(0));
             // Vertical taps, four rows at a time (a quarter of the loads and stores of v).
             auto row_at = [&](int64_t t, int slot) {
-                return load_row<T, A>(yp + reflect(i * s + t - p0, H) * W, W, conv.data() + slot * W);
+                return row_as<T, A>(yp + reflect(i * s + t - p0, H) * W, W, conv.data() + slot * W);
             };
             int64_t t = 0;
             for (; t + 4 <= L; t += 4) {
@@ -166,8 +156,7 @@ void downsample_loss_backward_cpu(const downsample_loss_kernel_params& p) {
                     for (int64_t k = 0; k < W; k++) dst[k] += c * src[k];
                 }
             }
-            T* out = dy + r * W;
-            for (int64_t k = 0; k < W; k++) out[k] = store<T>(acc[k]);
+            store_row(acc.data(), dy + r * W, W);
         }
     }
 }
@@ -180,3 +169,7 @@ template void downsample_loss_backward_cpu<float>(const downsample_loss_kernel_p
 template void downsample_loss_backward_cpu<double>(const downsample_loss_kernel_params&);
 template void downsample_loss_backward_cpu<c10::Half>(const downsample_loss_kernel_params&);
 template void downsample_loss_backward_cpu<c10::BFloat16>(const downsample_loss_kernel_params&);
+
+}  // namespace RLSE_ISA
+}  // namespace rlse
+RLSE_ISA_END

@@ -6,17 +6,17 @@
 // outputs at the row ends. Math in float (double for double).
 #include "upfirdn2d.h"
 
-#include "fp_convert.h"
+#include "cpu_isa.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
+RLSE_ISA_BEGIN
+namespace rlse {
+namespace RLSE_ISA {
 namespace {
-
-using rlse::load;
-using rlse::store;
 
 template <class T> struct Acc { using type = float; };
 template <> struct Acc<double> { using type = double; };
@@ -142,17 +142,6 @@ void fir_row(const A* in, int64_t n, const A* t, int taps, int u, int d, int64_t
     fir_row_general(in, n, t, taps, u, d, p0, out, 0, outN);
 }
 
-// A row of the input in the accumulation type: the row itself when T == A, else converted into buf.
-template <class T, class A>
-const A* load_row(const T* src, int64_t n, A* buf) {
-    if constexpr (std::is_same<T, A>::value) {
-        return src;
-    } else {
-        for (int64_t i = 0; i < n; i++) buf[i] = load<A>(src[i]);
-        return buf;
-    }
-}
-
 }  // namespace
 
 template <class T>
@@ -195,7 +184,7 @@ void upfirdn2d_cpu(const upfirdn2d_kernel_params& p) {
             for (int64_t ky = first_tap(j0, p.upy); ky < fh; ky += p.upy) {
                 const int64_t iy = (j0 + ky) / p.upy;
                 if (iy >= inH) break;
-                const A* row = load_row<T, A>(xp + iy * inW, inW, conv.data());
+                const A* row = row_as<T, A>(xp + iy * inW, inW, conv.data());
                 if (p.separable) {
                     const A w = fy[ky];
                     A* __restrict dst = tmp.data();
@@ -205,8 +194,7 @@ void upfirdn2d_cpu(const upfirdn2d_kernel_params& p) {
                 }
             }
             if (p.separable) fir_row<A>(tmp.data(), inW, fx.data(), fw, p.upx, p.downx, p.padx0, acc.data(), outW);
-            T* dst = y + r * outW;
-            for (int64_t o = 0; o < outW; o++) dst[o] = store<T>(acc[o]);
+            store_row(acc.data(), y + r * outW, outW);
         }
     }
 }
@@ -215,3 +203,7 @@ template void upfirdn2d_cpu<float>(const upfirdn2d_kernel_params&);
 template void upfirdn2d_cpu<double>(const upfirdn2d_kernel_params&);
 template void upfirdn2d_cpu<c10::Half>(const upfirdn2d_kernel_params&);
 template void upfirdn2d_cpu<c10::BFloat16>(const upfirdn2d_kernel_params&);
+
+}  // namespace RLSE_ISA
+}  // namespace rlse
+RLSE_ISA_END

@@ -1,326 +1,53 @@
 // Python bindings of the CUDA extension rlse_fast._cuda, the only CUDA-side file that includes
-// torch/extension.h. Same functions and arguments as the CPU module rlse_fast._C
-// (csrc/bindings_cpu.cpp); every precondition is checked here, with a message that names the
-// argument, before a kernel runs. Each op runs on the current stream of the input's device under a
-// device guard. The kernels are in csrc/cuda/*.cu.
+// torch/extension.h: the ops of csrc/common/ops_bindings.h (the same functions and checks as the
+// CPU module rlse_fast._C) over the CUDA kernels of csrc/cuda/*.cu. Each op runs on the current
+// stream of the input's device under a device guard.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
 
-#include "../common/bias_act.h"
-#include "../common/downsample_loss.h"
-#include "../common/upfirdn2d.h"
+#include "../common/ops_bindings.h"
 
 namespace {
 
-constexpr int64_t kMaxTaps = 2048;  // downsample_loss keeps the taps in shared memory (factor <= 512)
-constexpr int64_t kFusedDbMinChannels = 128;  // bias_act_backward: fewer channels use ATen's sum
-
-bool is_float_dtype(at::ScalarType s) {
-    return s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16;
-}
-
-// The accumulation dtype of the kernels: double for double tensors, else float.
-at::ScalarType acc_dtype(at::ScalarType s) { return s == at::kDouble ? at::kDouble : at::kFloat; }
-
-void check_cuda(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name) {
-    TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got one on ", t.device());
-    TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " must be on ", ref.device(), " like the input, got ",
-                t.device());
-}
-
-void check_input(const at::Tensor& t, const char* op, const char* name) {
-    check_cuda(t, t, op, name);
-    TORCH_CHECK(is_float_dtype(t.scalar_type()), op, ": ", name,
-                " must be float32, float64, float16 or bfloat16, got ", t.scalar_type());
-    TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-}
-
-// Optional tensors are passed as empty tensors (numel 0), as in the official StyleGAN2 op.
-void check_like(const at::Tensor& t, const at::Tensor& x, const char* op, const char* name) {
-    check_cuda(t, x, op, name);
-    TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " must have the dtype of x (", x.scalar_type(),
-                "), got ", t.scalar_type());
-    TORCH_CHECK(t.sizes() == x.sizes(), op, ": ", name, " must have the shape of x ", x.sizes(), ", got ", t.sizes());
-    TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-}
-
 void* current_stream() { return static_cast<void*>(at::cuda::getCurrentCUDAStream().stream()); }
 
-#define DISPATCH_FLOAT_TYPES(dtype, name, ...) \
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
+struct CudaBackend {
+    // The fused bias gradient runs a block per channel: below this, ATen's reduction fills the GPU.
+    static constexpr int64_t kFusedDbMinChannels = 128;
+    static constexpr int64_t kMaxTaps = 2048;  // downsample_loss keeps the taps in shared memory
+    static constexpr bool kNeedsDiff = true;   // the forward kernel always writes diff
 
-// Checks every argument of bias_act; returns the (uninitialised) output.
-at::Tensor bias_act_checked(const at::Tensor& x, const at::Tensor& b, const at::Tensor& xref,
-                            const at::Tensor& yref, int64_t grad, int64_t dim, int64_t act, double alpha,
-                            double gain, double clamp) {
-    const char* op = "bias_act";
-    check_input(x, op, "x");
-    TORCH_CHECK(grad == 0 || grad == 1, op, ": grad must be 0 or 1, got ", grad);
-    TORCH_CHECK(act == kBiasActLinear || act == kBiasActRelu || act == kBiasActLrelu, op,
-                ": act must be 1 (linear), 2 (relu) or 3 (lrelu), got ", act);
-    if (b.numel()) {
-        TORCH_CHECK(dim >= 0 && dim < x.dim(), op, ": dim ", dim, " is out of range for a ", x.dim(), "-D x");
-        check_cuda(b, x, op, "b");
-        TORCH_CHECK(b.scalar_type() == x.scalar_type(), op, ": b must have the dtype of x (", x.scalar_type(),
-                    "), got ", b.scalar_type());
-        TORCH_CHECK(b.dim() == 1 && b.size(0) == x.size(dim), op, ": b must have shape (", x.size(dim),
-                    ",) = x.shape[dim], got ", b.sizes());
-        TORCH_CHECK(b.is_contiguous(), op, ": b must be contiguous");
+    using Guard = at::cuda::OptionalCUDAGuard;
+
+    static void check_device(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name) {
+        TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got one on ", t.device());
+        TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " must be on ", ref.device(),
+                    " like the input, got ", t.device());
     }
-    if (xref.numel()) check_like(xref, x, op, "xref");
-    if (yref.numel()) check_like(yref, x, op, "yref");
-    if (grad == 1 && act != kBiasActLinear)
-        TORCH_CHECK(xref.numel() || yref.numel(), op, ": the gradient of relu/lrelu needs xref or yref");
-    if (grad == 1 && clamp >= 0) TORCH_CHECK(xref.numel(), op, ": the gradient with a clamp needs xref");
-    TORCH_CHECK(x.numel() <= INT64_MAX / 2, op, ": x is too large");
-    return at::empty_like(x, at::MemoryFormat::Contiguous);
-}
 
-bias_act_kernel_params bias_act_params(const at::Tensor& x, const at::Tensor& b, const at::Tensor& xref,
-                                       const at::Tensor& yref, at::Tensor& y, int64_t grad, int64_t dim,
-                                       int64_t act, double alpha, double gain, double clamp) {
-    bias_act_kernel_params p{};
-    p.x = x.data_ptr();
-    p.b = b.numel() ? b.data_ptr() : nullptr;
-    p.xref = xref.numel() ? xref.data_ptr() : nullptr;
-    p.yref = yref.numel() ? yref.data_ptr() : nullptr;
-    p.y = y.data_ptr();
-    p.db = nullptr;
-    p.grad = static_cast<int>(grad);
-    p.act = static_cast<int>(act);
-    p.alpha = alpha;
-    p.gain = gain;
-    p.clamp = clamp;
-    p.sizeX = x.numel();
-    p.sizeB = b.numel() ? b.numel() : 1;
-    p.stepB = 1;
-    if (b.numel())
-        for (int64_t i = dim + 1; i < x.dim(); i++) p.stepB *= x.size(i);
-    return p;
-}
-
-void launch_bias_act(const bias_act_kernel_params& p, at::ScalarType dtype) {
-    void* stream = current_stream();
-    DISPATCH_FLOAT_TYPES(dtype, "bias_act_cuda", [&] { bias_act_cuda<scalar_t>(p, stream); });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-// y = clamp(act(x + b) * gain) (grad = 0), or its gradient for upstream dy passed as x (grad = 1).
-at::Tensor bias_act(const at::Tensor& x, const at::Tensor& b, const at::Tensor& xref, const at::Tensor& yref,
-                    int64_t grad, int64_t dim, int64_t act, double alpha, double gain, double clamp) {
-    auto y = bias_act_checked(x, b, xref, yref, grad, dim, act, alpha, gain, clamp);
-    if (x.numel() == 0) return y;
-    const at::cuda::OptionalCUDAGuard guard(x.device());
-    launch_bias_act(bias_act_params(x, b, xref, yref, y, grad, dim, act, alpha, gain, clamp), x.scalar_type());
-    return y;
-}
-
-// The gradient of bias_act for upstream dy: (dx, db), db (b's dtype) only when need_db, else empty.
-std::vector<at::Tensor> bias_act_backward(const at::Tensor& dy, const at::Tensor& b, const at::Tensor& xref,
-                                          const at::Tensor& yref, int64_t dim, int64_t act, double alpha,
-                                          double gain, double clamp, bool need_db) {
-    const char* op = "bias_act_backward";
-    TORCH_CHECK(!need_db || b.numel(), op, ": need_db needs the bias b");
-    if (!need_db) return {bias_act(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp), at::Tensor()};
-    int64_t stepB = 1;
-    for (int64_t i = dim + 1; i < dy.dim(); i++) stepB *= dy.size(i);
-    // The fused kernel runs a block per channel: with few channels most of the GPU would idle, so
-    // then (and for a bias along the innermost dimension) dx is summed by ATen's reduction.
-    if (stepB == 1 || dy.numel() == 0 || b.numel() < kFusedDbMinChannels) {
-        auto dx = bias_act(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp);
-        std::vector<int64_t> dims;
-        for (int64_t i = 0; i < dx.dim(); i++)
-            if (i != dim) dims.push_back(i);
-        if (dims.empty()) return {dx, dx.clone()};  // 1-D x: db = dx (an empty dim list would sum all)
-        return {dx, dx.sum(dims, false, acc_dtype(dx.scalar_type())).to(b.scalar_type())};
+    template <class T> static void bias_act(const bias_act_kernel_params& p) {
+        bias_act_cuda<T>(p, current_stream());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
-    auto dx = bias_act_checked(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp);
-    const at::cuda::OptionalCUDAGuard guard(dy.device());
-    auto db = at::empty({b.numel()}, b.options().dtype(acc_dtype(b.scalar_type())));
-    bias_act_kernel_params p = bias_act_params(dy, b, xref, yref, dx, 1, dim, act, alpha, gain, clamp);
-    p.db = db.data_ptr();
-    launch_bias_act(p, dy.scalar_type());
-    return {dx, db.to(b.scalar_type())};
-}
-
-at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,
-                     int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip,
-                     double gain) {
-    const char* op = "upfirdn2d";
-    check_input(x, op, "x");
-    TORCH_CHECK(x.dim() == 4, op, ": x must be (N, C, H, W), got shape ", x.sizes());
-    check_cuda(f, x, op, "f");
-    TORCH_CHECK(f.scalar_type() == acc_dtype(x.scalar_type()), op, ": f must be ", acc_dtype(x.scalar_type()),
-                " for a ", x.scalar_type(), " x, got ", f.scalar_type());
-    TORCH_CHECK(f.dim() == 1 || f.dim() == 2, op, ": f must be 1-D (separable) or 2-D, got shape ", f.sizes());
-    TORCH_CHECK(f.numel() > 0, op, ": f must not be empty");
-    TORCH_CHECK(f.is_contiguous(), op, ": f must be contiguous");
-    TORCH_CHECK(upx >= 1 && upy >= 1, op, ": up factors must be >= 1, got [", upx, ", ", upy, "]");
-    TORCH_CHECK(downx >= 1 && downy >= 1, op, ": down factors must be >= 1, got [", downx, ", ", downy, "]");
-    const int64_t fw = f.size(-1), fh = f.size(0);
-    const int64_t inH = x.size(2), inW = x.size(3);
-    const int64_t upH = inH * upy + pady0 + pady1, upW = inW * upx + padx0 + padx1;
-    TORCH_CHECK(upH >= fh && upW >= fw, op, ": the padded, upsampled image (", upH, "x", upW,
-                ") is smaller than the filter (", fh, "x", fw, ")");
-    const int64_t outH = (upH - fh) / downy + 1, outW = (upW - fw) / downx + 1;
-    const int64_t lim = INT32_MAX / 4;
-    TORCH_CHECK(inH * upy < lim && inW * upx < lim && outH < lim && outW < lim && fh < lim && fw < lim &&
-                    std::max({std::abs(padx0), std::abs(padx1), std::abs(pady0), std::abs(pady1)}) < lim,
-                op, ": sizes or paddings are too large");
-
-    const at::cuda::OptionalCUDAGuard guard(x.device());
-    auto y = at::empty({x.size(0), x.size(1), outH, outW}, x.options());
-    if (y.numel() == 0) return y;
-    upfirdn2d_kernel_params p{};
-    p.x = x.data_ptr();
-    p.f = f.data_ptr();
-    p.y = y.data_ptr();
-    p.upx = static_cast<int>(upx);
-    p.upy = static_cast<int>(upy);
-    p.downx = static_cast<int>(downx);
-    p.downy = static_cast<int>(downy);
-    p.padx0 = static_cast<int>(padx0);
-    p.padx1 = static_cast<int>(padx1);
-    p.pady0 = static_cast<int>(pady0);
-    p.pady1 = static_cast<int>(pady1);
-    p.flip = flip ? 1 : 0;
-    p.separable = f.dim() == 1 ? 1 : 0;
-    p.gain = gain;
-    p.major = x.size(0) * x.size(1);
-    p.inH = static_cast<int>(inH);
-    p.inW = static_cast<int>(inW);
-    p.outH = static_cast<int>(outH);
-    p.outW = static_cast<int>(outW);
-    p.filterH = static_cast<int>(fh);
-    p.filterW = static_cast<int>(fw);
-    void* stream = current_stream();
-    DISPATCH_FLOAT_TYPES(x.scalar_type(), "upfirdn2d_cuda", [&] { upfirdn2d_cuda<scalar_t>(p, stream); });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return y;
-}
-
-void check_downsample(int64_t H, int64_t W, const at::Tensor& taps, const at::Tensor& ref, int64_t factor,
-                      int64_t pad0, at::ScalarType acc, const char* op) {
-    TORCH_CHECK(factor >= 1, op, ": factor must be >= 1, got ", factor);
-    check_cuda(taps, ref, op, "taps");
-    TORCH_CHECK(taps.scalar_type() == acc, op, ": taps must be ", acc, ", got ", taps.scalar_type());
-    TORCH_CHECK(taps.dim() == 1 && taps.is_contiguous() && taps.numel() >= factor, op,
-                ": taps must be a contiguous 1-D tensor of at least `factor` taps, got shape ", taps.sizes());
-    TORCH_CHECK(taps.numel() <= kMaxTaps, op, ": at most ", kMaxTaps, " taps fit the CUDA kernel (factor <= ",
-                kMaxTaps / 4, " for the bicubic filter), got ", taps.numel());
-    const int64_t pad1 = taps.numel() - factor - pad0;
-    TORCH_CHECK(pad0 >= 0 && pad1 >= 0, op, ": pad0 must be in [0, ntaps - factor], got ", pad0);
-    TORCH_CHECK(H % factor == 0 && W % factor == 0, op, ": image size ", H, "x", W,
-                " is not a multiple of the factor ", factor);
-    TORCH_CHECK(H > std::max(pad0, pad1) && W > std::max(pad0, pad1), op, ": image size ", H, "x", W,
-                " is too small for factor ", factor, " (reflect padding ", std::max(pad0, pad1),
-                " needs a larger image)");
-    TORCH_CHECK(H < INT32_MAX / 4 && W < INT32_MAX / 4 && H * W < INT32_MAX, op, ": image is too large");
-}
-
-// Returns (loss (B,), diff (B, C, H/s, W/s) or an empty tensor), both in the accumulation dtype.
-std::vector<at::Tensor> downsample_loss(const at::Tensor& y, const at::Tensor& x, const at::Tensor& taps,
-                                        int64_t factor, int64_t pad0, bool keep_diff) {
-    const char* op = "downsample_loss";
-    check_input(y, op, "y");
-    TORCH_CHECK(y.dim() == 4, op, ": y must be (B, C, H, W), got shape ", y.sizes());
-    const auto acc = acc_dtype(y.scalar_type());
-    check_downsample(y.size(2), y.size(3), taps, y, factor, pad0, acc, op);
-    check_cuda(x, y, op, "x");
-    TORCH_CHECK(x.scalar_type() == acc, op, ": x must be ", acc, " for a ", y.scalar_type(), " y, got ",
-                x.scalar_type());
-    const std::vector<int64_t> lo{y.size(0), y.size(1), y.size(2) / factor, y.size(3) / factor};
-    TORCH_CHECK(x.sizes() == at::IntArrayRef(lo), op, ": x must have shape ", at::IntArrayRef(lo),
-                " (y downscaled by ", factor, "), got ", x.sizes());
-    TORCH_CHECK(x.is_contiguous(), op, ": x must be contiguous");
-    TORCH_CHECK(y.size(0) <= INT32_MAX && y.size(1) <= INT32_MAX, op, ": too many samples or channels");
-
-    const at::cuda::OptionalCUDAGuard guard(y.device());
-    auto loss = at::zeros({y.size(0)}, y.options().dtype(acc));
-    // The kernel writes diff in any case; an unwanted one lives in the caching allocator briefly.
-    auto diff = at::empty(lo, y.options().dtype(acc));
-    if (y.numel() == 0) return {loss, keep_diff ? diff : at::empty({0}, y.options().dtype(acc))};
-    downsample_loss_kernel_params p{};
-    p.y = y.data_ptr();
-    p.x = x.data_ptr();
-    p.taps = taps.data_ptr();
-    p.loss = loss.data_ptr();
-    p.diff = diff.data_ptr();
-    p.batch = static_cast<int>(y.size(0));
-    p.channels = static_cast<int>(y.size(1));
-    p.H = static_cast<int>(y.size(2));
-    p.W = static_cast<int>(y.size(3));
-    p.h = static_cast<int>(lo[2]);
-    p.w = static_cast<int>(lo[3]);
-    p.factor = static_cast<int>(factor);
-    p.ntaps = static_cast<int>(taps.numel());
-    p.pad0 = static_cast<int>(pad0);
-    void* stream = current_stream();
-    DISPATCH_FLOAT_TYPES(y.scalar_type(), "downsample_loss_cuda", [&] { downsample_loss_cuda<scalar_t>(p, stream); });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return {loss, keep_diff ? diff : at::empty({0}, y.options().dtype(acc))};
-}
-
-// dL/dy for upstream gradient gloss (B,), from the diff kept by the forward pass.
-at::Tensor downsample_loss_backward(const at::Tensor& diff, const at::Tensor& gloss, const at::Tensor& taps,
-                                    int64_t factor, int64_t pad0, int64_t H, int64_t W, at::ScalarType dtype) {
-    const char* op = "downsample_loss_backward";
-    check_cuda(diff, diff, op, "diff");
-    TORCH_CHECK(is_float_dtype(dtype), op, ": dtype must be float32, float64, float16 or bfloat16, got ", dtype);
-    const auto acc = acc_dtype(dtype);
-    check_downsample(H, W, taps, diff, factor, pad0, acc, op);
-    TORCH_CHECK(diff.scalar_type() == acc && diff.dim() == 4 && diff.is_contiguous(), op,
-                ": diff must be a contiguous 4-D ", acc, " tensor, got ", diff.scalar_type(), " ", diff.sizes());
-    TORCH_CHECK(diff.size(2) == H / factor && diff.size(3) == W / factor, op, ": diff must be ", H / factor, "x",
-                W / factor, ", got ", diff.size(2), "x", diff.size(3));
-    check_cuda(gloss, diff, op, "gloss");
-    TORCH_CHECK(gloss.scalar_type() == acc && gloss.dim() == 1 && gloss.size(0) == diff.size(0) &&
-                    gloss.is_contiguous(),
-                op, ": gloss must be a contiguous ", acc, " tensor of shape (", diff.size(0), ",), got ",
-                gloss.scalar_type(), " ", gloss.sizes());
-
-    const at::cuda::OptionalCUDAGuard guard(diff.device());
-    auto dy = at::empty({diff.size(0), diff.size(1), H, W}, diff.options().dtype(dtype));
-    if (dy.numel() == 0) return dy;
-    downsample_loss_kernel_params p{};
-    p.diff = const_cast<void*>(diff.data_ptr());
-    p.gloss = gloss.data_ptr();
-    p.taps = taps.data_ptr();
-    p.dy = dy.data_ptr();
-    p.batch = static_cast<int>(diff.size(0));
-    p.channels = static_cast<int>(diff.size(1));
-    p.H = static_cast<int>(H);
-    p.W = static_cast<int>(W);
-    p.h = static_cast<int>(H / factor);
-    p.w = static_cast<int>(W / factor);
-    p.factor = static_cast<int>(factor);
-    p.ntaps = static_cast<int>(taps.numel());
-    p.pad0 = static_cast<int>(pad0);
-    void* stream = current_stream();
-    DISPATCH_FLOAT_TYPES(dtype, "downsample_loss_backward_cuda",
-                         [&] { downsample_loss_backward_cuda<scalar_t>(p, stream); });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return dy;
-}
+    template <class T> static void upfirdn2d(const upfirdn2d_kernel_params& p) {
+        upfirdn2d_cuda<T>(p, current_stream());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    template <class T> static void downsample_loss(const downsample_loss_kernel_params& p) {
+        downsample_loss_cuda<T>(p, current_stream());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    template <class T> static void downsample_loss_backward(const downsample_loss_kernel_params& p) {
+        downsample_loss_backward_cuda<T>(p, current_stream());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+};
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "rlse_fast CUDA kernels (see rlse_fast/ops/cuda_ops.py)";
-    m.def("bias_act", &bias_act, "bias + activation + gain + clamp, or its gradient (grad=1)", py::arg("x"),
-          py::arg("b"), py::arg("xref"), py::arg("yref"), py::arg("grad"), py::arg("dim"), py::arg("act"),
-          py::arg("alpha"), py::arg("gain"), py::arg("clamp"));
-    m.def("bias_act_backward", &bias_act_backward, "gradient of bias_act: (dx, db), db fused when need_db",
-          py::arg("dy"), py::arg("b"), py::arg("xref"), py::arg("yref"), py::arg("dim"), py::arg("act"),
-          py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("need_db"));
-    m.def("upfirdn2d", &upfirdn2d, "upsample, pad, FIR filter, downsample", py::arg("x"), py::arg("f"),
-          py::arg("upx"), py::arg("upy"), py::arg("downx"), py::arg("downy"), py::arg("padx0"), py::arg("padx1"),
-          py::arg("pady0"), py::arg("pady1"), py::arg("flip"), py::arg("gain"));
-    m.def("downsample_loss", &downsample_loss, "fused downscale + per-sample squared error: (loss, diff)",
-          py::arg("y"), py::arg("x"), py::arg("taps"), py::arg("factor"), py::arg("pad0"), py::arg("keep_diff"));
-    m.def("downsample_loss_backward", &downsample_loss_backward, "gradient of downsample_loss w.r.t. y",
-          py::arg("diff"), py::arg("gloss"), py::arg("taps"), py::arg("factor"), py::arg("pad0"), py::arg("H"),
-          py::arg("W"), py::arg("dtype"));
+    rlse::bindings::define_ops<CudaBackend>(m);
 }

@@ -7,7 +7,7 @@ Images are (B, 3, R, R) in about [-1, 1].
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch

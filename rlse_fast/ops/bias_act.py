@@ -40,6 +40,17 @@ def resolve(act: str, alpha: float | None, gain: float | None, clamp: float | No
     return spec, alpha, gain, clamp
 
 
+def backward_refs(code: int, alpha: float, clamp: float) -> tuple[bool, bool]:
+    """Which forward tensors the native backward passes keep: (use_x, use_y).
+
+    The slope of relu/lrelu comes from the sign of y, as in StyleGAN2's op (y is usually kept anyway
+    as the next layer's input), unless alpha < 0 or there is a clamp: then from x + b, which also
+    gives the clamp mask without the rounding of a low-precision y. Linear needs neither.
+    """
+    use_x = clamp >= 0 or (code == ACTIVATIONS["lrelu"].code and alpha < 0)
+    return use_x, code != ACTIVATIONS["linear"].code and not use_x
+
+
 def _bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
     """Plain-PyTorch reference. x: any shape; b: (x.shape[dim],) or None."""
     spec, alpha, gain, clamp = resolve(act, alpha, gain, clamp)

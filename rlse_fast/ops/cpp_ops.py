@@ -20,7 +20,7 @@ from torch.autograd.function import once_differentiable
 
 from ..downsample import bicubic_kernel, check_factor, padding
 from . import dispatch
-from .bias_act import resolve
+from .bias_act import backward_refs, resolve
 from .upfirdn2d import _parse_padding, _parse_scaling
 
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -57,11 +57,7 @@ def native_impls(ext) -> dict[str, Callable]:
         @staticmethod
         def forward(ctx, x, b, dim, code, alpha, gain, clamp):
             y = ext.bias_act(x, _none(x) if b is None else b, _none(x), _none(x), 0, dim, code, alpha, gain, clamp)
-            # The slope of relu/lrelu comes from the sign of y, as in StyleGAN2's op (y is usually kept
-            # anyway as the next layer's input), unless alpha < 0 or there is a clamp: then from x + b,
-            # which also gives the clamp mask without the rounding of a low-precision y.
-            use_x = clamp >= 0 or (code == 3 and alpha < 0)
-            use_y = code != 1 and not use_x
+            use_x, use_y = backward_refs(code, alpha, clamp)
             keep_b = use_x or ctx.needs_input_grad[1]  # for the x + b rule, or for db's size
             ctx.save_for_backward(x if use_x else None, b if keep_b else None, y if use_y else None)
             ctx.args = (dim, code, alpha, gain, clamp)
@@ -76,7 +72,8 @@ def native_impls(ext) -> dict[str, Callable]:
             dy = dy.contiguous()
             if code == 1 and gain == 1 and clamp < 0:
                 dx = dy
-                db = dx.sum([i for i in range(dx.ndim) if i != dim]) if need_db else None
+                dims = [i for i in range(dx.ndim) if i != dim]
+                db = (dx.sum(dims) if dims else dx.clone()) if need_db else None  # sum([]) would sum all
             else:
                 e = _none(dy)
                 dx, db = ext.bias_act_backward(dy, e if b is None else b, e if x is None else x, e if y is None else y,
@@ -169,14 +166,21 @@ def _usable(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in DTYPES
 
 
-# The dtypes for which 'auto' takes the kernel: where it beats the reference on CPU. The fp16
-# conversions are in software without -mf16c, so fp16 bias_act (memory-bound, 3 cheap ATen ops
-# with hardware conversion in the reference) is faster in the reference; likewise bf16 bias_act.
-_AUTO_DTYPES = {
+# The dtypes for which 'auto' takes the kernel: where it beats the reference on CPU. With the AVX2
+# build (csrc/cpu/cpu_isa.h; any x86-64 CPU since 2013) that is every dtype. The baseline build
+# converts fp16 in software, which makes fp16 bias_act and downsample_loss (memory-bound; the
+# reference's few ATen ops convert in hardware) and bf16 bias_act slower than the reference.
+_ALL_DTYPES = {"bias_act": DTYPES, "upfirdn2d": DTYPES, "downsample_loss": DTYPES}
+_BASE_DTYPES = {
     "bias_act": (torch.float32, torch.float64),
     "upfirdn2d": DTYPES,
     "downsample_loss": (torch.float32, torch.float64, torch.bfloat16),
 }
+
+
+def auto_dtypes(isa: str) -> dict[str, tuple[torch.dtype, ...]]:
+    """The dtypes 'auto' sends to the kernels of the build `isa` ('avx2' or 'base'), per op."""
+    return _ALL_DTYPES if isa == "avx2" else _BASE_DTYPES
 
 
 def _register() -> None:
@@ -186,8 +190,9 @@ def _register() -> None:
         dispatch.mark_unavailable(
             "cpp", f"the C++ extension rlse_fast._C is not built or does not load ({exc}); {REBUILD}")
         return
+    auto = auto_dtypes(_C.cpu_isa())  # the build in use when the ops are first called
     for op, fn in native_impls(_C).items():
-        dtypes = _AUTO_DTYPES[op]
+        dtypes = auto[op]
         dispatch.register(op, "cpp", fn, _usable, RANK,
                           auto_usable=lambda x, dtypes=dtypes: x.device.type == "cpu" and x.dtype in dtypes)
 

@@ -12,9 +12,18 @@ from __future__ import annotations
 
 import torch
 
-from .. import _cuda  # ImportError when the extension is not built
 from . import dispatch
 from .cpp_ops import native_impls
+
+try:
+    from .. import _cuda
+except ImportError as _exc:
+    if not torch.version.cuda:
+        _why = f"torch {torch.__version__} is a CPU build, so the CUDA extension rlse_fast._cuda was not built"
+    else:
+        _why = ("the CUDA extension rlse_fast._cuda is not built or does not load "
+                f"({_exc}); reinstall with CUDA_HOME pointing at nvcc's CUDA: `pip install --no-build-isolation .`")
+    raise ImportError(_why) from _exc
 
 # 'auto' tries the lowest rank first: CUDA kernels before the Triton ones on a GPU tensor.
 RANK = 0

@@ -116,7 +116,33 @@ def _load_natives() -> None:
             try:
                 importlib.import_module(module)
             except ImportError as exc:  # module or its compiled extension / triton is absent
-                _UNAVAILABLE.setdefault(impl, f"implementation {impl!r} is not available ({exc})")
+                _UNAVAILABLE.setdefault(impl, f"implementation {impl!r} is not available: {exc}")
             except Exception as exc:  # noqa: BLE001 - a broken optional backend must not break the others
                 _UNAVAILABLE.setdefault(impl, f"implementation {impl!r} failed to load ({type(exc).__name__}: {exc})")
         _loaded = True
+
+
+def report(devices: list[str] | None = None) -> dict:
+    """What this installation has: each implementation's state ('available' or why not) and, per
+    device and dtype, the implementation 'auto' takes for each op. devices: default 'cpu', plus
+    'cuda' when a GPU is visible."""
+    _load_natives()
+    if devices is None:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    impls = {}
+    for impl in IMPLS[2:]:
+        if any(impl in table for table in _REGISTRY.values()):
+            impls[impl] = "available"
+        else:
+            impls[impl] = _UNAVAILABLE.get(impl, "not available in this build")
+    auto: dict[str, dict[str, dict[str, str]]] = {}
+    for device in devices:
+        auto[device] = {}
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            x = torch.empty(1, dtype=dtype, device=device)
+            row = {}
+            for op in sorted(_REGISTRY):
+                fn = pick(op, "auto", x)
+                row[op] = next((name for name, (f, _) in _REGISTRY[op].items() if f is fn), "ref")
+            auto[device][str(dtype).removeprefix("torch.")] = row
+    return {"impls": impls, "auto": auto}

@@ -21,7 +21,7 @@ from torch.autograd.function import once_differentiable
 from ..downsample import bicubic_kernel
 from ..downsample import padding as bicubic_padding
 from . import dispatch
-from .bias_act import resolve
+from .bias_act import backward_refs, resolve
 from .triton_kernels.bias_act import bias_act_kernel
 from .triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 
@@ -89,10 +89,7 @@ class _BiasAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, b, dim, code, alpha, gain, clamp):
         y = _launch_bias_act(x, b, None, None, 0, dim, code, alpha, gain, clamp)
-        # As cpp_ops: the slope from the sign of y (StyleGAN2's rule), or from x + b when alpha < 0
-        # or with a clamp (which needs the unclamped value).
-        use_x = clamp >= 0 or (code == 3 and alpha < 0)
-        use_y = code != 1 and not use_x
+        use_x, use_y = backward_refs(code, alpha, clamp)
         ctx.save_for_backward(x if use_x else None, b if use_x else None, y if use_y else None)
         ctx.args = (dim, code, alpha, gain, clamp)
         return y
