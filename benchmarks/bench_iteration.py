@@ -20,8 +20,10 @@ A case that runs out of GPU memory, or starts after RLSE_BENCH_BUDGET_S seconds 
 this module, is skipped with the reason. RLSE_BENCH_LOG=path appends each case's numbers as a JSON
 line as soon as it is measured (kept even if the run is killed).
 
-CPU (runs everywhere): a 64 px generator (channels up to 128), 16 px input, batch 2, 4 iterations,
-one thread (RLSE_BENCH_CPU_THREADS).
+CPU (runs everywhere), one thread (RLSE_BENCH_CPU_THREADS): a random 64 px generator (channels up
+to 128), 16 px input, batch 2, 4 iterations; and the bundled celeba64 prior as `rlse-fast sr` runs
+it (8 px to 64 px), batch 1 and 4, 5 iterations: eager with the reference ops (the baseline) and
+with the C++ kernels (what the command runs on a CPU), and the fast engine.
 """
 from __future__ import annotations
 
@@ -42,10 +44,12 @@ from rlse_fast import flops, gaussian_fit  # noqa: E402
 from rlse_fast.config import RLSEConfig  # noqa: E402
 from rlse_fast.explore import super_resolve  # noqa: E402
 from rlse_fast.fast import FastLoop, ops_impl, super_resolve_fast  # noqa: E402
+from rlse_fast.memory import keep_freed_memory  # noqa: E402
 from rlse_fast.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig  # noqa: E402
 from rlse_fast.ops import dispatch  # noqa: E402
 
 START = time.monotonic()
+MEMORY_KEPT = keep_freed_memory()  # as the rlse-fast command does (rlse_fast/memory.py)
 BUDGET_S = float(os.environ.get("RLSE_BENCH_BUDGET_S", "240"))
 LOG = os.environ.get("RLSE_BENCH_LOG")
 STEPS = 100  # a face's iterations, for the extrapolations
@@ -245,5 +249,54 @@ def test_iteration_cpu(benchmark, cpu_setup, engine, impl):
         torch.set_num_threads(threads)
     iter_s = benchmark.stats.stats.median / CPU_STEPS
     case = {"device": "cpu", "resolution": 64, "batch": CPU_BATCH, "engine": engine, "precision": "fp32",
-            "impl": impl, "ops": _native_ops("cpu") if impl == "auto" else "ref", "threads": CPU_THREADS}
+            "impl": impl, "ops": _native_ops("cpu") if impl == "auto" else "ref", "threads": CPU_THREADS, "memory_kept": MEMORY_KEPT}
     _record(benchmark, case, iter_s, 0.0, 0, G, D, cfg, CPU_BATCH, 4)
+
+
+# The bundled prior (rlse_fast/data/celeba64.safetensors), as `rlse-fast sr` runs it on a CPU: 8 px
+# faces to 64 px (8x), RLSE defaults. Whole runs of PRIOR_STEPS iterations, extrapolated to 100.
+PRIOR_STEPS = 5
+
+
+@pytest.fixture(scope="module")
+def prior_setup():
+    from rlse_fast.checkpoints import load_gan
+    from rlse_fast.explore import prepare_fit
+    from rlse_fast.weights import bundled_path
+
+    gan = load_gan(bundled_path("celeba64"))
+    G = gan.generator.eval().requires_grad_(False)
+    D = gan.discriminator.eval().requires_grad_(False)
+    return G, D, prepare_fit(gan, RLSEConfig())
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("engine,impl", [("eager", "ref"), ("eager", "auto"), ("fast", "auto")],
+                         ids=["eager-ref", "eager-auto", "fast-auto"])
+def test_iteration_cpu_prior(benchmark, prior_setup, engine, impl, batch):
+    """eager-ref: the baseline; eager-auto: what `rlse-fast sr` runs on a CPU (the eager loop with
+    the C++ kernels); fast-auto: the fast engine (static buffers; no graphs or autocast on CPU)."""
+    G, D, fit = prior_setup
+    cfg = RLSEConfig(steps=PRIOR_STEPS)
+    lr = torch.rand(batch, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    seeds = list(range(batch))
+    benchmark.group = f"bundled celeba64 prior, 8x, batch {batch} x {PRIOR_STEPS} steps (cpu)"
+    if engine == "eager":
+        def call():
+            with ops_impl(impl):
+                super_resolve(G, D, lr, cfg, fit, seeds=seeds, impl=impl)
+    else:
+        def call():
+            super_resolve_fast(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision="fp32", graphs=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(CPU_THREADS)
+    try:
+        call()  # warm-up
+        benchmark.pedantic(call, rounds=3, iterations=1)
+    finally:
+        torch.set_num_threads(threads)
+    iter_s = benchmark.stats.stats.median / PRIOR_STEPS
+    case = {"device": "cpu", "weights": "celeba64", "resolution": 64, "batch": batch, "engine": engine,
+            "precision": "fp32", "impl": impl, "ops": _native_ops("cpu") if impl == "auto" else "ref",
+            "threads": CPU_THREADS, "memory_kept": MEMORY_KEPT}
+    _record(benchmark, case, iter_s, 0.0, 0, G, D, cfg, batch, 8)

@@ -22,7 +22,12 @@ import pytest
 import torch
 
 from rlse_fast.ops import bias_act, downsample2d, setup_filter, upsample2d
+from rlse_fast.memory import keep_freed_memory
 from rlse_fast.ops.downsample_loss import downsample_loss
+
+# As the rlse-fast command does: freed memory is reused, not page-faulted in again on every call
+# (rlse_fast/memory.py; RLSE_KEEP_MEMORY=0 measures glibc's default, where the faults dominate).
+MEMORY_KEPT = keep_freed_memory()
 
 if os.environ.get("RLSE_BENCH_THREADS"):
     torch.set_num_threads(int(os.environ["RLSE_BENCH_THREADS"]))
@@ -95,7 +100,7 @@ def _have_cpp() -> bool:
 def test_op(benchmark, impl, op, shape, factor, grad_pass):
     benchmark.group = f"{_label(op, factor)} {_name(shape)} {grad_pass}"
     benchmark.extra_info.update(op=op, shape=list(shape), factor=factor, impl=impl, grad_pass=grad_pass,
-                                threads=torch.get_num_threads())
+                                threads=torch.get_num_threads(), memory_kept=MEMORY_KEPT)
     benchmark(_step(op, shape, factor, impl, grad_pass))
 
 
@@ -113,7 +118,7 @@ def main() -> None:
     dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
     rows = []
     print(f"threads={torch.get_num_threads()}, rounds={args.rounds}, kernels {_C.cpu_isa()}, "
-          "min over rounds, ref/cpp alternating")
+          f"freed memory kept {MEMORY_KEPT}, min over rounds, ref/cpp alternating")
     print(f"{'op':18s} {'shape':15s} {'dtype':9s} {'pass':8s} {'ref ms':>9s} {'cpp ms':>9s} {'speedup':>8s}")
     for (op, shape, factor), dtype, grad_pass in ((c, d, p) for d in dtypes for c in CASES for p in PASSES):
         dname = str(dtype).removeprefix("torch.")
@@ -134,7 +139,7 @@ def main() -> None:
         import platform
 
         meta = dict(threads=torch.get_num_threads(), rounds=args.rounds, statistic="min", torch=torch.__version__,
-                    kernels=_C.cpu_isa(),
+                    kernels=_C.cpu_isa(), memory_kept=MEMORY_KEPT,
                     machine=platform.processor() or platform.machine(), loadavg=os.getloadavg(),
                     malloc_env={k: v for k, v in os.environ.items() if k.startswith("MALLOC_")})
         with open(args.json, "w") as f:

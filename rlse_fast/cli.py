@@ -6,6 +6,7 @@ import importlib
 import sys
 
 from .errors import RunFailure, UserError
+from .memory import keep_freed_memory
 
 # Each name is a module rlse_fast/commands/<name>.py with `register(subparsers)`; the
 # parser it adds sets `func` (called with the parsed args, returns an exit code or None).
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # CPU runs: no page-faulting of every large temporary (see memory.py)
     try:
         code = args.func(args)
     except (UserError, RunFailure) as exc:

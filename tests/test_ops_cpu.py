@@ -120,6 +120,8 @@ F2D = setup_filter([1, 3, 3, 1])                  # what StyleGAN2 uses: 4x4, 2-
 F1D = setup_filter([1, 3, 3, 1], separable=True)  # the same taps, separable
 F_ODD = torch.tensor([[0.1, -0.4, 0.2, 0.3, 0.05], [0.5, 0.2, -0.1, 0.0, 0.25], [0.3, 0.1, 0.6, -0.2, 0.1]])
 F_1D5 = torch.tensor([0.2, -0.5, 1.0, 0.4, 0.1])
+# Square but not an outer product g g^T: the kernels must not take F2D's separable shortcut.
+F_SQ = torch.outer(torch.tensor([1.0, 3.0, 3.0, 1.0]), torch.tensor([1.0, 2.0, 3.0, 1.0])) / 48
 
 # (name, op) with op(x, f, impl) -> tensor
 UPFIRDN_CASES = [
@@ -134,7 +136,7 @@ UPFIRDN_CASES = [
     ("up4_down3", lambda x, f, impl: upfirdn2d(x, f, up=4, down=3, padding=[3, 0, 2, 1], impl=impl)),
     ("crop", lambda x, f, impl: upfirdn2d(x, f, padding=[-2, 3, 1, -1], impl=impl)),
 ]
-FILTERS = [("f2d", F2D), ("f1d", F1D), ("odd2d", F_ODD), ("odd1d", F_1D5)]
+FILTERS = [("f2d", F2D), ("f1d", F1D), ("odd2d", F_ODD), ("odd1d", F_1D5), ("sq2d", F_SQ)]
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 5, 9), (2, 2, 7, 13)], ids=str)

@@ -9,6 +9,7 @@
 #include "cpu_isa.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -142,6 +143,26 @@ void fir_row(const A* in, int64_t n, const A* t, int taps, int u, int d, int64_t
     fir_row_general(in, n, t, taps, u, d, p0, out, 0, outN);
 }
 
+// A square 2-D filter that is exactly g g^T for a 1-D g (StyleGAN2 stores its [1, 3, 3, 1] filter
+// as the 4x4 outer product): returns true and g. The separable path then does 2n multiply-adds per
+// output instead of n^2; as every product g_i g_j equals the 2-D tap exactly, only the order of the
+// additions changes.
+template <class A>
+bool symmetric_rank1(const A* f, int n, std::vector<A>& g) {
+    int c = 0;
+    for (int i = 1; i < n; i++)
+        if (f[i * n + i] > f[c * n + c]) c = i;
+    const A d = f[c * n + c];
+    if (!(d > A(0))) return false;
+    const A s = std::sqrt(d);
+    g.resize(n);
+    for (int i = 0; i < n; i++) g[i] = f[i * n + c] / s;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            if (g[i] * g[j] != f[i * n + j]) return false;
+    return true;
+}
+
 }  // namespace
 
 template <class T>
@@ -150,12 +171,15 @@ void upfirdn2d_cpu(const upfirdn2d_kernel_params& p) {
     const T* x = static_cast<const T*>(p.x);
     T* y = static_cast<T*>(p.y);
     const A* f = static_cast<const A*>(p.f);
+    std::vector<A> g;
+    const bool separable = p.separable || (p.filterW == p.filterH && symmetric_rank1(f, p.filterW, g));
+    if (!p.separable && separable) f = g.data();
     const int fw = p.filterW, fh = p.filterH;
 
     // Correlation taps (flipped unless p.flip), with the gain folded into the horizontal ones.
     const A gain = load<A>(p.gain);
     std::vector<A> fx, fy, f2;
-    if (p.separable) {
+    if (separable) {
         fx.resize(fw);
         fy.resize(fh);
         for (int k = 0; k < fw; k++) fx[k] = (p.flip ? f[k] : f[fw - 1 - k]) * gain;
@@ -179,13 +203,13 @@ void upfirdn2d_cpu(const upfirdn2d_kernel_params& p) {
             const int64_t plane = r / outH, oy = r % outH;
             const T* xp = x + plane * inH * inW;
             std::fill(acc.begin(), acc.end(), A(0));
-            if (p.separable) std::fill(tmp.begin(), tmp.end(), A(0));
+            if (separable) std::fill(tmp.begin(), tmp.end(), A(0));
             const int64_t j0 = oy * p.downy - p.pady0;  // zero-inserted row index of tap ky = 0
             for (int64_t ky = first_tap(j0, p.upy); ky < fh; ky += p.upy) {
                 const int64_t iy = (j0 + ky) / p.upy;
                 if (iy >= inH) break;
                 const A* row = row_as<T, A>(xp + iy * inW, inW, conv.data());
-                if (p.separable) {
+                if (separable) {
                     const A w = fy[ky];
                     A* __restrict dst = tmp.data();
                     for (int64_t i = 0; i < inW; i++) dst[i] += w * row[i];
@@ -193,7 +217,7 @@ void upfirdn2d_cpu(const upfirdn2d_kernel_params& p) {
                     fir_row<A>(row, inW, f2.data() + ky * fw, fw, p.upx, p.downx, p.padx0, acc.data(), outW);
                 }
             }
-            if (p.separable) fir_row<A>(tmp.data(), inW, fx.data(), fw, p.upx, p.downx, p.padx0, acc.data(), outW);
+            if (separable) fir_row<A>(tmp.data(), inW, fx.data(), fw, p.upx, p.downx, p.padx0, acc.data(), outW);
             store_row(acc.data(), y + r * outW, outW);
         }
     }
