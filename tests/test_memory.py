@@ -22,7 +22,7 @@ on = keep_freed_memory()
 torch.set_num_threads(1)
 x, f = torch.randn(4, 128, 64, 64), setup_filter([1, 3, 3, 1])
 faults = []
-for _ in range(6):
+for _ in range(10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     y = upsample2d(x, f, impl="ref")
     del y
@@ -44,8 +44,9 @@ def test_freed_memory_is_reused():
     off, default = _run("0")
     assert on and not off
     output_pages = 4 * 128 * 128 * 128 * 4 // os.sysconf("SC_PAGE_SIZE")
-    assert min(default[-2:]) > output_pages  # glibc's default: every round faults its memory in again
-    assert max(kept[-2:]) < output_pages // 50  # kept: steady state reuses the memory
+    assert min(default[-5:]) > output_pages  # glibc's default: every round faults its memory in again
+    # Kept: the steady state reuses the memory (a round that grows the heap once may still fault).
+    assert sorted(kept[-5:])[2] < output_pages // 50
 
 
 def test_cli_applies_it():
