@@ -351,6 +351,26 @@ def super_resolve_fast(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict
         loop.close()
 
 
+ENGINES = ("auto", "eager", "fast")
+
+
+def pick_engine(engine: str, precision: str, device: torch.device | str) -> tuple[bool, str]:
+    """Resolve the command-line choices: (fast, precision). engine 'auto' is the fast engine on CUDA
+    and the eager one elsewhere; precision 'auto' is bf16 with the fast engine on CUDA, else fp32.
+    bf16 needs the fast engine (ValueError otherwise)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if precision not in PRECISIONS + ("auto",):
+        raise ValueError(f"precision must be one of {PRECISIONS + ('auto',)}, got {precision!r}")
+    cuda = torch.device(device).type == "cuda"
+    fast = engine == "fast" or (engine == "auto" and cuda)
+    if precision == "auto":
+        precision = "bf16" if fast and cuda else "fp32"
+    if precision == "bf16" and not fast:
+        raise ValueError("--precision bf16 needs the fast engine (--engine fast)")
+    return fast, precision
+
+
 def run(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor], seeds: int | list[int] = 0,
         impl: str = "auto", fast: bool = False, precision: str = "fp32", graphs: bool = True,
         on_step: Callable[[int, torch.Tensor, dict], None] | None = None) -> Result:
@@ -366,4 +386,4 @@ def run(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Ten
                               graphs=graphs, on_step=on_step)
 
 
-__all__ = ["FastLoop", "LOSS_NAMES", "ops_impl", "run", "schedule_table", "super_resolve_fast"]
+__all__ = ["FastLoop", "LOSS_NAMES", "ops_impl", "pick_engine", "run", "schedule_table", "super_resolve_fast"]

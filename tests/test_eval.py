@@ -123,6 +123,35 @@ def test_resume_adds_only_new_faces(data, first_run):
     assert res.returncode == 2 and "different run" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+def test_batched_fast_engine_gives_the_same_metrics(data, first_run, tmp_path):
+    # Both faces in one batch through the fast engine (fp32, the same ops): every metric and loss of
+    # every row equals the one-face-at-a-time eager run's, up to the float rounding that the batch
+    # size moves (~1e-6 in the image, which can flip a pixel's 8-bit rounding); timings differ.
+    _, rows, env = first_run
+    out = tmp_path / "fast"
+    res = eval_cli("--hr", data / "hr", "--scale", "4", "8", "--weights", data / "tiny.safetensors", "--n", "2",
+                   "--out", out, "--batch", "2", "--engine", "fast", "--precision", "fp32", *FAST,
+                   *([] if HAS_LPIPS else ["--no-lpips"]), env=env)
+    assert res.returncode == 0, res.stderr
+    fast = {(r["image"], r["scale"], r["method"]): r for r in csv.DictReader(open(out / "metrics.csv"))}
+    assert len(fast) == len(rows)
+    for r in rows:
+        f = fast[(r["image"], r["scale"], r["method"])]
+        for k, v in r.items():
+            if k == "seconds":
+                continue
+            try:
+                assert float(f[k]) == pytest.approx(float(v), rel=1e-3, abs=1e-4), (k, r["method"])
+            except ValueError:  # text or empty
+                assert f[k] == v, k
+    info = __import__("json").loads((out / "run.json").read_text())
+    assert (info["engine"], info["precision"], info["batch"]) == ("fast", "fp32", 2)
+    # The eager run's folder refuses to be extended by the fast engine.
+    res = eval_cli("--hr", data / "hr", "--weights", data / "tiny.safetensors", "--out", first_run[0],
+                   "--methods", "pulse", "--scale", "4", "--engine", "fast", *FAST, env=env)
+    assert res.returncode == 2 and "engine changed" in res.stderr
+
+
 @pytest.mark.skipif(not HAS_NIQE, reason="NIQE parameters not in the asset cache: run `rlse-fast fetch-assets`")
 def test_lr_mode_scores_niqe(data, tmp_path):
     env = _home(tmp_path)

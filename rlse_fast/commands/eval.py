@@ -42,6 +42,13 @@ def register(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
     p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
                    help="kernel implementation (ref: plain PyTorch)")
+    p.add_argument("--engine", choices=["auto", "eager", "fast"], default="auto",
+                   help="as in `sr`: auto is fast on CUDA, eager on CPU")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="as in `sr`: auto is bf16 with the fast engine on CUDA, else fp32")
+    p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
+    p.add_argument("--batch", type=int, default=1,
+                   help="faces optimised together by the GAN methods (results do not depend on it)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own choice)")
     p.add_argument("--gaussian-samples", type=int, default=None,
                    help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
@@ -67,6 +74,7 @@ def run(args) -> int:
         out=Path(args.out), hr_dir=Path(args.hr) if args.hr else None, lr_dir=Path(args.lr) if args.lr else None,
         scales=args.scale, methods=methods, weights=args.weights, n=args.n, seed=args.seed, steps=args.steps,
         hr_size=args.hr_size, frame=args.frame, hr_frame=args.hr_frame, device=args.device, impl=args.impl,
+        engine=args.engine, precision=args.precision, graphs=not args.no_graphs, batch=args.batch,
         gaussian_samples=args.gaussian_samples, grid=args.grid, lpips=not args.no_lpips, threads=args.threads,
         quiet=args.quiet, command=_command_line())
     run_eval(opt)

@@ -110,6 +110,7 @@ def run(args) -> int:
     from ..config import RLSEConfig
     from ..errors import UserError
     from ..explore import prepare_fit
+    from ..fast import pick_engine
     from ..fast import run as run_engine
     from ..imageio import load_image, save_image, save_json
 
@@ -128,10 +129,10 @@ def run(args) -> int:
     cfg = RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
     jobs, is_folder = _jobs(args)
     device = _device(args.device)
-    fast = args.engine == "fast" or (args.engine == "auto" and device.type == "cuda")
-    precision = args.precision if args.precision != "auto" else ("bf16" if fast and device.type == "cuda" else "fp32")
-    if precision == "bf16" and not fast:
-        raise UserError("--precision bf16 needs the fast engine (--engine fast)")
+    try:
+        fast, precision = pick_engine(args.engine, args.precision, device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
     gan = load_gan(weights_mod.resolve(args.weights, quiet=args.quiet))
     if cfg.semantic and gan.discriminator is None:

@@ -65,6 +65,13 @@ class EvalOptions:
     """The frame of the evaluation faces."""
     device: str = "auto"
     impl: str = "auto"
+    engine: str = "auto"
+    """'eager', 'fast' or 'auto' (fast on CUDA), as `rlse-fast sr --engine`."""
+    precision: str = "auto"
+    """'fp32', 'bf16' (fast engine only) or 'auto' (bf16 with the fast engine on CUDA)."""
+    graphs: bool = True
+    batch: int = 1
+    """Faces optimised together by the GAN methods (results do not depend on it)."""
     gaussian_samples: int | None = None
     grid: int = 8
     """Faces whose images are saved for the report's grid."""
@@ -184,6 +191,8 @@ def check_options(opt: EvalOptions) -> None:
         raise UserError("--n must be >= 1")
     if opt.hr_size is not None and opt.hr_size < 2:
         raise UserError("--hr-size must be >= 2")
+    if opt.batch < 1:
+        raise UserError("--batch must be >= 1")
 
 
 def run_eval(opt: EvalOptions) -> dict:
@@ -200,6 +209,13 @@ def run_eval(opt: EvalOptions) -> dict:
     faces = list_faces(opt.hr_dir if has_gt else opt.lr_dir, opt.n)
     gan_methods = [m for m in opt.methods if m in GAN_MODES]
     device = _device(opt.device)
+    from ..fast import pick_engine
+    from ..fast import run as run_engine
+
+    try:
+        fast, precision = pick_engine(opt.engine, opt.precision, device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
     gan = G = D = None
     src_frame = dst_frame = None
@@ -238,6 +254,8 @@ def run_eval(opt: EvalOptions) -> dict:
         "data": str((opt.hr_dir or opt.lr_dir).resolve()), "faces": len(faces), "scales": opt.scales,
         "methods": opt.methods, "hr_size": hr_size, "niqe_size": None if has_gt else niqe_size,
         "seed": opt.seed, "steps": opt.steps, "device": str(device), "impl": opt.impl,
+        "engine": "fast" if fast else "eager", "precision": precision, "graphs": fast and opt.graphs,
+        "batch": opt.batch,
         "threads": torch.get_num_threads(), "hr_frame": opt.hr_frame, "frame": opt.frame,
         "frame_warp": frames_mod.describe(src_frame, dst_frame) if gan_methods else "no GAN method: no warp",
         "weights": None if gan is None else {
@@ -279,47 +297,66 @@ def run_eval(opt: EvalOptions) -> dict:
 
     bar = tqdm(total=len(todo), unit="run", disable=opt.quiet, desc="eval")
     grid_names = {f.name for f in faces[:opt.grid]}
-    for face in faces:
-        per_face = [(s, m) for (f, s, m) in todo if f == face]
-        if not per_face:
+    pending = set(todo)
+    # Faces go in chunks of --batch: per chunk and scale, each GAN method optimises the chunk's faces
+    # in one batch (each face as if alone), then every face is scored; metrics.csv is rewritten after
+    # every chunk, so an interrupted run resumes there.
+    for start in range(0, len(faces), opt.batch):
+        chunk = [f for f in faces[start:start + opt.batch] if any((f, s, m) in pending for s in opt.scales
+                                                                      for m in opt.methods)]
+        if not chunk:
             continue
-        img = load_uint8(face)
-        for scale in sorted({s for s, _ in per_face}):
+        imgs = {face: load_uint8(face) for face in chunk}
+        for scale in [s for s in opt.scales if any((f, s, m) in pending for f in chunk for m in opt.methods)]:
             lr_size = hr_size // scale
-            if has_gt:
-                hr = pil_resize(img, hr_size, "bicubic")
-                lr = downscale(hr, lr_size)
-            else:
-                hr = None
-                lr = downscale(img, lr_size)
-            img_dir = opt.out / "images" / f"x{scale}" / face.stem
-            keep = face.name in grid_names
-            if keep:
-                _save(lr, img_dir / "lr.png")
-                if hr is not None:
-                    _save(hr, img_dir / "hr.png")
-            for _, method in [p for p in per_face if p[0] == scale]:
-                bar.set_postfix_str(f"{face.name} x{scale} {method}")
-                row = {"image": face.name, "scale": scale, "method": method}
-                t0 = time.perf_counter()
-                if method in UPSAMPLERS:
-                    out = pil_resize(lr, hr_size, method)
-                    row["seconds"] = time.perf_counter() - t0
+            pairs = {}  # face -> (hr, lr, image folder, kept for the grid)
+            for face in chunk:
+                if not any((face, scale, m) in pending for m in opt.methods):
+                    continue
+                if has_gt:
+                    hr = pil_resize(imgs[face], hr_size, "bicubic")
+                    lr = downscale(hr, lr_size)
                 else:
-                    from ..explore import super_resolve
-
-                    res = super_resolve(G_framed, D, to01(lr).to(device), cfgs[method], fit, seeds=opt.seed, impl=opt.impl)
-                    out = to_u8(res.images)
-                    best = res.history[res.best_step[0]]  # the unweighted loss terms of the kept iterate
-                    row.update(seconds=res.seconds, best_step=res.best_step[0], best_loss=float(res.best_loss[0]),
-                               loss_pixel=best["pixel"][0], loss_semantic=best["semantic"][0],
-                               loss_geocross=best["geocross"][0])
-                row.update(score(out, hr, lr, lpips, device, niqe_size))
-                rows.append(row)
+                    hr, lr = None, downscale(imgs[face], lr_size)
+                img_dir = opt.out / "images" / f"x{scale}" / face.stem
+                keep = face.name in grid_names
                 if keep:
-                    _save(out, img_dir / f"{method}.png")
-                bar.update(1)
-            write_rows(opt.out / "metrics.csv", rows)
+                    _save(lr, img_dir / "lr.png")
+                    if hr is not None:
+                        _save(hr, img_dir / "hr.png")
+                pairs[face] = (hr, lr, img_dir, keep)
+            for method in opt.methods:
+                batch = [f for f in pairs if (f, scale, method) in pending]
+                if not batch:
+                    continue
+                bar.set_postfix_str(f"{batch[0].name}{f' +{len(batch) - 1}' if len(batch) > 1 else ''} x{scale} {method}")
+                if method in UPSAMPLERS:
+                    outs, extras = [], []
+                    for face in batch:
+                        t0 = time.perf_counter()
+                        outs.append(pil_resize(pairs[face][1], hr_size, method))
+                        extras.append({"seconds": time.perf_counter() - t0})
+                else:
+                    lr_batch = torch.cat([to01(pairs[f][1]) for f in batch]).to(device)
+                    res = run_engine(G_framed, D, lr_batch, cfgs[method], fit, seeds=opt.seed, impl=opt.impl,
+                                     fast=fast, precision=precision, graphs=opt.graphs)
+                    outs, extras = [], []
+                    for i in range(len(batch)):
+                        outs.append(to_u8(res.images[i:i + 1]))
+                        best = res.history[res.best_step[i]]  # the unweighted loss terms of the kept iterate
+                        extras.append({"seconds": res.seconds / len(batch), "best_step": res.best_step[i],
+                                       "best_loss": float(res.best_loss[i]), "loss_pixel": best["pixel"][i],
+                                       "loss_semantic": best["semantic"][i], "loss_geocross": best["geocross"][i]})
+                for face, out, extra in zip(batch, outs, extras):
+                    hr, lr, img_dir, keep = pairs[face]
+                    row = {"image": face.name, "scale": scale, "method": method, **extra}
+                    row.update(score(out, hr, lr, lpips, device, niqe_size))
+                    rows.append(row)
+                    pending.discard((face, scale, method))
+                    if keep:
+                        _save(out, img_dir / f"{method}.png")
+                    bar.update(1)
+        write_rows(opt.out / "metrics.csv", rows)
     bar.close()
     if not rows:
         raise UserError(f"nothing to report in {opt.out}")
@@ -359,7 +396,9 @@ def _save(img: np.ndarray, path: Path) -> None:
 
 
 # What must match for a resumed run to extend an earlier one's metrics.csv.
-_RESUME_KEYS = ("mode", "data", "hr_size", "seed", "steps", "hr_frame", "frame_warp")
+_RESUME_KEYS = ("mode", "data", "hr_size", "seed", "steps", "hr_frame", "frame_warp", "engine", "precision")
+# What a run.json written before a key existed meant by it.
+_RESUME_DEFAULTS = {"engine": "eager", "precision": "fp32"}
 
 
 def rebuild_report(out: Path) -> dict:
@@ -391,7 +430,7 @@ def _check_resume(out: Path, info: dict) -> None:
         old = json.loads(path.read_text())
     except ValueError:
         raise UserError(f"{path} is not valid JSON; delete it or use a new --out folder") from None
-    diff = [k for k in _RESUME_KEYS if old.get(k) != info.get(k)
+    diff = [k for k in _RESUME_KEYS if old.get(k, _RESUME_DEFAULTS.get(k)) != info.get(k)
             and not (k == "frame_warp" and "no GAN method" in (str(old.get(k)) + str(info.get(k))))]
     old_w, new_w = old.get("weights") or {}, info.get("weights") or {}
     if old_w.get("sha256") and new_w.get("sha256") and old_w["sha256"] != new_w["sha256"]:
