@@ -1,0 +1,86 @@
+"""Paired comparison of two `rlse-fast eval` runs on the same faces, e.g. the fast engine in bf16
+against the eager fp32 baseline ("quality must not move"):
+
+    rlse-fast eval --hr DIR --out runs/eager --engine eager --precision fp32 ...
+    rlse-fast eval --hr DIR --out runs/fast  --engine fast  --precision bf16 ...
+    python benchmarks/compare_runs.py runs/fast runs/eager [--json out.json]
+
+For every metric and loss column, over the (image, scale, method) rows both runs have: each run's
+mean, and the mean of the paired difference A - B with its 95% t-interval (rlse_fast.evaluate.stats).
+An interval that contains 0 means no difference was detected at this many faces.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlse_fast.evaluate.stats import mean_ci, paired_ci  # noqa: E402
+
+COLUMNS = ("psnr_y", "ssim_y", "lpips", "psnr_rgb", "ssim_rgb", "niqe", "lr_psnr_y", "best_loss", "loss_pixel",
+           "loss_semantic", "loss_geocross", "best_step", "seconds")
+
+
+def _rows(run: Path) -> dict:
+    path = run / "metrics.csv"
+    if not path.is_file():
+        raise SystemExit(f"compare_runs: {path} does not exist; give the --out folders of two `rlse-fast eval` runs")
+    with open(path, newline="") as fh:
+        return {(r["image"], r["scale"], r["method"]): r for r in csv.DictReader(fh)}
+
+
+def _values(rows: dict, column: str) -> dict:
+    out = {}
+    for key, row in rows.items():
+        try:
+            v = float(row.get(column, ""))
+        except ValueError:
+            continue
+        if math.isfinite(v):
+            out[key] = v
+    return out
+
+
+def compare(a: Path, b: Path) -> dict:
+    ra, rb = _rows(a), _rows(b)
+    keys = sorted(set(ra) & set(rb))
+    if not keys:
+        raise SystemExit("compare_runs: the two runs share no (image, scale, method) row")
+    result = {"a": str(a), "b": str(b), "rows": len(keys), "methods": sorted({k[2] for k in keys}),
+              "scales": sorted({int(k[1]) for k in keys}), "columns": {}}
+    for col in COLUMNS:
+        va = {k: v for k, v in _values(ra, col).items() if k in keys}
+        vb = {k: v for k, v in _values(rb, col).items() if k in keys}
+        if not va or not vb:
+            continue
+        d = paired_ci(va, vb)
+        result["columns"][col] = {"a": mean_ci(va.values()).mean, "b": mean_ci(vb.values()).mean,
+                                  "diff": d.mean, "diff_half": d.half, "n": d.n,
+                                  "max_abs_diff": max(abs(va[k] - vb[k]) for k in va if k in vb)}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path, help="eval output folder A")
+    parser.add_argument("b", type=Path, help="eval output folder B (the baseline)")
+    parser.add_argument("--json", type=Path, help="also write the comparison here")
+    args = parser.parse_args()
+    res = compare(args.a, args.b)
+    print(f"A = {res['a']}\nB = {res['b']}\n{res['rows']} paired rows, methods {', '.join(res['methods'])}, "
+          f"scales {res['scales']}\n")
+    print("| column | A | B | A - B (95% interval) | max abs diff |\n|---|---|---|---|---|")
+    for col, c in res["columns"].items():
+        half = "" if math.isnan(c["diff_half"]) else f" ± {c['diff_half']:.4g}"
+        print(f"| {col} | {c['a']:.4g} | {c['b']:.4g} | {c['diff']:+.4g}{half} | {c['max_abs_diff']:.4g} |")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
