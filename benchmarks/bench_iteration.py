@@ -222,18 +222,14 @@ def cpu_setup():
     return G, D, fit, lr
 
 
-@pytest.mark.parametrize("engine,impl", [("eager", "ref"), ("fast", "ref"), ("fast", "auto")],
-                         ids=["eager-ref", "fast-ref", "fast-auto"])
-def test_iteration_cpu(benchmark, cpu_setup, engine, impl):
-    """Whole runs of CPU_STEPS iterations (set-up included: it is small here)."""
-    G, D, fit, lr = cpu_setup
-    cfg = RLSEConfig(steps=CPU_STEPS)
-    benchmark.group = f"iteration 64px batch {CPU_BATCH} x {CPU_STEPS} steps (cpu)"
-    seeds = list(range(CPU_BATCH))
+def _cpu_runs(benchmark, G, D, lr, cfg, fit, engine: str, impl: str) -> float:
+    """Times whole runs of cfg.steps iterations on CPU_THREADS threads (set-up included: it is small
+    here); returns the time of one iteration. engine 'eager' runs every op as `impl`."""
+    seeds = list(range(lr.shape[0]))
     if engine == "eager":
         def call():
-            with ops_impl("ref"):
-                super_resolve(G, D, lr, cfg, fit, seeds=seeds, impl="ref")
+            with ops_impl(impl):
+                super_resolve(G, D, lr, cfg, fit, seeds=seeds, impl=impl)
     else:
         def call():
             super_resolve_fast(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision="fp32", graphs=False)
@@ -247,9 +243,20 @@ def test_iteration_cpu(benchmark, cpu_setup, engine, impl):
         benchmark.pedantic(call, rounds=3, iterations=1)
     finally:
         torch.set_num_threads(threads)
-    iter_s = benchmark.stats.stats.median / CPU_STEPS
+    return benchmark.stats.stats.median / cfg.steps
+
+
+@pytest.mark.parametrize("engine,impl", [("eager", "ref"), ("fast", "ref"), ("fast", "auto")],
+                         ids=["eager-ref", "fast-ref", "fast-auto"])
+def test_iteration_cpu(benchmark, cpu_setup, engine, impl):
+    """Whole runs of CPU_STEPS iterations (set-up included: it is small here)."""
+    G, D, fit, lr = cpu_setup
+    cfg = RLSEConfig(steps=CPU_STEPS)
+    benchmark.group = f"iteration 64px batch {CPU_BATCH} x {CPU_STEPS} steps (cpu)"
+    iter_s = _cpu_runs(benchmark, G, D, lr, cfg, fit, engine, impl)
     case = {"device": "cpu", "resolution": 64, "batch": CPU_BATCH, "engine": engine, "precision": "fp32",
-            "impl": impl, "ops": _native_ops("cpu") if impl == "auto" else "ref", "threads": CPU_THREADS, "memory_kept": MEMORY_KEPT}
+            "impl": impl, "ops": _native_ops("cpu") if impl == "auto" else "ref", "threads": CPU_THREADS,
+            "memory_kept": MEMORY_KEPT}
     _record(benchmark, case, iter_s, 0.0, 0, G, D, cfg, CPU_BATCH, 4)
 
 
@@ -279,23 +286,8 @@ def test_iteration_cpu_prior(benchmark, prior_setup, engine, impl, batch):
     G, D, fit = prior_setup
     cfg = RLSEConfig(steps=PRIOR_STEPS)
     lr = torch.rand(batch, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    seeds = list(range(batch))
     benchmark.group = f"bundled celeba64 prior, 8x, batch {batch} x {PRIOR_STEPS} steps (cpu)"
-    if engine == "eager":
-        def call():
-            with ops_impl(impl):
-                super_resolve(G, D, lr, cfg, fit, seeds=seeds, impl=impl)
-    else:
-        def call():
-            super_resolve_fast(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision="fp32", graphs=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(CPU_THREADS)
-    try:
-        call()  # warm-up
-        benchmark.pedantic(call, rounds=3, iterations=1)
-    finally:
-        torch.set_num_threads(threads)
-    iter_s = benchmark.stats.stats.median / PRIOR_STEPS
+    iter_s = _cpu_runs(benchmark, G, D, lr, cfg, fit, engine, impl)
     case = {"device": "cpu", "weights": "celeba64", "resolution": 64, "batch": batch, "engine": engine,
             "precision": "fp32", "impl": impl, "ops": _native_ops("cpu") if impl == "auto" else "ref",
             "threads": CPU_THREADS, "memory_kept": MEMORY_KEPT}
