@@ -137,3 +137,26 @@ def test_no_weights_uses_bundled_prior(tmp_path, env):
     assert load_image(out).shape == (3, 64, 64)
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["scale"] == 8 and meta["weights"]["path"].endswith("celeba64.safetensors")
+
+
+def test_readme_run_command_works(tmp_path, env):
+    # The second command of README's "Install and run", as written, from the repository's root
+    # (fewer steps, and the output in a temporary folder).
+    import re
+    import shlex
+
+    from rlse_fast.weights import bundled_path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = re.search(r"## Install and run.*?```bash\n(.*?)```", readme, re.S).group(1)
+    cmd = shlex.split(block.strip().splitlines()[1])
+    assert cmd[:2] == ["rlse-fast", "sr"] and len(cmd) == 4, cmd
+    if not bundled_path("celeba64").is_file():
+        pytest.skip("the bundled prior is absent from this checkout")
+    out = tmp_path / cmd[3]
+    res = subprocess.run([sys.executable, "-m", "rlse_fast", "sr", cmd[2], str(out), "--steps", "2",
+                          "--gaussian-samples", "4096", "--quiet"], cwd=root, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert load_image(out).shape == (3, 64, 64) and out.with_suffix(".json").is_file()
