@@ -77,6 +77,21 @@ def test_folder_pulse_resize_and_rerun(files, tmp_path, env):
     assert (out / "a.png").stat().st_mtime_ns == stamp and (out / "c.png").exists()
 
 
+def test_folder_of_mixed_sizes_batches_each_size(files, tmp_path, env):
+    # 8 px faces (4x) and a 4 px one (8x) with --batch 3: each size goes in its own batch.
+    src = tmp_path / "mixed"
+    src.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (src / name).write_bytes((files / "in" / name).read_bytes())
+    save_image(bicubic_downsample_ref(load_image(files / "in" / "c.webp")[None], 2)[0], src / "d.png")
+    out = tmp_path / "out"
+    res = sr(src, out, "--weights", files / "tiny.safetensors", "--batch", "3", *FAST, env=env)
+    assert res.returncode == 0, res.stderr
+    meta = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert {k: (m["scale"], m["batch"]) for k, m in meta.items()} == {"a": (4, 2), "b": (4, 2), "d": (8, 1)}
+    assert all(load_image(out / f"{k}.png").shape == (3, 32, 32) for k in meta)
+
+
 def test_save_steps(files, tmp_path, env):
     steps = tmp_path / "steps"
     res = sr(files / "in" / "a.png", tmp_path / "o.png", "--weights", files / "tiny.safetensors",

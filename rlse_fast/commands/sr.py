@@ -149,21 +149,9 @@ def run(args) -> int:
         todo.append((src, dst))
     failed = 0
     bar = tqdm(total=len(todo), unit="face", disable=args.quiet or not is_folder)
-    for start in range(0, len(todo), args.batch):
-        chunk = []
-        for src, dst in todo[start:start + args.batch]:
-            try:
-                lr = load_image(src)
-                scale = _check_scale(lr, G.img_resolution, args.scale, src.name)
-                chunk.append((src, dst, lr, scale))
-            except UserError as exc:
-                if not is_folder:
-                    raise
-                failed += 1
-                tqdm.write(f"skipped: {exc}", file=sys.stderr)
-                bar.update(1)
-        if not chunk:
-            continue
+
+    def process(chunk) -> int:
+        """Super-resolve one batch of faces of the same input size; returns how many failed."""
         lr_batch = torch.stack([c[2] for c in chunk]).to(device)
         on_step = _step_saver(Path(args.save_steps), [c[0].stem for c in chunk], chunk[0][3]) if args.save_steps else None
         try:
@@ -172,10 +160,9 @@ def run(args) -> int:
         except (RuntimeError, ValueError) as exc:
             if not is_folder:
                 raise UserError(str(exc).splitlines()[0]) from None
-            failed += len(chunk)
             tqdm.write(f"failed {', '.join(c[0].name for c in chunk)}: {str(exc).splitlines()[0]}", file=sys.stderr)
             bar.update(len(chunk))
-            continue
+            return len(chunk)
         for i, (src, dst, lr, scale) in enumerate(chunk):
             save_image(result.images[i], dst, size=args.size)
             save_json({
@@ -191,6 +178,28 @@ def run(args) -> int:
             if not is_folder and not args.quiet:
                 print(f"wrote {dst} ({scale}x, {cfg.mode}, {result.seconds:.1f} s, loss {float(result.best_loss[i]):.4g})")
         bar.update(len(chunk))
+        return 0
+
+    # A batch holds faces of one input size (a folder may mix 8 px and 16 px faces): each size
+    # fills its own batch, run when full, and the partial ones at the end.
+    pending: dict[tuple, list] = {}
+    for src, dst in todo:
+        try:
+            lr = load_image(src)
+            scale = _check_scale(lr, G.img_resolution, args.scale, src.name)
+        except UserError as exc:
+            if not is_folder:
+                raise
+            failed += 1
+            tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            bar.update(1)
+            continue
+        group = pending.setdefault(tuple(lr.shape), [])
+        group.append((src, dst, lr, scale))
+        if len(group) == args.batch:
+            failed += process(pending.pop(tuple(lr.shape)))
+    for group in pending.values():
+        failed += process(group)
     bar.close()
     if is_folder and not args.quiet:
         print(f"{len(todo) - failed} faces written to {args.output}, {len(jobs) - len(todo)} already done, {failed} failed")
