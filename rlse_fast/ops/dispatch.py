@@ -86,10 +86,11 @@ def pick(op: str, impl: str, x: torch.Tensor) -> Callable | None:
         return None
     if impl not in table:
         why = _UNAVAILABLE.get(impl, f"implementation {impl!r} is not available in this build")
-        raise RuntimeError(f"{op}: {why}")
+        raise RuntimeError(f"{op}: {why} (impl 'auto' takes what this installation has; `rlse-fast kernels` lists it)")
     fn, usable = table[impl]
     if not usable(x):
-        raise RuntimeError(f"{op}: implementation {impl!r} cannot run on a {x.device.type} {x.dtype} tensor")
+        raise RuntimeError(f"{op}: implementation {impl!r} cannot run on a {x.device.type} {x.dtype} tensor; "
+                           "impl 'auto' picks one that can")
     return fn
 
 
