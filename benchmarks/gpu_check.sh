@@ -16,12 +16,14 @@
 #   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 160
 #   ops      benchmarks/bench_ops_gpu.py                                       45
 #   profile  benchmarks/profile_iteration.py, 1024 px, batch 4, bf16           45
+#   quality  benchmarks/quality_fast.py: eager fp32 vs fast fp32 / bf16, 16 faces 40
 # A stage gets less when the total (RLSE_GPU_CHECK_TOTAL_S) runs low; one not reached is skipped.
 # No prior-training chunk: `rlse-fast train-prior` reads ../shared/data, which does not travel
 # to the device machine.
 #
-# Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data and the profile),
-# logs.txt, bench_iteration.json, bench_ops_gpu.json, profile.txt.
+# Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data, the profile and the
+# quality comparison), logs.txt, bench_iteration.json, bench_ops_gpu.json, profile.txt,
+# quality_fast.json.
 #
 # Environment: OUT (required; a scratch folder here for a dry run), PYTHON (default python3),
 # RLSE_GPU_CHECK_TOTAL_S (default 465), RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry
@@ -167,6 +169,9 @@ else
         --channel-max 64 --factor 4 --precision fp32 --rows 15 --out "$OUT/profile.txt"
 fi
 
+# --- (e) quality: eager fp32 vs the fast path (kernels, graphs, bf16) on faces from the bundled prior
+stage quality 40 "$PY" benchmarks/quality_fast.py --faces 16 --steps 100 --json "$OUT/quality_fast.json"
+
 # --- collect --------------------------------------------------------------------------------------
 "$PY" - "$OUT" "$WORK" "$TAG" "$GPU" "$DATE" "$(elapsed)" <<'EOF'
 import json, re, subprocess, sys, xml.etree.ElementTree as ET
@@ -227,6 +232,13 @@ def bench(name):
             for b in data.get("benchmarks", [])]
 
 
+def load_json(path):
+    try:
+        return json.loads(read(path) or "null")
+    except json.JSONDecodeError as exc:
+        return {"error": f"{path.name}: {exc}"}
+
+
 iteration_lines = [json.loads(l) for l in (read(work / "iteration.jsonl") or "").splitlines() if l.strip()]
 
 
@@ -243,6 +255,7 @@ summary = {
     "stages": stages, "tests": tests,
     "bench_iteration": bench("bench_iteration.json"), "iteration_records": iteration_lines,
     "bench_ops_gpu": bench("bench_ops_gpu.json"), "profile": read(out / "profile.txt"),
+    "quality_fast": load_json(out / "quality_fast.json"),
 }
 path = out / f"{tag}.json"
 tmp = path.with_suffix(".json.tmp")
