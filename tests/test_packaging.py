@@ -19,7 +19,11 @@ def test_sdist_has_every_tracked_source(tmp_path):
     tracked = subprocess.run(["git", "ls-files", "csrc", "CMakeLists.txt", "setup.py", "pyproject.toml"],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     assert any(p.endswith(".cu") for p in tracked) and any(p.endswith(".h") for p in tracked)
-    res = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=ROOT,
+    # A fresh egg-info: setuptools would otherwise reuse the file list of the checkout's own one.
+    egg = tmp_path / "egg"
+    egg.mkdir()
+    res = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(egg), "sdist", "-d",
+                          str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     (archive,) = tmp_path.glob("*.tar.gz")
