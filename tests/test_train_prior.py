@@ -74,6 +74,12 @@ def test_train_resume_export(faces_dir, tmp_path):
     # --minutes 0 with a checkpoint only re-exports.
     third = train(faces_dir, run, TrainConfig(minutes=0, **TINY), resume="auto", progress=False, log=lambda m: None)
     assert third["cur_nimg"] == 20
+    # Its log line is strict JSON: the losses of a run without steps are null, not NaN.
+    def no_nan(name):
+        raise AssertionError(f"log.jsonl holds {name}")
+
+    last = json.loads((run / "log.jsonl").read_text().splitlines()[-1], parse_constant=no_nan)
+    assert last["kimg"] == 0.02 and last["loss_G"] is None
 
     checkpoints = pytest.importorskip("rlse_fast.checkpoints")
     for path in (export, run / "prior-16.safetensors"):

@@ -276,7 +276,9 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
             "rng_cpu": torch.get_rng_state(), "rng_cuda": torch.cuda.get_rng_state(device) if amp else None,
         }
         write_atomic(ckpt_path, lambda tmp: torch.save(ckpt, tmp))
-        line = {"kimg": round(cur_nimg / 1000, 3), "hours": round(elapsed / 3600, 4), **{k: round(v, 5) for k, v in stats.items()}}
+        # Losses of the last step; null before this run made one (a re-export): strict JSON has no NaN.
+        line = {"kimg": round(cur_nimg / 1000, 3), "hours": round(elapsed / 3600, 4),
+                **{k: round(v, 5) if math.isfinite(v) else None for k, v in stats.items()}}
         with open(run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
 
