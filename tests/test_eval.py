@@ -203,6 +203,10 @@ def test_framed_generator_warps_the_synthesis_output():
     ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)))
     expected = frames.warp(G.synthesis(ws, noise_mode="const"), frames.similarity(frames.FFHQ, frames.CELEBA))
     torch.testing.assert_close(FG.synthesis(ws, noise_mode="const"), expected)
+    # The sampling grid's parameters are made once per device and dtype, then reused (no copy per call).
+    theta = FG.synthesis.thetas[(ws.device, torch.float32)]
+    FG.synthesis(ws, noise_mode="const")
+    assert len(FG.synthesis.thetas) == 1 and next(iter(FG.synthesis.thetas.values())) is theta
 
 
 def test_weights_frame_from_name_format_and_metadata():

@@ -99,11 +99,14 @@ def _sampling_theta(m: torch.Tensor) -> torch.Tensor:
     return torch.tensor([[1 / s, 0.0, (1 - 2 * tx) / s - 1], [0.0, 1 / s, (1 - 2 * ty) / s - 1]])
 
 
-def warp(img: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Move (B, C, H, W) images by the similarity m (see `similarity`); bicubic, borders replicated."""
-    if is_identity(m):
-        return img
-    theta = _sampling_theta(m).to(img).expand(img.shape[0], 2, 3)
+def warp(img: torch.Tensor, m: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+    """Move (B, C, H, W) images by the similarity m (see `similarity`); bicubic, borders replicated.
+    theta: `_sampling_theta(m)` already on img's device and dtype (no host-to-device copy per call)."""
+    if theta is None:
+        if is_identity(m):
+            return img
+        theta = _sampling_theta(m).to(img)
+    theta = theta.expand(img.shape[0], 2, 3)
     grid = F.affine_grid(theta, list(img.shape), align_corners=False)
     return F.grid_sample(img, grid, mode="bicubic", padding_mode="border", align_corners=False)
 
@@ -139,10 +142,17 @@ class _WarpedSynthesis(torch.nn.Module):
         super().__init__()
         self.inner = inner
         self.m = m
+        self.thetas: dict[tuple, torch.Tensor] = {}
+        """The warp's theta per (device, dtype), made on first use: the fast engine's warm-up steps
+        run before its CUDA graph capture, which cannot hold the host-to-device copy."""
 
     def forward(self, ws, **kwargs):
         # Generator output is in [-1, 1]; the warp is linear, so warping it there is the same as in [0, 1].
-        return warp(self.inner(ws, **kwargs), self.m)
+        img = self.inner(ws, **kwargs)
+        key = (img.device, img.dtype)
+        if key not in self.thetas:
+            self.thetas[key] = _sampling_theta(self.m).to(img)
+        return warp(img, self.m, self.thetas[key])
 
     def named_parameters(self, *args, **kwargs):
         return self.inner.named_parameters(*args, **kwargs)
