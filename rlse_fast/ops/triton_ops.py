@@ -11,6 +11,7 @@ C++ kernels or the reference.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -125,8 +126,10 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
 # --- downsample_loss -------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
 def _taps(factor: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, int]:
-    """PULSE's bicubic taps and the leading reflect padding; factor 1 is the identity."""
+    """PULSE's bicubic taps and the leading reflect padding; factor 1 is the identity. Cached: made
+    once per device (a CUDA graph cannot capture the host-to-device copy of a new tensor)."""
     if factor == 1:
         return torch.ones(1, dtype=dtype, device=device), 0
     return bicubic_kernel(factor, dtype=dtype, device=device), bicubic_padding(factor)[0]
