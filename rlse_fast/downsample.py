@@ -45,6 +45,15 @@ def padding(factor: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def max_factor(size: int) -> int:
+    """The largest power-of-two factor the downscaler takes for `size` px images: the factor must
+    divide the size, and the reflect padding (1.5x the factor) must stay inside the image."""
+    f = 1
+    while size % (2 * f) == 0 and padding(2 * f)[1] < size:
+        f *= 2
+    return f
+
+
 def bicubic_downsample_ref(x: torch.Tensor, factor: int) -> torch.Tensor:
     """x: (B, C, H, W) with H, W multiples of `factor` -> (B, C, H / factor, W / factor).
 

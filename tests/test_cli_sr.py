@@ -101,7 +101,8 @@ def test_save_steps(files, tmp_path, env):
     assert load_image(steps / "a" / "0000_lr.png").shape == (3, 8, 8)
 
 
-@pytest.mark.parametrize("case", ["non-square", "bad-scale", "not-image", "missing", "bad-weights", "bad-suffix"])
+@pytest.mark.parametrize("case", ["non-square", "bad-scale", "not-image", "missing", "bad-weights", "bad-suffix",
+                                  "scale-beyond-downscaler"])
 def test_bad_input_one_line_exit_2(files, tmp_path, env, case):
     from PIL import Image
 
@@ -120,12 +121,17 @@ def test_bad_input_one_line_exit_2(files, tmp_path, env, case):
     elif case == "bad-weights":
         weights = tmp_path / "w.safetensors"
         weights.write_bytes(b"\x00" * 64)
+    elif case == "scale-beyond-downscaler":  # 1 px -> 32 px: x32 needs faces larger than 48 px
+        src = tmp_path / "one.png"
+        Image.new("RGB", (1, 1)).save(src)
     else:
         out = tmp_path / "o.txt"
     res = sr(src, out, "--weights", weights, *extra, *FAST, env=env)
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert len(res.stderr.strip().splitlines()) == 1 and "error:" in res.stderr
     assert not out.exists() and not list(tmp_path.glob("*.part"))
+    if case == "scale-beyond-downscaler":
+        assert "x16 at most" in res.stderr
 
 
 def test_folder_reports_bad_face_and_goes_on(files, tmp_path, env):

@@ -246,6 +246,7 @@ def test_intervals():
     (["--hr", "{hr}", "--scale", "3"], "powers of two"),
     (["--hr", "{hr}", "--hr-size", "48"], "--hr-size 48 differs"),
     (["--hr", "{root}/missing"], "is not a folder"),
+    (["--hr", "{hr}", "--methods", "bicubic", "--hr-size", "8", "--scale", "8"], "too large for 8px faces"),
 ])
 def test_bad_input_is_one_line_exit_2(data, tmp_path, capsys, monkeypatch, extra, message):
     monkeypatch.setenv("RLSE_FAST_HOME", str(tmp_path / "home"))

@@ -83,9 +83,11 @@ def _jobs(args):
 
 
 def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
+    from ..downsample import max_factor
     from ..errors import UserError
 
     _, h, w = lr.shape
+    largest = max_factor(hr_res)
     if h != w:
         raise UserError(f"{name}: the face must be square (aligned and cropped), got {w}x{h}")
     if scale is not None:
@@ -94,11 +96,14 @@ def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
         if h * scale != hr_res:
             raise UserError(f"{name}: {h}px x{scale} is {h * scale}px, but the weights make {hr_res}px faces; "
                             f"give a {hr_res // scale}px input or --scale {hr_res // h if hr_res % h == 0 else '?'}")
-        return scale
-    if hr_res % h or (hr_res // h) & (hr_res // h - 1) or hr_res // h < 2:
+    elif hr_res % h or (hr_res // h) & (hr_res // h - 1) or hr_res // h < 2:
         raise UserError(f"{name}: a {h}px input cannot be upscaled to the weights' {hr_res}px by a power of two >= 2; "
                         f"resize it to {hr_res // 8}px or {hr_res // 16}px")
-    return hr_res // h
+    scale = scale or hr_res // h
+    if scale > largest:  # PULSE's downscaler pads by 1.5x the factor, inside the generated image
+        raise UserError(f"{name}: x{scale} is more than the {hr_res}px weights allow (x{largest} at most: the "
+                        f"downscaler needs faces larger than 1.5x the factor); give a {hr_res // largest}px or larger input")
+    return scale
 
 
 def run(args) -> int:

@@ -242,9 +242,14 @@ def run_eval(opt: EvalOptions) -> dict:
     if G is not None and hr_size != G.img_resolution:
         raise UserError(f"--hr-size {hr_size} differs from the generator's {G.img_resolution}px; the GAN methods "
                         f"make {G.img_resolution}px faces, so use --hr-size {G.img_resolution} (the default)")
+    from ..downsample import max_factor
+
     for s in opt.scales:
         if hr_size % s:
             raise UserError(f"--scale {s} does not divide the HR size {hr_size}px; use a smaller scale or another --hr-size")
+        if s > max_factor(hr_size):  # the downscaler pads by 1.5x the factor, inside the image
+            raise UserError(f"--scale {s} is too large for {hr_size}px faces (x{max_factor(hr_size)} at most: the "
+                            "downscaler needs faces larger than 1.5x the factor); use a smaller scale or a larger --hr-size")
     niqe_size = hr_size
     while niqe_size < 96:
         niqe_size *= 2
