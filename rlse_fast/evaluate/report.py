@@ -98,7 +98,10 @@ def header_lines(info: dict) -> list[str]:
     if w:
         lines.append(f"- weights: `{Path(w['path']).name}` (sha256 {w['sha256'][:12]}, {w['format']}"
                      + (f", {w['kimg']} kimg" if w.get("kimg") else "") + f", {w['resolution']} px)")
-    lines += [f"- GAN methods: {info['steps']} steps per face, seed {info['seed']} for every face, one face at a time; "
+    batch = int(info.get("batch", 1))
+    together = "one face at a time" if batch == 1 else f"{batch} faces per batch (each as if alone)"
+    lines += [f"- GAN methods: {info['steps']} steps per face, seed {info['seed']} for every face, {together}; "
+              f"{info.get('engine', 'eager')} engine, {info.get('precision', 'fp32')}; "
               f"device {info['device']}, {info['threads']} thread(s), kernels impl={info['impl']}",
               f"- {info['frame_warp']}"]
     if info["mode"] == "hr":
