@@ -28,7 +28,7 @@ from rlse_fast.config import RLSEConfig  # noqa: E402
 from rlse_fast.downsample import bicubic_downsample_ref  # noqa: E402
 from rlse_fast.evaluate.stats import mean_ci, paired_ci  # noqa: E402
 from rlse_fast.explore import prepare_fit  # noqa: E402
-from rlse_fast.fast import ops_impl, run  # noqa: E402
+from rlse_fast.fast import ops_impl, pick_device, run  # noqa: E402
 from rlse_fast.memory import keep_freed_memory  # noqa: E402
 from rlse_fast.metrics import psnr_batch  # noqa: E402
 from rlse_fast.weights import bundled_path  # noqa: E402
@@ -54,8 +54,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     keep_freed_memory()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = pick_device(args.device)
 
     gan = load_gan(bundled_path("celeba64"))
     G = gan.generator.to(device).eval().requires_grad_(False)

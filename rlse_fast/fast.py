@@ -354,20 +354,35 @@ def super_resolve_fast(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict
 ENGINES = ("auto", "eager", "fast")
 
 
+def pick_device(name: str) -> torch.device:
+    """The --device option: 'auto' (CUDA when PyTorch sees a GPU, else the CPU), 'cpu', 'cuda' or
+    'cuda:N'; a CUDA device on a machine without one is a UserError."""
+    from .errors import UserError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}, but PyTorch sees no CUDA device; use --device cpu")
+    return device
+
+
 def pick_engine(engine: str, precision: str, device: torch.device | str) -> tuple[bool, str]:
     """Resolve the command-line choices: (fast, precision). engine 'auto' is the fast engine on CUDA
     and the eager one elsewhere; precision 'auto' is bf16 with the fast engine on CUDA, else fp32.
-    bf16 needs the fast engine (ValueError otherwise)."""
+    A choice that cannot run (bf16 without the fast engine) is a UserError."""
+    from .errors import UserError
+
     if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if precision not in PRECISIONS + ("auto",):
-        raise ValueError(f"precision must be one of {PRECISIONS + ('auto',)}, got {precision!r}")
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS + ('auto',))}, got {precision!r}")
     cuda = torch.device(device).type == "cuda"
     fast = engine == "fast" or (engine == "auto" and cuda)
     if precision == "auto":
         precision = "bf16" if fast and cuda else "fp32"
     if precision == "bf16" and not fast:
-        raise ValueError("--precision bf16 needs the fast engine (--engine fast)")
+        raise UserError("--precision bf16 needs the fast engine (--engine fast)")
     return fast, precision
 
 
@@ -386,4 +401,4 @@ def run(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Ten
                               graphs=graphs, on_step=on_step)
 
 
-__all__ = ["FastLoop", "LOSS_NAMES", "ops_impl", "pick_engine", "run", "schedule_table", "super_resolve_fast"]
+__all__ = ["FastLoop", "LOSS_NAMES", "ops_impl", "pick_device", "pick_engine", "run", "schedule_table", "super_resolve_fast"]

@@ -50,18 +50,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _device(name: str):
-    import torch
-
-    from ..errors import UserError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but PyTorch sees no CUDA device; use --device cpu")
-    return torch.device(name)
-
-
 def _jobs(args):
     """[(input path, output path)] and whether IN is a folder."""
     from ..errors import UserError
@@ -115,7 +103,7 @@ def run(args) -> int:
     from ..config import RLSEConfig
     from ..errors import UserError
     from ..explore import prepare_fit
-    from ..fast import pick_engine
+    from ..fast import pick_device, pick_engine
     from ..fast import run as run_engine
     from ..imageio import load_image, save_image, save_json
 
@@ -133,11 +121,8 @@ def run(args) -> int:
             overrides[name] = getattr(args, name)
     cfg = RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
     jobs, is_folder = _jobs(args)
-    device = _device(args.device)
-    try:
-        fast, precision = pick_engine(args.engine, args.precision, device)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    device = pick_device(args.device)
+    fast, precision = pick_engine(args.engine, args.precision, device)
 
     gan = load_gan(weights_mod.resolve(args.weights, quiet=args.quiet))
     if cfg.semantic and gan.discriminator is None:

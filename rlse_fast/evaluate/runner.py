@@ -166,14 +166,6 @@ def _fmt(v):
 # ----------------------------------------------------------------------------- the run
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but PyTorch sees no CUDA device; use --device cpu")
-    return torch.device(name)
-
-
 def check_options(opt: EvalOptions) -> None:
     if (opt.hr_dir is None) == (opt.lr_dir is None):
         raise UserError("give exactly one of --hr DIR (faces with ground truth) or --lr DIR (real low-res faces, NIQE only)")
@@ -208,14 +200,11 @@ def run_eval(opt: EvalOptions) -> dict:
     has_gt = opt.hr_dir is not None
     faces = list_faces(opt.hr_dir if has_gt else opt.lr_dir, opt.n)
     gan_methods = [m for m in opt.methods if m in GAN_MODES]
-    device = _device(opt.device)
-    from ..fast import pick_engine
+    from ..fast import pick_device, pick_engine
     from ..fast import run as run_engine
 
-    try:
-        fast, precision = pick_engine(opt.engine, opt.precision, device)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    device = pick_device(opt.device)
+    fast, precision = pick_engine(opt.engine, opt.precision, device)
 
     gan = G = D = None
     src_frame = dst_frame = None

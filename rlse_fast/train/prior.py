@@ -109,15 +109,6 @@ class TrainConfig:
 ARCH_FIELDS = ("resolution", "z_dim", "mapping_layers", "channel_base", "channel_max")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return dev
-
-
 # ----------------------------------------------------------------------------- outputs
 
 
@@ -230,6 +221,8 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
         # The architecture is the checkpoint's; the schedule and limits are this invocation's.
         cfg = TrainConfig(**{**asdict(cfg), **{k: saved[k] for k in ARCH_FIELDS + ("batch",)}})
     cfg.check()
+    from ..fast import pick_device
+
     device = pick_device(cfg.device)
     if device.type == "cpu" and cfg.threads:
         torch.set_num_threads(cfg.threads)
