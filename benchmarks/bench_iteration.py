@@ -64,12 +64,7 @@ def _log(record: dict) -> None:
 def _native_ops(device: str) -> dict:
     """Which implementation 'auto' picks for each op on this device."""
     x = torch.zeros(1, device=device)
-    out = {}
-    for op in ("bias_act", "upfirdn2d", "downsample_loss"):
-        fn = dispatch.pick(op, "auto", x)
-        names = [name for name, (f, _) in dispatch._REGISTRY.get(op, {}).items() if f is fn]
-        out[op] = names[0] if names else "ref"
-    return out
+    return {op: dispatch.auto_choice(op, x) for op in ("bias_act", "upfirdn2d", "downsample_loss")}
 
 
 def _networks(res: int, device: str, g_cfg: GeneratorConfig | None = None, d_cfg: DiscriminatorConfig | None = None):

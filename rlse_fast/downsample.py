@@ -45,6 +45,16 @@ def padding(factor: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+@functools.lru_cache(maxsize=None)
+def cached_taps(factor: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, int]:
+    """The kernel and the leading reflect padding, made once per factor, dtype and device (`device`
+    as a string) for the native ops; factor 1 is the identity. Made on first use, so a CUDA graph
+    captured later holds no host-to-device copy."""
+    if factor == 1:
+        return torch.ones(1, dtype=dtype, device=device), 0
+    return bicubic_kernel(factor, dtype=dtype, device=device), padding(factor)[0]
+
+
 def max_factor(size: int) -> int:
     """The largest power-of-two factor the downscaler takes for `size` px images: the factor must
     divide the size, and the reflect padding (1.5x the factor) must stay inside the image."""

@@ -12,13 +12,12 @@ downsample_loss with its own transposed kernel.
 """
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..downsample import bicubic_kernel, check_factor, padding
+from ..downsample import cached_taps, check_factor
 from . import dispatch
 from .bias_act import backward_refs, resolve
 from .upfirdn2d import _parse_padding, _parse_scaling
@@ -36,14 +35,6 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 def _none(like: torch.Tensor) -> torch.Tensor:
     # The extensions take an empty tensor for an absent optional one.
     return torch.empty(0, dtype=like.dtype, device=like.device)
-
-
-@functools.lru_cache(maxsize=None)
-def _downsample_taps(factor: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, int]:
-    """PULSE's bicubic taps and leading reflect padding; factor 1 is the identity."""
-    if factor == 1:
-        return torch.ones(1, dtype=dtype, device=device), 0
-    return bicubic_kernel(factor, dtype=dtype, device=device), padding(factor)[0]
 
 
 def native_impls(ext) -> dict[str, Callable]:
@@ -156,7 +147,7 @@ def native_impls(ext) -> dict[str, Callable]:
 
     def downsample_loss(y, x, factor):
         check_factor(factor)
-        taps, pad0 = _downsample_taps(factor, _acc(y.dtype), str(y.device))
+        taps, pad0 = cached_taps(factor, _acc(y.dtype), str(y.device))
         return DownsampleLoss.apply(y.contiguous(), x, factor, taps, pad0)
 
     return {"bias_act": bias_act, "upfirdn2d": upfirdn2d, "downsample_loss": downsample_loss}

@@ -123,6 +123,12 @@ def _load_natives() -> None:
         _loaded = True
 
 
+def auto_choice(op: str, x: torch.Tensor) -> str:
+    """The name of the implementation impl='auto' runs for `op` on tensors like x ('ref' if none)."""
+    fn = pick(op, "auto", x)
+    return next((name for name, (f, _) in _REGISTRY.get(op, {}).items() if f is fn), "ref")
+
+
 def report(devices: list[str] | None = None) -> dict:
     """What this installation has: each implementation's state ('available' or why not) and, per
     device and dtype, the implementation 'auto' takes for each op. devices: default 'cpu', plus
@@ -141,9 +147,5 @@ def report(devices: list[str] | None = None) -> dict:
         auto[device] = {}
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             x = torch.empty(1, dtype=dtype, device=device)
-            row = {}
-            for op in sorted(_REGISTRY):
-                fn = pick(op, "auto", x)
-                row[op] = next((name for name, (f, _) in _REGISTRY[op].items() if f is fn), "ref")
-            auto[device][str(dtype).removeprefix("torch.")] = row
+            auto[device][str(dtype).removeprefix("torch.")] = {op: auto_choice(op, x) for op in sorted(_REGISTRY)}
     return {"impls": impls, "auto": auto}

@@ -11,7 +11,6 @@ C++ kernels or the reference.
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 
@@ -19,8 +18,7 @@ import torch
 import triton
 from torch.autograd.function import once_differentiable
 
-from ..downsample import bicubic_kernel
-from ..downsample import padding as bicubic_padding
+from ..downsample import cached_taps
 from . import dispatch
 from .bias_act import backward_refs, resolve
 from .triton_kernels.bias_act import bias_act_kernel
@@ -126,15 +124,6 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
 # --- downsample_loss -------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def _taps(factor: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, int]:
-    """PULSE's bicubic taps and the leading reflect padding; factor 1 is the identity. Cached: made
-    once per device (a CUDA graph cannot capture the host-to-device copy of a new tensor)."""
-    if factor == 1:
-        return torch.ones(1, dtype=dtype, device=device), 0
-    return bicubic_kernel(factor, dtype=dtype, device=device), bicubic_padding(factor)[0]
-
-
 def _check_loss_args(y: torch.Tensor, x: torch.Tensor, factor: int) -> None:
     """The public op's checks, plus what the kernel needs: one device, room for the reflect padding."""
     from .downsample_loss import _check
@@ -153,7 +142,7 @@ class _DownsampleLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y, x, factor):
         acc = _acc(y.dtype)
-        taps, pad0 = _taps(factor, acc, y.device)
+        taps, pad0 = cached_taps(factor, acc, str(y.device))
         B, C, H, W = y.shape
         h, w = H // factor, W // factor
         ntaps = taps.numel()
@@ -179,7 +168,7 @@ class _DownsampleLoss(torch.autograd.Function):
         gloss = gloss.to(diff.dtype).contiguous()
         dy = dx = None
         if ctx.needs_input_grad[0]:
-            taps, pad0 = _taps(factor, diff.dtype, diff.device)
+            taps, pad0 = cached_taps(factor, diff.dtype, str(diff.device))
             B, C, h, w = diff.shape
             ntaps = taps.numel()
             by, bx = 16, 64
