@@ -12,7 +12,6 @@ An interval that contains 0 means no difference was detected at this many faces.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rlse_fast.evaluate.runner import read_rows  # noqa: E402
 from rlse_fast.evaluate.stats import mean_ci, paired_ci  # noqa: E402
 
 COLUMNS = ("psnr_y", "ssim_y", "lpips", "psnr_rgb", "ssim_rgb", "niqe", "lr_psnr_y", "best_loss", "loss_pixel",
@@ -30,8 +30,7 @@ def _rows(run: Path) -> dict:
     path = run / "metrics.csv"
     if not path.is_file():
         raise SystemExit(f"compare_runs: {path} does not exist; give the --out folders of two `rlse-fast eval` runs")
-    with open(path, newline="") as fh:
-        return {(r["image"], r["scale"], r["method"]): r for r in csv.DictReader(fh)}
+    return {(r["image"], r["scale"], r["method"]): r for r in read_rows(path)}
 
 
 def _values(rows: dict, column: str) -> dict:
