@@ -37,6 +37,23 @@ def _cpu_extension():
     )
 
 
+def _default_arch_list():
+    """Without TORCH_CUDA_ARCH_LIST, torch compiles for the GPUs it sees, and with none visible (a
+    container build, a login node) its build fails with an IndexError. Then build for the
+    architectures this torch itself was built for, with PTX of the newest for later cards."""
+    if os.environ.get("TORCH_CUDA_ARCH_LIST") or torch.cuda.is_available():
+        return
+    archs = []
+    for flag in torch._C._cuda_getArchFlags().split():  # e.g. "sm_80 sm_90 sm_120"
+        if flag.startswith("sm_") and flag[3:].isdigit():
+            archs.append(f"{flag[3:-1]}.{flag[-1]}")
+    archs = archs or ["8.0", "9.0"]
+    archs[-1] += "+PTX"
+    os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(archs)
+    print(f"rlse-fast: no GPU visible and TORCH_CUDA_ARCH_LIST unset; building for {';'.join(archs)} "
+          "(set TORCH_CUDA_ARCH_LIST, e.g. 9.0, to build for one card only)")
+
+
 def _cuda_extension():
     kernels = _sources("csrc/cuda/*.cu")
     bindings = os.path.join("csrc", "cuda", "bindings_cuda.cpp")
@@ -49,6 +66,7 @@ def _cuda_extension():
     if not CUDA_HOME or not os.path.exists(nvcc):
         print("rlse-fast: nvcc not found (set CUDA_HOME); skipping the CUDA extension rlse_fast._cuda")
         return None
+    _default_arch_list()
     include_dirs = [os.path.join(HERE, COMMON)]
     # pip's CUDA torch wheels keep the CUDA headers under site-packages/nvidia/cu13/include.
     pip_cuda = os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia", "cu13", "include")
