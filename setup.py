@@ -13,10 +13,12 @@ one at run time (csrc/cpu/cpu_isa.h).
 """
 import glob
 import os
+import shutil
 
 import torch
 from setuptools import setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+import torch.utils.cpp_extension as cpp_extension
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON = os.path.join("csrc", "common")
@@ -35,6 +37,32 @@ def _cpu_extension():
         extra_compile_args={"cxx": ["-O3", "-g0", "-fno-trapping-math", "-fopenmp"]},
         extra_link_args=["-fopenmp"],
     )
+
+
+def _is_toolkit(home):
+    return bool(home) and os.path.isfile(os.path.join(home, "bin", "nvcc")) and os.path.isfile(
+        os.path.join(home, "include", "cuda_runtime_api.h"))
+
+
+def _cuda_home():
+    """The CUDA toolkit to build with: CUDA_HOME as torch found it if it holds nvcc and the CUDA headers,
+    else the first that does of: the real location of the nvcc on PATH, /usr/local/cuda,
+    /usr/local/cuda-*. torch guesses CUDA_HOME as two levels above the nvcc on PATH, which is wrong
+    where that nvcc is a link or a wrapper script (/usr/local/bin/nvcc -> CUDA_HOME=/usr/local, whose
+    include/ has no CUDA headers). The choice is handed to torch's build (its module-level CUDA_HOME)."""
+    candidates = [cpp_extension.CUDA_HOME, os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates += ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for home in candidates:
+        if _is_toolkit(home):
+            if home != cpp_extension.CUDA_HOME:
+                print(f"rlse-fast: using the CUDA toolkit at {home} (torch guessed {cpp_extension.CUDA_HOME})")
+                cpp_extension.CUDA_HOME = home
+                os.environ["CUDA_HOME"] = home
+            return home
+    return None
 
 
 def _default_arch_list():
@@ -62,9 +90,10 @@ def _cuda_extension():
     if not torch.version.cuda:
         print("rlse-fast: torch is a CPU build; skipping the CUDA extension rlse_fast._cuda")
         return None
-    nvcc = os.path.join(CUDA_HOME or "", "bin", "nvcc")
-    if not CUDA_HOME or not os.path.exists(nvcc):
-        print("rlse-fast: nvcc not found (set CUDA_HOME); skipping the CUDA extension rlse_fast._cuda")
+    home = _cuda_home()
+    if home is None:
+        print("rlse-fast: no CUDA toolkit found (nvcc with its headers; set CUDA_HOME); skipping the CUDA "
+              "extension rlse_fast._cuda")
         return None
     _default_arch_list()
     include_dirs = [os.path.join(HERE, COMMON)]

@@ -5,25 +5,34 @@
 # Environment (all optional):
 #   RLSE_CUDA_VENV   the venv holding the CUDA torch (default .venv-cuda; reused when it has one)
 #   RLSE_CUDA_TORCH  the torch requirement (default torch==2.14.1, a CUDA 13 build from the local wheels)
-#   CUDA_HOME        the toolkit with nvcc (default /usr/local/cuda)
+#   CUDA_HOME        the toolkit with nvcc (default /usr/local/cuda); RLSE_CUDA_HOME=auto leaves it
+#                    unset, so that setup.py finds the toolkit as it does for a user
 #   TORCH_CUDA_ARCH_LIST (default 9.0), MAX_JOBS (default 2)
-# Outputs go to build/cuda-ci/ (ignored by git); the source tree gets no .so built for this torch,
-# which would shadow the CPU build of the development venv.
+# Outputs go to build/cuda-ci-<torch version>/ (ignored by git); the source tree gets no .so built
+# for this torch, which would shadow the CPU build of the development venv.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${RLSE_CUDA_VENV:-$ROOT/.venv-cuda}"
 TORCH_REQ="${RLSE_CUDA_TORCH:-torch==2.14.1}"
-export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-2}"
-OUT="$ROOT/build/cuda-ci"
+OUT="$ROOT/build/cuda-ci-${TORCH_REQ#torch==}"
 start=$(date +%s)
 
-if [ ! -x "$CUDA_HOME/bin/nvcc" ]; then
-    echo "cuda_build: nvcc not found at $CUDA_HOME/bin/nvcc; set CUDA_HOME to the CUDA toolkit" >&2
-    exit 1
+if [ "${RLSE_CUDA_HOME:-}" = "auto" ]; then
+    unset CUDA_HOME
+    if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+        echo "cuda_build: no nvcc on PATH or in /usr/local/cuda" >&2
+        exit 1
+    fi
+else
+    export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+    if [ ! -x "$CUDA_HOME/bin/nvcc" ]; then
+        echo "cuda_build: nvcc not found at $CUDA_HOME/bin/nvcc; set CUDA_HOME to the CUDA toolkit" >&2
+        exit 1
+    fi
 fi
 
 want="${TORCH_REQ#torch==}"

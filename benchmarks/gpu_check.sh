@@ -111,14 +111,8 @@ stage env 10 bash -c env_info
 
 # --- (a) build ------------------------------------------------------------------------------------
 build() {
-    if [ -z "${CUDA_HOME:-}" ]; then
-        if command -v nvcc >/dev/null; then
-            CUDA_HOME="$(dirname "$(dirname "$(command -v nvcc)")")"
-        elif [ -x /usr/local/cuda/bin/nvcc ]; then
-            CUDA_HOME=/usr/local/cuda
-        fi
-    fi
-    export CUDA_HOME="${CUDA_HOME:-}"
+    # CUDA_HOME: as set, else setup.py finds the toolkit (nvcc with its headers; it does not trust a
+    # wrapper script's location on PATH).
     # pip's CUDA wheels keep the CUDA headers ATen includes under site-packages/nvidia/cu13/include.
     local site
     site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
