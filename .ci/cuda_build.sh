@@ -14,7 +14,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-VENV="${RLSE_CUDA_VENV:-$ROOT/.venv-cuda}"
+VENV="${RLSE_CUDA_VENV:-.venv-cuda}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac  # the import check runs from another folder
 TORCH_REQ="${RLSE_CUDA_TORCH:-torch==2.14.1}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 export MAX_JOBS="${MAX_JOBS:-2}"
