@@ -14,7 +14,7 @@
 #   tests    tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py  100
 #            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
 #   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 160
-#   ops      benchmarks/bench_ops_gpu.py                                       45
+#   ops      benchmarks/bench_adam.py (CUDA cases), benchmarks/bench_ops_gpu.py  45
 #   profile  benchmarks/profile_iteration.py, 1024 px, batch 4, bf16           45
 #   quality  benchmarks/quality_fast.py: eager fp32 vs fast fp32 / bf16, 16 faces 40
 # A stage gets less when the total (RLSE_GPU_CHECK_TOTAL_S) runs low; one not reached is skipped.
@@ -147,7 +147,8 @@ export RLSE_BENCH_LOG="$WORK/iteration.jsonl"
 stage iter 160 "$PY" -m pytest benchmarks/bench_iteration.py -q -rs -p no:cacheprovider -k cuda \
     --benchmark-json="$OUT/bench_iteration.json" --benchmark-columns=min,median,max,rounds
 if [ -f benchmarks/bench_ops_gpu.py ]; then
-    stage ops 45 "$PY" -m pytest benchmarks/bench_ops_gpu.py -q -rs -p no:cacheprovider \
+    # The fine-tuning Adam first (4 short cases): foreach vs fused at config-f x 1 and x 16 faces.
+    stage ops 45 "$PY" -m pytest benchmarks/bench_adam.py::test_adam_cuda benchmarks/bench_ops_gpu.py -q -rs -p no:cacheprovider \
         --benchmark-json="$OUT/bench_ops_gpu.json" --benchmark-columns=min,median,max,rounds
 else
     echo "== ops: benchmarks/bench_ops_gpu.py is absent" | tee -a "$LOGS"

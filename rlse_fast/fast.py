@@ -5,9 +5,11 @@ issued, never what is computed:
 - every tensor the loop touches lives in a static buffer made once: the latent, the noise maps,
   the per-face generator copies, both optimizers' moments, the best iterate, a (steps, B, 4) log of
   the per-step losses and the step counter itself (a device tensor);
-- the two Adam steps are written here on tensor lists (`_adam_`), with the learning-rate schedule
-  precomputed into a (steps, 3) device table indexed by the step counter, so nothing in an
-  iteration reads a value back to the host: no .item(), no .tolist(), no `if better.any()`;
+- the two Adam steps run torch's fused Adam kernel (`_adam_`: one pass over parameters, gradients
+  and moments, where the unfused update makes nine), with the step count a device tensor and the
+  learning-rate schedule precomputed into a (steps, 2) device table indexed by the step counter,
+  so nothing in an iteration reads a value back to the host: no .item(), no .tolist(), no
+  `if better.any()`;
 - after `warmup` eager iterations on a side stream, one iteration (forward, losses, backward,
   both optimizer steps, the spherical projection, the best-iterate bookkeeping) is captured in a
   CUDA graph and replayed for the remaining steps; the losses are read back once, at the end;
@@ -17,8 +19,8 @@ issued, never what is computed:
   a caller's D requires grad, are never formed.
 
 Without CUDA (or with graphs=False) the very same `FastLoop._iteration` runs eagerly; in fp32 on
-the CPU it reproduces `explore.super_resolve` (bit for bit in the tests: the Adam step below
-performs the same float operations as torch.optim.Adam's single-tensor path).
+the CPU it reproduces `explore.super_resolve` (bit for bit in the tests: both run the same fused
+Adam kernel with the same learning rate and step count).
 """
 from __future__ import annotations
 
@@ -55,43 +57,27 @@ def ops_impl(impl: str):
     return dispatch.using(impl)
 
 
-def _adam_(params, grads, exp_avgs, exp_avg_sqs, neg_step_size: torch.Tensor, bias_correction2_sqrt: torch.Tensor):
-    """One Adam step on tensor lists, in place; the step-dependent scalars are 0-dim device tensors.
+def _adam_(params, grads, exp_avgs, exp_avg_sqs, step: torch.Tensor, lr: torch.Tensor) -> None:
+    """One Adam step on tensor lists, in place, on torch's fused kernel: the kernel torch.optim.Adam
+    (fused=True) runs, which `explore` uses, so the CPU results are bit-identical to the eager loop.
 
-    The float operations are those of torch.optim.Adam's single-tensor path (lerp, mul + addcmul,
-    sqrt / bc2_sqrt + eps, then param + (-lr / bc1) * m / denom in that order), so on the CPU the
-    result is bit-identical to it; on CUDA the foreach kernels batch the launches.
+    step: the float32 step count (already advanced for this step), shared by every tensor; lr: a
+    0-dim tensor on the parameters' device (CUDA reads it from device memory: float32; the CPU kernel
+    reads it as a double, so float64 there keeps LambdaLR's learning rate exactly).
     """
     beta1, beta2 = BETAS
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denom, bias_correction2_sqrt)
-    torch._foreach_add_(denom, EPS)
-    update = torch._foreach_mul(exp_avgs, neg_step_size)
-    torch._foreach_div_(update, denom)
-    torch._foreach_add_(params, update)
+    # The kernel walks raw memory: every tensor of a (param, grad, moments) row must be laid out alike.
+    grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [step] * len(params), lr=lr, beta1=beta1,
+                       beta2=beta2, weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False)
 
 
 def schedule_table(cfg: RLSEConfig) -> tuple[list[float], torch.Tensor]:
-    """The latent learning rate of each step (as explore's LambdaLR gives it) and, per step, the
-    scalars of both Adam steps: (steps, 3) float64 [-lr_t / bc1, sqrt(bc2), -finetune_lr / bc1].
-
-    Computed in float64 on the host with the expressions torch.optim.Adam uses; rounded to float32
-    once, as Adam's kernels round a Python scalar.
-    """
+    """The latent learning rate of each step (as explore's LambdaLR gives it: lr * schedule(t)) and
+    the (steps, 2) float64 table [lr_t, finetune_lr] of both Adam steps' learning rates."""
     schedule = SCHEDULES[cfg.lr_schedule]
-    beta1, beta2 = BETAS
-    lrs, rows = [], []
-    for t in range(cfg.steps):
-        lr = cfg.lr * schedule(t, cfg.steps)
-        step = float(t + 1)
-        bc1 = 1 - beta1**step
-        bc2_sqrt = (1 - beta2**step) ** 0.5
-        lrs.append(lr)
-        rows.append([-(lr / bc1), bc2_sqrt, -(cfg.finetune_lr / bc1)])
-    return lrs, torch.tensor(rows, dtype=torch.float64)
+    lrs = [cfg.lr * schedule(t, cfg.steps) for t in range(cfg.steps)]
+    return lrs, torch.tensor([[lr, cfg.finetune_lr] for lr in lrs], dtype=torch.float64)
 
 
 class FastLoop:
@@ -143,12 +129,14 @@ class FastLoop:
             self.params = {k: p.detach().unsqueeze(0).repeat(batch, *[1] * p.ndim).clone().requires_grad_(True)
                            for k, p in G.synthesis.named_parameters()}
         self.leaves = self.latents + (list(self.params.values()) if self.params else [])
-        self.exp_avgs = [torch.zeros_like(p) for p in self.leaves]
-        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.leaves]
+        self.exp_avgs = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.leaves]
+        self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.leaves]
 
         self.lrs, table = schedule_table(cfg)
-        self.table = table.to(device=device, dtype=torch.float32)
+        # The fused Adam kernel reads a CUDA learning rate as float32, a CPU one as a double (see _adam_).
+        self.table = table.to(device=device, dtype=torch.float64 if device.type == "cpu" else torch.float32)
         self.idx = torch.zeros(1, dtype=torch.long, device=device)
+        self.adam_step = torch.zeros((), dtype=torch.float32, device=device)  # Adam's step count
         self.loss_log = torch.zeros(cfg.steps, batch, len(LOSS_NAMES), device=device)
         self.best_loss = torch.full((batch,), float("inf"), device=device)
         self.best_step = torch.full((batch,), -1, dtype=torch.long, device=device)
@@ -249,22 +237,23 @@ class FastLoop:
             if self.image is not None:
                 self.image.copy_(img01.detach())
 
-            # This step's scalars, looked up on the device: [-lr_t / bc1, sqrt(bc2), -finetune_lr / bc1].
-            scalars = self.table.index_select(0, self.idx)[0]
+            # This step's learning rates, looked up on the device: [lr_t, finetune_lr].
+            lrs = self.table.index_select(0, self.idx)[0]
+            self.adam_step.add_(1)
             n = len(self.latents)
-            self._adam_group(range(n), grads, scalars[0], scalars[1])
+            self._adam_group(range(n), grads, lrs[0])
             for p, r in zip(self.latents, self.radii):  # back onto the spheres (SphericalOptimizer)
                 p.div_(_radius(p)).mul_(r)
             if self.params is not None:
-                self._adam_group(range(n, len(self.leaves)), grads, scalars[2], scalars[1])
+                self._adam_group(range(n, len(self.leaves)), grads, lrs[1])
             self.idx.add_(1)
 
-    def _adam_group(self, indices, grads, neg_step_size, bias_correction2_sqrt) -> None:
+    def _adam_group(self, indices, grads, lr) -> None:
         # A leaf the loss does not reach gets no update, as torch.optim skips grad-less params.
         live = [i for i in indices if grads[i] is not None]
         if live:
             _adam_([self.leaves[i] for i in live], [grads[i] for i in live], [self.exp_avgs[i] for i in live],
-                   [self.exp_avg_sqs[i] for i in live], neg_step_size, bias_correction2_sqrt)
+                   [self.exp_avg_sqs[i] for i in live], self.adam_step, lr)
 
     # ------------------------------------------------------------------------- driving it
 
