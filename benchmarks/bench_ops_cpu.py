@@ -1,7 +1,7 @@
 """CPU kernels ('cpp') against the plain-PyTorch references ('ref') at StyleGAN2 / RLSE shapes.
 
     pytest benchmarks/bench_ops_cpu.py --benchmark-json benchmarks/results/cpu-ops-<date>.json
-    python benchmarks/bench_ops_cpu.py [--rounds 30] [--dtypes float32,bfloat16,float16] [--isa base]
+    python benchmarks/bench_ops_cpu.py [--rounds 30] [--dtypes float32,bfloat16,float16] [--isa base] [--ops modulate]
 
 Each pytest-benchmark group holds one op, shape and pass (fwd, or fwd+bwd) for both
 implementations. On a shared machine, load from other processes comes in bursts of seconds, which
@@ -21,7 +21,7 @@ import time
 import pytest
 import torch
 
-from rlse_fast.ops import bias_act, downsample2d, setup_filter, upsample2d
+from rlse_fast.ops import bias_act, downsample2d, modulate, setup_filter, upsample2d
 from rlse_fast.memory import keep_freed_memory
 from rlse_fast.ops.downsample_loss import downsample_loss
 
@@ -52,6 +52,9 @@ def _make(op, shape, factor, dtype=torch.float32):
     if op in ("upsample2d", "downsample2d"):
         fn = upsample2d if op == "upsample2d" else downsample2d
         return [x], lambda t, impl: fn(t[0], FILTER, impl=impl)
+    if op == "modulate":  # x: per-face weights (B, O, I, 3, 3); the styles get gradients too
+        st = (torch.randn(shape[0], shape[2], generator=g) + 1).to(dtype).requires_grad_(True)
+        return [x, st], lambda t, impl: modulate(t[0], t[1], impl=impl)
     lo = torch.randn(shape[0], shape[1], shape[2] // factor, shape[3] // factor, generator=g).to(dtype)
     return [x, lo], lambda t, impl: downsample_loss(t[0], t[1], factor, impl)
 
@@ -60,6 +63,8 @@ CASES = (  # (op, shape, factor)
     [("bias_act", s, None) for s in SG2_SHAPES]
     + [(k, s, None) for k in ("upsample2d", "downsample2d") for s in SG2_SHAPES]
     + [("downsample_loss", s, f) for f in (8, 16) for s in ((4, 3, 256, 256), (1, 3, 1024, 1024))]
+    # per-face weights: the bundled prior's 128-channel layers and config-f's 512-channel ones, 4 faces
+    + [("modulate", s, None) for s in ((4, 128, 128, 3, 3), (4, 512, 512, 3, 3))]
 )
 
 
@@ -110,7 +115,10 @@ def main() -> None:
     parser.add_argument("--json", help="also write the table to this JSON file")
     parser.add_argument("--dtypes", default="float32", help="comma-separated dtypes (default float32)")
     parser.add_argument("--isa", help="the kernels' build: base or avx2 (default: the best this CPU runs)")
+    parser.add_argument("--ops", help="comma-separated ops to run (default: all): " + ", ".join(
+        dict.fromkeys(op for op, _, _ in CASES)))
     args = parser.parse_args()
+    cases = [c for c in CASES if not args.ops or c[0] in args.ops.split(",")]
     from rlse_fast import _C
 
     if args.isa:
@@ -120,7 +128,7 @@ def main() -> None:
     print(f"threads={torch.get_num_threads()}, rounds={args.rounds}, kernels {_C.cpu_isa()}, "
           f"freed memory kept {MEMORY_KEPT}, min over rounds, ref/cpp alternating")
     print(f"{'op':18s} {'shape':15s} {'dtype':9s} {'pass':8s} {'ref ms':>9s} {'cpp ms':>9s} {'speedup':>8s}")
-    for (op, shape, factor), dtype, grad_pass in ((c, d, p) for d in dtypes for c in CASES for p in PASSES):
+    for (op, shape, factor), dtype, grad_pass in ((c, d, p) for d in dtypes for c in cases for p in PASSES):
         dname = str(dtype).removeprefix("torch.")
         steps = {impl: _step(op, shape, factor, impl, grad_pass, dtype) for impl in IMPLS}
         best = {impl: float("inf") for impl in IMPLS}

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/cpu_isa.h"
+#include "modulate.h"
 #include "ops_bindings.h"
 
 namespace {
@@ -32,6 +33,78 @@ struct CpuBackend {
         downsample_loss_backward_cpu<T>(p);
     }
 };
+
+// --- modulate (CPU only) ------------------------------------------------------------------------
+
+using rlse::bindings::acc_dtype;
+using rlse::bindings::check_input;
+
+// Checks w [wbatch, O, I, kh, kw] (wbatch 1 or B) and s [B, I]; fills the shape fields of p.
+void modulate_shapes(const at::Tensor& w, const at::Tensor& s, modulate_kernel_params& p) {
+    const char* op = "modulate";
+    check_input<CpuBackend>(w, op, "weight");
+    check_input<CpuBackend>(s, op, "styles");
+    TORCH_CHECK(w.dim() == 5, op, ": weight must be (1 or B, O, I, kh, kw), got ", w.sizes());
+    TORCH_CHECK(s.dim() == 2 && s.size(1) == w.size(2), op, ": styles must be (B, ", w.size(2), "), got ", s.sizes());
+    TORCH_CHECK(w.size(0) == 1 || w.size(0) == s.size(0), op, ": weight's batch (", w.size(0),
+                ") must be 1 or the styles' (", s.size(0), ")");
+    TORCH_CHECK(s.scalar_type() == w.scalar_type(), op, ": styles must have the dtype of weight (", w.scalar_type(),
+                "), got ", s.scalar_type());
+    TORCH_CHECK(s.numel() > 0 && w.numel() > 0, op, ": empty weight or styles");
+    p.batch = static_cast<int>(s.size(0));
+    p.wbatch = static_cast<int>(w.size(0));
+    p.out_channels = static_cast<int>(w.size(1));
+    p.in_channels = static_cast<int>(w.size(2));
+    p.taps = static_cast<int>(w.size(3) * w.size(4));
+}
+
+// (out [B, O, I, kh, kw], dcoef [B, O] in the accumulation dtype; empty without demodulation).
+std::vector<at::Tensor> modulate(const at::Tensor& w, const at::Tensor& s, bool demodulate, double eps) {
+    modulate_kernel_params p{};
+    modulate_shapes(w, s, p);
+    auto out = at::empty({s.size(0), w.size(1), w.size(2), w.size(3), w.size(4)}, w.options());
+    auto dcoef = at::empty({demodulate ? s.size(0) : 0, w.size(1)}, w.options().dtype(acc_dtype(w.scalar_type())));
+    p.w = w.data_ptr();
+    p.s = s.data_ptr();
+    p.out = out.data_ptr();
+    p.dcoef = demodulate ? dcoef.data_ptr() : nullptr;
+    p.demodulate = demodulate;
+    p.eps = eps;
+    RLSE_DISPATCH_FLOAT_TYPES(w.scalar_type(), "modulate", [&] { modulate_cpu<scalar_t>(p); });
+    return {out, dcoef};
+}
+
+// (dw [B, O, I, kh, kw] per sample, or empty; ds [B, I] in the accumulation dtype, or empty).
+std::vector<at::Tensor> modulate_backward(const at::Tensor& g, const at::Tensor& w, const at::Tensor& s,
+                                          const at::Tensor& dcoef, bool demodulate, bool need_dw, bool need_ds) {
+    const char* op = "modulate_backward";
+    modulate_kernel_params p{};
+    modulate_shapes(w, s, p);
+    check_input<CpuBackend>(g, op, "grad");
+    TORCH_CHECK(g.scalar_type() == w.scalar_type(), op, ": grad must have the dtype of weight");
+    TORCH_CHECK(g.dim() == 5 && g.size(0) == s.size(0) && g.sizes().slice(1) == w.sizes().slice(1), op,
+                ": grad must be (B, O, I, kh, kw) = (", s.size(0), ", ", w.sizes().slice(1), "), got ", g.sizes());
+    const auto acc = w.options().dtype(acc_dtype(w.scalar_type()));
+    if (demodulate) {
+        TORCH_CHECK(dcoef.scalar_type() == acc.dtype().toScalarType() && dcoef.is_contiguous() && dcoef.dim() == 2 &&
+                        dcoef.size(0) == s.size(0) && dcoef.size(1) == w.size(1),
+                    op, ": dcoef must be the forward's (B, O) coefficients");
+    }
+    auto dw = at::empty({need_dw ? g.size(0) : 0, w.size(1), w.size(2), w.size(3), w.size(4)}, w.options());
+    auto ds = at::empty({need_ds ? s.size(0) : 0, s.size(1)}, acc);
+    auto partial = at::empty({need_ds ? s.size(0) * w.size(1) * w.size(2) : 0}, acc);
+    p.w = w.data_ptr();
+    p.s = s.data_ptr();
+    p.g = g.data_ptr();
+    p.dcoef = demodulate ? dcoef.data_ptr() : nullptr;
+    p.dw = need_dw ? dw.data_ptr() : nullptr;
+    p.ds = need_ds ? ds.data_ptr() : nullptr;
+    p.partial = need_ds ? partial.data_ptr() : nullptr;
+    p.demodulate = demodulate;
+    if (need_dw || need_ds)
+        RLSE_DISPATCH_FLOAT_TYPES(w.scalar_type(), "modulate_backward", [&] { modulate_backward_cpu<scalar_t>(p); });
+    return {dw, ds};
+}
 
 const rlse::CpuIsa kIsas[] = {rlse::CpuIsa::kBase, rlse::CpuIsa::kAvx2};
 
@@ -61,6 +134,11 @@ std::string set_cpu_isa(const std::string& name) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "rlse_fast CPU kernels (see rlse_fast/ops/cpp_ops.py)";
     rlse::bindings::define_ops<CpuBackend>(m);
+    m.def("modulate", &modulate, "StyleGAN2's weight modulation and demodulation, fused: (out, dcoef)",
+          py::arg("weight"), py::arg("styles"), py::arg("demodulate"), py::arg("eps"));
+    m.def("modulate_backward", &modulate_backward, "gradient of modulate: (dweight per sample, dstyles)",
+          py::arg("grad"), py::arg("weight"), py::arg("styles"), py::arg("dcoef"), py::arg("demodulate"),
+          py::arg("need_dw"), py::arg("need_ds"));
     m.def("cpu_isa", &cpu_isa, "the instruction set of the kernels in use: 'avx2' or 'base'");
     m.def("cpu_isas", &cpu_isas, "the kernel builds this CPU can run");
     m.def("set_cpu_isa", &set_cpu_isa, "use the kernel build `name`; returns the previous one", py::arg("name"));

@@ -13,9 +13,10 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from rlse_fast.ops import bias_act, downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+from rlse_fast.ops import bias_act, downsample2d, filter2d, modulate, setup_filter, upfirdn2d, upsample2d
 from rlse_fast.ops.bias_act import _bias_act_ref
 from rlse_fast.ops.downsample_loss import _downsample_loss_ref, downsample_loss
+from rlse_fast.ops.modulate import _modulate_ref
 from rlse_fast.ops.upfirdn2d import _upfirdn2d_ref
 
 
@@ -279,7 +280,7 @@ def test_auto_picks_cpp_on_cpu():
     from rlse_fast.ops import cpp_ops, dispatch
 
     x = torch.randn(2, 3)
-    for op in ("bias_act", "upfirdn2d", "downsample_loss"):
+    for op in ("bias_act", "upfirdn2d", "downsample_loss", "modulate"):
         assert dispatch.pick(op, "auto", x) is dispatch._REGISTRY[op]["cpp"][0]
         for dtype in (torch.float16, torch.bfloat16):
             fast = dtype in cpp_ops.auto_dtypes(_C.cpu_isa())[op]
@@ -309,6 +310,7 @@ def _isa_outputs(isa, dtype):
         lambda x, b: upsample2d(x, setup_filter([1, 3, 3, 1]), impl="cpp"),
         lambda x, b: downsample2d(x, setup_filter([1, 3, 3, 1]), impl="cpp"),
         lambda x, b: downsample_loss(x, lo, 4, impl="cpp"),
+        lambda x, b: modulate(x[:, :, :9].reshape(2, 37, 9, 4, 7), x[:, 0, 0, :9] + 2, impl="cpp"),  # 28 taps
     ]
     x, b, lo = rnd(2, 37, 20, 28), rnd(37), rnd(2, 37, 5, 7)
     before = _C.set_cpu_isa(isa)
@@ -402,3 +404,75 @@ except RuntimeError as e:
     assert out.returncode == 0, out.stderr
     msg = out.stdout.strip()
     assert "\n" not in msg and "pip install --no-build-isolation ." in msg, msg
+
+
+# --- modulate ------------------------------------------------------------------------------------
+
+MODULATE_CASES = [  # (weight shape, batch): shared and per-sample weights, odd sizes, 1x1 and 3x3 taps
+    ((5, 7, 3, 3), 3),
+    ((3, 5, 7, 3, 3), 3),
+    ((1, 6, 9, 1, 1), 2),   # a (1, ...) weight broadcast over the batch
+    ((2, 13, 11, 1, 1), 2),
+    ((17, 3, 3, 3), 1),
+]
+
+
+@pytest.mark.parametrize("shape,batch", MODULATE_CASES, ids=str)
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulate_matches_ref(shape, batch, demodulate):
+
+    torch.manual_seed(0)
+    w, s = torch.randn(shape), torch.randn(batch, shape[-3]) + 1
+    y0, g0 = grads(lambda w, s: _modulate_ref(w, s, demodulate), w, s)
+    y1, g1 = grads(lambda w, s: modulate(w, s, demodulate, impl="cpp"), w, s)
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g0):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulate_gradcheck(per_sample, demodulate):
+
+    torch.manual_seed(0)
+    w = torch.randn(*((2,) if per_sample else ()), 3, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda w, s: modulate(w, s, demodulate, impl="cpp"), (w, s))
+
+
+@pytest.mark.parametrize("dtype", LOW + [torch.float32])
+def test_modulate_dtype_budget(dtype):
+
+    torch.manual_seed(0)
+    w, s = torch.randn(3, 9, 37, 3, 3), torch.randn(3, 37) + 1
+    y64, g64 = grads(lambda w, s: _modulate_ref(w, s), w.double(), s.double())
+    y_low, g_low = grads(lambda w, s: _modulate_ref(w, s), w.to(dtype), s.to(dtype))
+    y, g = grads(lambda w, s: modulate(w, s, impl="cpp"), w.to(dtype), s.to(dtype))
+    assert y.dtype == dtype and g[0].dtype == dtype and g[1].dtype == dtype
+    within_budget(y, y64, y_low, "out")
+    for name, a, a64, a_low in zip(("dweight", "dstyles"), g, g64, g_low):
+        within_budget(a, a64, a_low, name)
+
+
+def test_modulate_only_the_needed_gradients():
+
+    w, s = torch.randn(2, 3, 4, 3, 3, requires_grad=True), torch.randn(2, 4)
+    modulate(w, s, impl="cpp").sum().backward()
+    assert w.grad.shape == w.shape and s.grad is None
+    w, s = torch.randn(3, 4, 3, 3), torch.randn(2, 4, requires_grad=True)
+    modulate(w, s, impl="cpp").square().sum().backward()
+    assert s.grad.shape == s.shape and w.grad is None
+
+
+def test_modulate_checks_arguments():
+    from rlse_fast import _C
+
+    with pytest.raises(ValueError, match="styles must be"):
+        modulate(torch.randn(3, 4, 3, 3), torch.randn(2, 5), impl="cpp")
+    with pytest.raises(ValueError, match="per-sample weight"):
+        modulate(torch.randn(3, 3, 4, 3, 3), torch.randn(2, 4), impl="cpp")
+    with pytest.raises(RuntimeError, match="styles must have the dtype"):
+        _C.modulate(torch.randn(1, 3, 4, 3, 3), torch.randn(2, 4, dtype=torch.float64), True, 1e-8)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        _C.modulate(torch.randn(1, 3, 4, 3, 3).transpose(3, 4), torch.randn(2, 4), True, 1e-8)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..ops import bias_act, conv2d_resample, setup_filter, upsample2d
+from ..ops import bias_act, conv2d_resample, modulate, setup_filter, upsample2d
 
 
 @dataclass(frozen=True)
@@ -175,16 +175,11 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
         weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=dims, keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    w = None
-    dcoefs = None
-    if demodulate or fused_modconv:
-        w = (weight if per_sample else weight.unsqueeze(0)) * styles.reshape(batch, 1, -1, 1, 1)
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
-
     if not fused_modconv:
+        dcoefs = None
+        if demodulate:
+            w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)
+            dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight)
@@ -194,7 +189,9 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
             x = x + noise.to(x.dtype)
         return x
 
-    # One grouped convolution over the whole batch: each sample is a group.
+    # One grouped convolution over the whole batch: each sample is a group, with its modulated
+    # (and demodulated) weights.
+    w = modulate(weight, styles, demodulate=demodulate)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, groups=batch,

@@ -8,7 +8,8 @@ how to rebuild.
 csrc/bindings_cpu.cpp (bias_act, upfirdn2d, downsample_loss, downsample_loss_backward) with the same
 signatures; `rlse_fast.ops.cuda_ops` reuses it for `rlse_fast._cuda`. Every backward pass runs the
 same extension: bias_act with grad=1, upfirdn2d with up/down swapped and the filter flipped,
-downsample_loss with its own transposed kernel.
+downsample_loss with its own transposed kernel. `modulate` (StyleGAN2's weight modulation and
+demodulation, fused) has a CPU kernel only, with its own backward kernel (`modulate_impl`).
 """
 from __future__ import annotations
 
@@ -153,6 +154,39 @@ def native_impls(ext) -> dict[str, Callable]:
     return {"bias_act": bias_act, "upfirdn2d": upfirdn2d, "downsample_loss": downsample_loss}
 
 
+def modulate_impl(ext) -> Callable:
+    """`modulate(weight, styles, demodulate, eps)` over an extension with modulate /
+    modulate_backward (csrc/bindings_cpu.cpp)."""
+
+    class Modulate(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, weight, styles, demodulate, eps):
+            w5 = (weight if weight.ndim == 5 else weight.unsqueeze(0)).contiguous()
+            s = styles.to(w5.dtype).contiguous()
+            out, dcoef = ext.modulate(w5, s, demodulate, eps)
+            ctx.save_for_backward(w5, s, dcoef)
+            ctx.args = (demodulate, weight.ndim, styles.dtype)
+            return out
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, g):
+            w5, s, dcoef = ctx.saved_tensors
+            demodulate, weight_ndim, styles_dtype = ctx.args
+            need_dw, need_ds = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            dw, ds = ext.modulate_backward(g.to(w5.dtype).contiguous(), w5, s, dcoef, demodulate, need_dw, need_ds)
+            if need_dw and weight_ndim == 4:
+                dw = dw.sum(0)  # a shared weight: the samples' gradients add up
+            elif need_dw and w5.shape[0] == 1 and dw.shape[0] > 1:
+                dw = dw.sum(0, keepdim=True)
+            return dw if need_dw else None, ds.to(styles_dtype) if need_ds else None, None, None
+
+    def modulate(weight, styles, demodulate=True, eps=1e-8):
+        return Modulate.apply(weight, styles, bool(demodulate), float(eps))
+
+    return modulate
+
+
 def _usable(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in DTYPES
 
@@ -161,11 +195,14 @@ def _usable(x: torch.Tensor) -> bool:
 # build (csrc/cpu/cpu_isa.h; any x86-64 CPU since 2013) that is every dtype. The baseline build
 # converts fp16 in software, which makes fp16 bias_act and downsample_loss (memory-bound; the
 # reference's few ATen ops convert in hardware) and bf16 bias_act slower than the reference.
-_ALL_DTYPES = {"bias_act": DTYPES, "upfirdn2d": DTYPES, "downsample_loss": DTYPES}
+# modulate beats the reference in every dtype on both builds (fwd + bwd of a 4x128x128x3x3 weight,
+# one thread: fp32 3.5x / 2.6x, bf16 5.1x / 3.3x, fp16 5.4x / 1.5x with AVX2 / the baseline).
+_ALL_DTYPES = {"bias_act": DTYPES, "upfirdn2d": DTYPES, "downsample_loss": DTYPES, "modulate": DTYPES}
 _BASE_DTYPES = {
     "bias_act": (torch.float32, torch.float64),
     "upfirdn2d": DTYPES,
     "downsample_loss": (torch.float32, torch.float64, torch.bfloat16),
+    "modulate": DTYPES,
 }
 
 
@@ -182,7 +219,10 @@ def _register() -> None:
             "cpp", f"the C++ extension rlse_fast._C is not built or does not load ({exc}); {REBUILD}")
         return
     auto = auto_dtypes(_C.cpu_isa())  # the build in use when the ops are first called
-    for op, fn in native_impls(_C).items():
+    impls = native_impls(_C)
+    if hasattr(_C, "modulate"):  # an extension built before the op lacks it: the reference runs
+        impls["modulate"] = modulate_impl(_C)
+    for op, fn in impls.items():
         dtypes = auto[op]
         dispatch.register(op, "cpp", fn, _usable, RANK,
                           auto_usable=lambda x, dtypes=dtypes: x.device.type == "cpu" and x.dtype in dtypes)

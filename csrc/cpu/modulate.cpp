@@ -1,0 +1,160 @@
+// CPU kernels of the fused weight modulation (csrc/common/modulate.h). One OpenMP work item per
+// output channel of a sample: its row of I * K weights is modulated into a thread-local buffer,
+// summed, then scaled and stored (forward), or recomputed, reduced against the gradient and turned
+// into dW and per-input-channel partial sums of ds (backward; a second pass adds the partial sums
+// over the output channels). The styles are expanded to the row's layout once per sample, so every
+// loop runs over a flat row and vectorises. Math in float (double for double).
+#include "modulate.h"
+
+#include "cpu_isa.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+RLSE_ISA_BEGIN
+namespace rlse {
+namespace RLSE_ISA {
+namespace {
+
+template <class T> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
+
+// Sum of a[j] * b[j] with 8 independent partial sums (vectorises without -ffast-math).
+template <class A>
+inline A dot8(const A* __restrict a, const A* __restrict b, int64_t n) {
+    A lanes[8] = {};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) lanes[l] += a[j + l] * b[j + l];
+    A s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (; j < n; j++) s += a[j] * b[j];
+    return s;
+}
+
+// The styles of sample b, one per weight of a row: se[i * K + k] = s[b, i].
+template <class T, class A>
+void expand_styles(const T* s, int64_t b, int64_t I, int64_t K, A* se) {
+    for (int64_t i = 0; i < I; i++) {
+        const A v = load<A>(s[b * I + i]);
+        for (int64_t k = 0; k < K; k++) se[i * K + k] = v;
+    }
+}
+
+}  // namespace
+
+template <class T>
+void modulate_cpu(const modulate_kernel_params& p) {
+    using A = typename Acc<T>::type;
+    const T* w = static_cast<const T*>(p.w);
+    const T* s = static_cast<const T*>(p.s);
+    T* out = static_cast<T*>(p.out);
+    A* dcoef = static_cast<A*>(p.dcoef);
+    const int64_t B = p.batch, O = p.out_channels, I = p.in_channels, K = p.taps, n = I * K;
+    const int64_t wstride = p.wbatch == 1 ? 0 : O * n;
+    const A eps = static_cast<A>(p.eps);
+    const int64_t rows = B * O;
+
+#pragma omp parallel if (rows > 1 && rows * n > 32768)
+    {
+        std::vector<A> se(n), wr(n), ws(n);
+        int64_t se_b = -1;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t b = r / O, o = r % O;
+            if (b != se_b) {
+                expand_styles(s, b, I, K, se.data());
+                se_b = b;
+            }
+            const A* __restrict a = row_as(w + b * wstride + o * n, n, wr.data());
+            A* __restrict m = ws.data();
+            const A* __restrict e = se.data();
+            for (int64_t j = 0; j < n; j++) m[j] = a[j] * e[j];
+            A d = A(1);
+            if (p.demodulate) {
+                d = A(1) / std::sqrt(dot8(m, m, n) + eps);
+                dcoef[r] = d;
+                for (int64_t j = 0; j < n; j++) m[j] *= d;
+            }
+            store_row(m, out + r * n, n);
+        }
+    }
+}
+
+template <class T>
+void modulate_backward_cpu(const modulate_kernel_params& p) {
+    using A = typename Acc<T>::type;
+    const T* w = static_cast<const T*>(p.w);
+    const T* s = static_cast<const T*>(p.s);
+    const T* g = static_cast<const T*>(p.g);
+    const A* dcoef = static_cast<const A*>(p.dcoef);
+    T* dw = static_cast<T*>(p.dw);
+    A* ds = static_cast<A*>(p.ds);
+    A* partial = static_cast<A*>(p.partial);
+    const int64_t B = p.batch, O = p.out_channels, I = p.in_channels, K = p.taps, n = I * K;
+    const int64_t wstride = p.wbatch == 1 ? 0 : O * n;
+    const int64_t rows = B * O;
+
+#pragma omp parallel if (rows > 1 && rows * n > 32768)
+    {
+        std::vector<A> se(n), wr(n), gr(n), t(n);
+        int64_t se_b = -1;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t b = r / O, o = r % O;
+            if (b != se_b) {
+                expand_styles(s, b, I, K, se.data());
+                se_b = b;
+            }
+            const A* __restrict a = row_as(w + b * wstride + o * n, n, wr.data());
+            const A* __restrict gg = row_as(g + r * n, n, gr.data());
+            A* __restrict x = t.data();
+            const A* __restrict e = se.data();
+            if (p.demodulate) {
+                // dws = d * g - d^3 * t * ws, with ws = W * s recomputed and t = sum(g * ws).
+                for (int64_t j = 0; j < n; j++) x[j] = a[j] * e[j];
+                const A d = dcoef[r];
+                const A c = -d * d * d * dot8(gg, x, n);
+                for (int64_t j = 0; j < n; j++) x[j] = d * gg[j] + c * x[j];
+            } else {
+                for (int64_t j = 0; j < n; j++) x[j] = gg[j];
+            }
+            if (ds != nullptr) {  // per input channel: sum over the taps of dws * W
+                A* pr = partial + r * I;
+                for (int64_t i = 0; i < I; i++) {
+                    A acc = A(0);
+                    for (int64_t k = 0; k < K; k++) acc += x[i * K + k] * a[i * K + k];
+                    pr[i] = acc;
+                }
+            }
+            if (dw != nullptr) {
+                for (int64_t j = 0; j < n; j++) x[j] *= e[j];
+                store_row(x, dw + r * n, n);
+            }
+        }
+        if (ds != nullptr) {
+#pragma omp for schedule(static)
+            for (int64_t q = 0; q < B * I; q++) {
+                const int64_t b = q / I, i = q % I;
+                A acc = A(0);
+                for (int64_t o = 0; o < O; o++) acc += partial[(b * O + o) * I + i];
+                ds[q] = acc;
+            }
+        }
+    }
+}
+
+template void modulate_cpu<float>(const modulate_kernel_params&);
+template void modulate_cpu<double>(const modulate_kernel_params&);
+template void modulate_cpu<c10::Half>(const modulate_kernel_params&);
+template void modulate_cpu<c10::BFloat16>(const modulate_kernel_params&);
+template void modulate_backward_cpu<float>(const modulate_kernel_params&);
+template void modulate_backward_cpu<double>(const modulate_kernel_params&);
+template void modulate_backward_cpu<c10::Half>(const modulate_kernel_params&);
+template void modulate_backward_cpu<c10::BFloat16>(const modulate_kernel_params&);
+
+}  // namespace RLSE_ISA
+}  // namespace rlse
+RLSE_ISA_END
