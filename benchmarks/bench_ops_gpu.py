@@ -62,6 +62,31 @@ def test_bias_act(benchmark, impl, shape, dtype, mode):
         _run(benchmark, step)
 
 
+@pytest.mark.parametrize("batch", [1, 16])
+@pytest.mark.parametrize("impl", ["ref", "triton"])
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+def test_modulate(benchmark, impl, batch, mode):
+    """One 512-channel 3x3 layer's per-face weights (config-f), fp32 as in the fast engine."""
+    from rlse_fast.ops import modulate
+
+    w = torch.randn(batch, 512, 512, 3, 3, device="cuda")
+    s = torch.randn(batch, 512, device="cuda") + 1
+    _need("modulate", impl, w)
+    benchmark.group = f"modulate {mode} {batch}x512x512x3x3 fp32"
+    if mode == "fwd":
+        with torch.no_grad():
+            _run(benchmark, lambda: modulate(w, s, impl=impl))
+    else:
+        wg, sg = w.clone().requires_grad_(True), s.clone().requires_grad_(True)
+        g = torch.randn_like(w)
+
+        def step():
+            wg.grad = sg.grad = None
+            modulate(wg, sg, impl=impl).backward(g)
+
+        _run(benchmark, step)
+
+
 UPFIRDN = {
     "upsample2d": lambda x, f, impl: upsample2d(x, f, impl=impl),
     "downsample2d": lambda x, f, impl: downsample2d(x, f, impl=impl),
@@ -102,3 +127,4 @@ def test_downsample_loss(benchmark, impl, factor, dtype, mode):
             downsample_loss(yg, x, factor, impl=impl).sum().backward()
 
         _run(benchmark, step)
+

@@ -15,6 +15,7 @@
 #            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
 #   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 160
 #   ops      benchmarks/bench_adam.py (CUDA cases), benchmarks/bench_ops_gpu.py  45
+#            (bias_act, modulate, upfirdn2d, downsample_loss: ref vs CUDA / Triton)
 #   profile  benchmarks/profile_iteration.py, 1024 px, batch 4, bf16           45
 #   quality  benchmarks/quality_fast.py: eager fp32 vs fast fp32 / bf16, 16 faces 40
 # A stage gets less when the total (RLSE_GPU_CHECK_TOTAL_S) runs low; one not reached is skipped.

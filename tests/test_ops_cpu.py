@@ -293,6 +293,20 @@ def test_auto_picks_cpp_on_cpu():
         dispatch.pick("bias_act", "cpp", x.int())
 
 
+def test_a_block_impl_without_the_op_takes_auto():
+    from rlse_fast.ops import dispatch
+
+    x = torch.randn(2, 3)
+    dispatch.pick("bias_act", "auto", x)  # loads the native modules
+    if "triton" in dispatch._UNAVAILABLE:
+        pytest.skip("triton is not installed")
+    cpp = dispatch._REGISTRY["upfirdn2d"]["cpp"][0]
+    with dispatch.using("triton"):  # no Triton upfirdn2d: the best there is
+        assert dispatch.pick("upfirdn2d", "auto", x) is cpp
+    with pytest.raises(RuntimeError, match="not available"):  # asked for by name, it is an error
+        dispatch.pick("upfirdn2d", "triton", x)
+
+
 def _isa_outputs(isa, dtype):
     """Outputs and gradients of every op through the kernel build `isa`, at sizes that take both
     the vector loops and their tails (and, for bias_act, several conversion tiles)."""

@@ -24,6 +24,7 @@ from torch.autograd import gradcheck  # noqa: E402
 from rlse_fast.ops import bias_act, dispatch  # noqa: E402
 from rlse_fast.ops.bias_act import _bias_act_ref  # noqa: E402
 from rlse_fast.ops.downsample_loss import _downsample_loss_ref, downsample_loss  # noqa: E402
+from rlse_fast.ops.modulate import _modulate_ref, modulate  # noqa: E402
 
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 # The interpreter's own use of numpy.
@@ -147,3 +148,50 @@ def test_downsample_loss_bf16_budget():
 def test_downsample_loss_rejects_small_images():
     with pytest.raises(ValueError, match="too small"):
         downsample_loss(rand(1, 1, 16, 16), rand(1, 1, 1, 1), 16, impl="triton")
+
+
+# --- modulate ----------------------------------------------------------------------------------
+
+MODULATE_CASES = [  # (weight shape, batch): shared, per-sample and (1, ...) weights; 3x3 and 1x1 taps
+    ((5, 7, 3, 3), 2),
+    ((2, 3, 6, 3, 3), 2),
+    ((1, 4, 9, 1, 1), 3),
+]
+
+
+@pytest.fixture
+def no_fallback():
+    """Every call in the test ran the kernels: none gave up for the reference."""
+    from rlse_fast.ops import triton_ops
+
+    yield
+    assert triton_ops.MODULATE_ERROR is None, triton_ops.MODULATE_ERROR
+
+
+@pytest.mark.parametrize("shape,batch", MODULATE_CASES, ids=str)
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulate_matches_ref(shape, batch, demodulate, no_fallback):
+    w, s = rand(*shape), rand(batch, shape[-3], seed=2) + 1
+    y0, g0 = grads(lambda w, s: _modulate_ref(w, s, demodulate), w, s)
+    y1, g1 = grads(lambda w, s: modulate(w, s, demodulate, impl="triton"), w, s)
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g0):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_modulate_gradcheck(no_fallback):
+    w = rand(2, 3, 4, 3, 3, dtype=torch.float64).requires_grad_(True)
+    s = rand(2, 4, dtype=torch.float64, seed=2).requires_grad_(True)
+    assert gradcheck(lambda w, s: modulate(w, s, impl="triton"), (w, s), fast_mode=True)
+
+
+def test_modulate_bf16_budget(no_fallback):
+    w, s = rand(2, 4, 11, 3, 3), rand(2, 11, seed=2) + 1
+    y64, g64 = grads(lambda w, s: _modulate_ref(w, s), w.double(), s.double())
+    yr, gr = grads(lambda w, s: _modulate_ref(w, s), w.bfloat16(), s.bfloat16())
+    yk, gk = grads(lambda w, s: modulate(w, s, impl="triton"), w.bfloat16(), s.bfloat16())
+    assert yk.dtype == torch.bfloat16 and gk[0].dtype == torch.bfloat16 and gk[1].dtype == torch.bfloat16
+    within_budget(yk, y64, yr, "modulate bf16 out")
+    within_budget(gk[0], g64[0], gr[0], "modulate bf16 dweight")
+    within_budget(gk[1], g64[1], gr[1], "modulate bf16 dstyles")

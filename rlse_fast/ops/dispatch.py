@@ -54,7 +54,7 @@ _DEFAULT: contextvars.ContextVar[str] = contextvars.ContextVar("rlse_fast_defaul
 @contextlib.contextmanager
 def using(impl: str):
     """Inside the block, every op called with impl='auto' (the networks' layers call them so) runs
-    `impl`; explicit choices are kept. using('auto') changes nothing. E.g. using('ref') for the
+    `impl` (an op `impl` has no kernel for takes 'auto'); explicit choices are kept. using('auto') changes nothing. E.g. using('ref') for the
     eager baseline, or for double backward (R1), which the native backward passes do not support.
     """
     if impl not in IMPLS:
@@ -73,12 +73,17 @@ def pick(op: str, impl: str, x: torch.Tensor) -> Callable | None:
     """Return the function for `impl`, or None for the reference."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    from_block = impl == "auto" and _DEFAULT.get() != "auto"
     if impl == "auto":
         impl = _DEFAULT.get()
     if impl == "ref":
         return None
     _load_natives()
     table = _REGISTRY.get(op, {})
+    if from_block and impl not in table and impl not in _UNAVAILABLE:
+        # `using(impl)` runs impl wherever it has a kernel; an op it has none for (upfirdn2d under
+        # 'triton', modulate under 'cuda') takes the best implementation there is.
+        impl = "auto"
     if impl == "auto":
         for name in _AUTO_ORDER.get(op, []):
             if _AUTO_USABLE[(op, name)](x):

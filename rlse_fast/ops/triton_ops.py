@@ -1,4 +1,5 @@
-"""Triton implementations of bias_act and the fused downsample_loss, registered as impl 'triton'.
+"""Triton implementations of bias_act, the fused downsample_loss and the fused weight modulation,
+registered as impl 'triton'.
 
 Importing this module raises ImportError when triton is not installed. The kernels live in
 `triton_kernels/`. upfirdn2d has no Triton version: its CUDA kernel (shared-memory tiles) covers the
@@ -23,6 +24,7 @@ from . import dispatch
 from .bias_act import backward_refs, resolve
 from .triton_kernels.bias_act import bias_act_kernel
 from .triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
+from .triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
 
 # 'auto' tries the lowest rank first: after the CUDA kernels (0), before the C++ ones (20, CPU only).
 RANK = 10
@@ -192,5 +194,114 @@ def downsample_loss(y, x, factor):
     return _DownsampleLoss.apply(y.contiguous(), x.to(_acc(y.dtype)).contiguous(), factor)
 
 
+# --- modulate --------------------------------------------------------------------------------------
+
+MODULATE_MAX_TILE = 16384  # elements of a program's [BLOCK_I, BLOCK_K] row tile; larger rows: reference
+MODULATE_ERROR: str | None = None
+"""Why the kernels were given up in this process (a failed compile on a new GPU, say), else None."""
+
+
+def _modulate_tile(in_channels: int, taps: int) -> tuple[int, int]:
+    return triton.next_power_of_2(in_channels), triton.next_power_of_2(taps)
+
+
+class _Modulate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight, styles, demodulate, eps):
+        w5 = (weight if weight.ndim == 5 else weight.unsqueeze(0)).contiguous()
+        s = styles.to(w5.dtype).contiguous()
+        batch = s.shape[0]
+        _, O, I, kh, kw = w5.shape
+        K = kh * kw
+        acc = _acc(w5.dtype)
+        out = torch.empty([batch, O, I, kh, kw], dtype=w5.dtype, device=w5.device)
+        d = torch.empty([batch, O] if demodulate else [1], dtype=acc, device=w5.device)
+        bi, bk = _modulate_tile(I, K)
+        wstride = 0 if w5.shape[0] == 1 else O * I * K
+        modulate_kernel[(batch * O,)](w5, s, out, d, O, I, K, wstride, eps, DEMOD=demodulate, BLOCK_I=bi,
+                                      BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=w5.dtype == torch.bfloat16,
+                                      num_warps=4 if bi * bk <= 2048 else 8)
+        ctx.save_for_backward(w5, s, d)
+        ctx.args = (demodulate, eps, weight.ndim, styles.dtype)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        w5, s, d = ctx.saved_tensors
+        demodulate, eps, weight_ndim, styles_dtype = ctx.args
+        need_dw, need_ds = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if not (need_dw or need_ds):
+            return None, None, None, None
+        g = g.to(w5.dtype).contiguous()
+        batch, O, I, kh, kw = g.shape
+        K = kh * kw
+        acc = _acc(w5.dtype)
+        dw = torch.empty_like(g) if need_dw else g
+        part = torch.empty([batch, O, I] if need_ds else [1], dtype=acc, device=g.device)
+        bi, bk = _modulate_tile(I, K)
+        wstride = 0 if w5.shape[0] == 1 else O * I * K
+        try:
+            modulate_backward_kernel[(batch * O,)](
+                g, w5, s, d, dw, part, O, I, K, wstride, DEMOD=demodulate, NEED_DW=need_dw, NEED_DS=need_ds,
+                BLOCK_I=bi, BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=g.dtype == torch.bfloat16,
+                num_warps=4 if bi * bk <= 2048 else 8)
+        except Exception as exc:  # noqa: BLE001 - as in `modulate`: the reference's gradients instead
+            if not _kernel_failure(exc):
+                raise
+            _give_up(exc)
+            from .modulate import _modulate_ref
+
+            with torch.enable_grad():
+                w_, s_ = w5.detach().requires_grad_(need_dw), s.detach().requires_grad_(need_ds)
+                grads = iter(torch.autograd.grad(_modulate_ref(w_, s_, demodulate, eps), [
+                    t for t, need in ((w_, need_dw), (s_, need_ds)) if need], g))
+            dw = next(grads) if need_dw else None
+            part = next(grads).unsqueeze(1) if need_ds else None
+        if need_dw and weight_ndim == 4:
+            dw = dw.sum(0)  # a shared weight: the samples' gradients add up
+        elif need_dw and w5.shape[0] == 1 and batch > 1:
+            dw = dw.sum(0, keepdim=True)
+        ds = part.sum(1).to(styles_dtype) if need_ds else None
+        return dw if need_dw else None, ds, None, None
+
+
+def modulate(weight, styles, demodulate=True, eps=1e-8):
+    """Triton modulate; arguments as rlse_fast.ops.modulate. Rows too long for one program's tile,
+    and every call after the kernels once failed to build or run here (`MODULATE_ERROR`, with a
+    warning), take the reference."""
+    from .modulate import _modulate_ref
+
+    bi, bk = _modulate_tile(weight.shape[-3], weight.shape[-2] * weight.shape[-1])
+    if styles.device != weight.device:
+        raise ValueError(f"styles must be on {weight.device} like weight, got {styles.device}")
+    if MODULATE_ERROR is not None or bi * bk > MODULATE_MAX_TILE:
+        return _modulate_ref(weight, styles, demodulate, eps)
+    try:
+        return _Modulate.apply(weight, styles, bool(demodulate), float(eps))
+    except Exception as exc:  # noqa: BLE001 - a compiler or driver failure: keep the run going
+        if not _kernel_failure(exc):
+            raise
+        _give_up(exc)
+        return _modulate_ref(weight, styles, demodulate, eps)
+
+
+def _kernel_failure(exc: Exception) -> bool:
+    """An error of the kernel itself (its compile or launch), not of the arguments, of memory or of
+    a CUDA graph capture in progress (which the fast engine handles)."""
+    if isinstance(exc, (ValueError, TypeError, torch.OutOfMemoryError)):
+        return False
+    return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
+def _give_up(exc: Exception) -> None:
+    global MODULATE_ERROR
+    import warnings
+
+    MODULATE_ERROR = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    warnings.warn(f"the Triton modulate kernel failed ({MODULATE_ERROR}); using the reference", RuntimeWarning)
+
+
 dispatch.register("bias_act", "triton", bias_act, usable, RANK)
 dispatch.register("downsample_loss", "triton", downsample_loss, usable, RANK)
+dispatch.register("modulate", "triton", modulate, usable, RANK)
