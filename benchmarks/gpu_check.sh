@@ -119,7 +119,7 @@ build() {
     site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     export CPATH="$site/nvidia/cu13/include${CPATH:+:$CPATH}"
     MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 "$PY" setup.py build_ext --inplace || return 1
-    "$PY" -c "import rlse_fast._cuda as m; print('built', m.__file__)" || return 1
+    "$PY" -c "import torch, rlse_fast._cuda as m; print('built', m.__file__)" || return 1  # torch first: it loads libc10
     # What was built and what --impl auto takes on CPU and GPU, per dtype.
     "$PY" -m rlse_fast kernels
 }
