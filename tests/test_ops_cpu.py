@@ -490,3 +490,11 @@ def test_modulate_checks_arguments():
         _C.modulate(torch.randn(1, 3, 4, 3, 3), torch.randn(2, 4, dtype=torch.float64), True, 1e-8)
     with pytest.raises(RuntimeError, match="contiguous"):
         _C.modulate(torch.randn(1, 3, 4, 3, 3).transpose(3, 4), torch.randn(2, 4), True, 1e-8)
+
+
+def test_modulate_out_dtype():
+    w, s = torch.randn(2, 5, 7, 3, 3), torch.randn(2, 7) + 1
+    for impl in ("ref", "cpp"):
+        out = modulate(w, s, impl=impl, out_dtype=torch.bfloat16)
+        assert out.dtype == torch.bfloat16
+        assert torch.equal(out, modulate(w, s, impl=impl).to(torch.bfloat16))

@@ -195,3 +195,19 @@ def test_modulate_bf16_budget(no_fallback):
     within_budget(yk, y64, yr, "modulate bf16 out")
     within_budget(gk[0], g64[0], gr[0], "modulate bf16 dweight")
     within_budget(gk[1], g64[1], gr[1], "modulate bf16 dstyles")
+
+
+def test_modulate_writes_out_dtype(no_fallback):
+    """fp32 weights, bf16 result (the convolution's dtype under autocast): as casting the reference's
+    result, forward and backward; the gradients keep the inputs' dtypes."""
+    w, s = rand(2, 5, 7, 3, 3), rand(2, 7, seed=2) + 1
+
+    def run(fn):
+        return grads(lambda w, s: fn(w, s), w, s)
+
+    y0, g0 = run(lambda w, s: _modulate_ref(w, s).to(torch.bfloat16))
+    y1, g1 = run(lambda w, s: modulate(w, s, impl="triton", out_dtype=torch.bfloat16))
+    assert y1.dtype == torch.bfloat16 and g1[0].dtype == torch.float32 and g1[1].dtype == torch.float32
+    torch.testing.assert_close(y1.float(), y0.float(), rtol=8e-3, atol=1e-5)  # at most a bf16 rounding apart
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -191,10 +191,10 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
 
     # One grouped convolution over the whole batch: each sample is a group, with its modulated
     # (and demodulated) weights.
-    w = modulate(weight, styles, demodulate=demodulate)
+    w = modulate(weight, styles, demodulate=demodulate, out_dtype=x.dtype)
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
-    x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, groups=batch,
+    x = conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding, groups=batch,
                         flip_weight=flip_weight)
     x = x.reshape(batch, -1, *x.shape[2:])
     if noise is not None:

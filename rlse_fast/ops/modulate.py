@@ -32,17 +32,23 @@ def _check(weight: torch.Tensor, styles: torch.Tensor) -> None:
 
 
 def modulate(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, eps: float = 1e-8,
-             impl: str = "auto") -> torch.Tensor:
+             impl: str = "auto", out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Modulated (and demodulated) convolution weights, (B, O, I, kh, kw).
 
     weight: (O, I, kh, kw), shared by the batch, or (B, O, I, kh, kw), one per sample; styles: (B, I).
-    Differentiable w.r.t. both. impl: 'auto', 'ref' or 'cpp' (CPU); on other devices 'auto' runs
-    the reference.
+    Differentiable w.r.t. both. out_dtype: the result's dtype (default: weight's), e.g. the
+    convolution's bf16 under autocast: the same as casting the result, which the Triton kernel
+    does as it stores (and its backward reads the bf16 gradient directly), saving a pass over the
+    weights each way. impl: 'auto', 'ref', 'cpp' (CPU) or 'triton' (GPU).
     """
     from . import dispatch
 
     _check(weight, styles)
     fn = dispatch.pick("modulate", impl, weight)
     if fn is None:
-        return _modulate_ref(weight, styles, demodulate, eps)
-    return fn(weight, styles, demodulate, eps)
+        out = _modulate_ref(weight, styles, demodulate, eps)
+    elif getattr(fn, "takes_out_dtype", False):
+        return fn(weight, styles, demodulate, eps, out_dtype)
+    else:
+        out = fn(weight, styles, demodulate, eps)
+    return out if out_dtype is None else out.to(out_dtype)

@@ -207,19 +207,20 @@ def _modulate_tile(in_channels: int, taps: int) -> tuple[int, int]:
 
 class _Modulate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, weight, styles, demodulate, eps):
+    def forward(ctx, weight, styles, demodulate, eps, out_dtype):
         w5 = (weight if weight.ndim == 5 else weight.unsqueeze(0)).contiguous()
         s = styles.to(w5.dtype).contiguous()
         batch = s.shape[0]
         _, O, I, kh, kw = w5.shape
         K = kh * kw
         acc = _acc(w5.dtype)
-        out = torch.empty([batch, O, I, kh, kw], dtype=w5.dtype, device=w5.device)
+        out_dtype = out_dtype or w5.dtype
+        out = torch.empty([batch, O, I, kh, kw], dtype=out_dtype, device=w5.device)
         d = torch.empty([batch, O] if demodulate else [1], dtype=acc, device=w5.device)
         bi, bk = _modulate_tile(I, K)
         wstride = 0 if w5.shape[0] == 1 else O * I * K
         modulate_kernel[(batch * O,)](w5, s, out, d, O, I, K, wstride, eps, DEMOD=demodulate, BLOCK_I=bi,
-                                      BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=w5.dtype == torch.bfloat16,
+                                      BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=out_dtype == torch.bfloat16,
                                       num_warps=4 if bi * bk <= 2048 else 8)
         ctx.save_for_backward(w5, s, d)
         ctx.args = (demodulate, eps, weight.ndim, styles.dtype)
@@ -232,19 +233,19 @@ class _Modulate(torch.autograd.Function):
         demodulate, eps, weight_ndim, styles_dtype = ctx.args
         need_dw, need_ds = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_dw or need_ds):
-            return None, None, None, None
-        g = g.to(w5.dtype).contiguous()
+            return None, None, None, None, None
+        g = g.contiguous()  # in the output's dtype: the kernel converts as it loads
         batch, O, I, kh, kw = g.shape
         K = kh * kw
         acc = _acc(w5.dtype)
-        dw = torch.empty_like(g) if need_dw else g
+        dw = torch.empty(g.shape, dtype=w5.dtype, device=g.device) if need_dw else g
         part = torch.empty([batch, O, I] if need_ds else [1], dtype=acc, device=g.device)
         bi, bk = _modulate_tile(I, K)
         wstride = 0 if w5.shape[0] == 1 else O * I * K
         try:
             modulate_backward_kernel[(batch * O,)](
                 g, w5, s, d, dw, part, O, I, K, wstride, DEMOD=demodulate, NEED_DW=need_dw, NEED_DS=need_ds,
-                BLOCK_I=bi, BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=g.dtype == torch.bfloat16,
+                BLOCK_I=bi, BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=w5.dtype == torch.bfloat16,
                 num_warps=4 if bi * bk <= 2048 else 8)
         except Exception as exc:  # noqa: BLE001 - as in `modulate`: the reference's gradients instead
             if not _kernel_failure(exc):
@@ -254,7 +255,7 @@ class _Modulate(torch.autograd.Function):
 
             with torch.enable_grad():
                 w_, s_ = w5.detach().requires_grad_(need_dw), s.detach().requires_grad_(need_ds)
-                grads = iter(torch.autograd.grad(_modulate_ref(w_, s_, demodulate, eps), [
+                grads = iter(torch.autograd.grad(_modulate_ref(w_, s_, demodulate, eps).to(g.dtype), [
                     t for t, need in ((w_, need_dw), (s_, need_ds)) if need], g))
             dw = next(grads) if need_dw else None
             part = next(grads).unsqueeze(1) if need_ds else None
@@ -263,27 +264,36 @@ class _Modulate(torch.autograd.Function):
         elif need_dw and w5.shape[0] == 1 and batch > 1:
             dw = dw.sum(0, keepdim=True)
         ds = part.sum(1).to(styles_dtype) if need_ds else None
-        return dw if need_dw else None, ds, None, None
+        return dw if need_dw else None, ds, None, None, None
 
 
-def modulate(weight, styles, demodulate=True, eps=1e-8):
-    """Triton modulate; arguments as rlse_fast.ops.modulate. Rows too long for one program's tile,
-    and every call after the kernels once failed to build or run here (`MODULATE_ERROR`, with a
-    warning), take the reference."""
+def modulate(weight, styles, demodulate=True, eps=1e-8, out_dtype=None):
+    """Triton modulate; arguments as rlse_fast.ops.modulate (the kernel writes out_dtype). Rows too
+    long for one program's tile, and every call after the kernels once failed to build or run here
+    (`MODULATE_ERROR`, with a warning), take the reference."""
     from .modulate import _modulate_ref
+
+    def reference():
+        out = _modulate_ref(weight, styles, demodulate, eps)
+        return out if out_dtype is None else out.to(out_dtype)
 
     bi, bk = _modulate_tile(weight.shape[-3], weight.shape[-2] * weight.shape[-1])
     if styles.device != weight.device:
         raise ValueError(f"styles must be on {weight.device} like weight, got {styles.device}")
+    if out_dtype is not None and out_dtype not in DTYPES:
+        raise ValueError(f"out_dtype must be one of {DTYPES}, got {out_dtype}")
     if MODULATE_ERROR is not None or bi * bk > MODULATE_MAX_TILE:
-        return _modulate_ref(weight, styles, demodulate, eps)
+        return reference()
     try:
-        return _Modulate.apply(weight, styles, bool(demodulate), float(eps))
+        return _Modulate.apply(weight, styles, bool(demodulate), float(eps), out_dtype)
     except Exception as exc:  # noqa: BLE001 - a compiler or driver failure: keep the run going
         if not _kernel_failure(exc):
             raise
         _give_up(exc)
-        return _modulate_ref(weight, styles, demodulate, eps)
+        return reference()
+
+
+modulate.takes_out_dtype = True  # rlse_fast.ops.modulate passes out_dtype through
 
 
 def _kernel_failure(exc: Exception) -> bool:
