@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from op_checks import grads, within_budget
 from torch.autograd import gradcheck
 
 from rlse_fast.ops import bias_act, downsample2d, filter2d, modulate, setup_filter, upfirdn2d, upsample2d
@@ -32,23 +33,6 @@ pytestmark = pytest.mark.skipif(
     not _cpp_built(), reason="rlse_fast._C is not built; run `pip install --no-build-isolation .`")
 
 LOW = [torch.float16, torch.bfloat16]
-
-
-def within_budget(out, ref64, ref_low, what=""):
-    """Flash-attention rule: |out - ref64| <= 2 |ref_low - ref64| + a tiny epsilon."""
-    err = (out.double() - ref64).abs().max().item()
-    ref_err = (ref_low.double() - ref64).abs().max().item()
-    eps = 1e-6 * max(ref64.abs().max().item(), 1.0)
-    assert err <= 2 * ref_err + eps, f"{what}: kernel error {err:.3g} > 2 x reference error {ref_err:.3g}"
-
-
-def grads(fn, *inputs, seed=1):
-    """Outputs and input gradients of fn for a fixed random upstream gradient."""
-    inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
-    out = fn(*inputs)
-    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.dtype)
-    out.backward(g)
-    return out.detach(), [t.grad for t in inputs]
 
 
 # --- bias_act ------------------------------------------------------------------------------------
