@@ -88,11 +88,15 @@ class FastLoop:
     pass; weights and optimizer state stay fp32). graphs: capture one iteration in a CUDA graph
     after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: the discriminator
     runs on NHWC activations. keep_image: also keep each step's image (for on_step).
+    cudnn_benchmark: on CUDA, let cuDNN time its algorithms for each convolution shape during the
+    warm-up and keep the fastest (the grouped per-face convolutions are where its heuristics are
+    weakest); the global setting is restored after every iteration.
     """
 
     def __init__(self, G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor],
                  seeds: int | list[int] = 0, impl: str = "auto", precision: str = "bf16", graphs: bool = True,
-                 channels_last: bool = False, warmup: int = 3, keep_image: bool = False):
+                 channels_last: bool = False, warmup: int = 3, keep_image: bool = False,
+                 cudnn_benchmark: bool = True):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.t0 = time.perf_counter()
@@ -114,6 +118,7 @@ class FastLoop:
         self.device, self.batch = device, batch
         self.precision, self.channels_last, self.keep_image = precision, channels_last, keep_image
         self.use_graphs = bool(graphs) and device.type == "cuda"
+        self.cudnn_benchmark = bool(cudnn_benchmark) and device.type == "cuda"
         self.warmup = max(int(warmup), 1)
         self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
         G.synthesis.eval()
@@ -204,6 +209,16 @@ class FastLoop:
 
     def _iteration(self) -> None:
         """One RLSE iteration on the static buffers; issues device work only (graph-capturable)."""
+        if not self.cudnn_benchmark:
+            return self._iteration_body()
+        before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
+        try:
+            return self._iteration_body()
+        finally:
+            torch.backends.cudnn.benchmark = before
+
+    def _iteration_body(self) -> None:
         cfg = self.cfg
         with ops_impl(self.impl):
             with self._autocast():

@@ -244,6 +244,30 @@ def test_cuda_graph_replays_the_eager_iteration(cuda_setup, mode):
         assert hb["total"] == pytest.approx(ha["total"], rel=1e-4)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_cudnn_benchmark_is_scoped_to_the_iterations(setup, cuda_setup_lazy, device):
+    """On CUDA the loop times cuDNN's algorithms inside its iterations only; the caller's setting
+    is back after each step. On the CPU it is never touched."""
+    G, D, fit, lr = setup if device == "cpu" else cuda_setup_lazy()
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        loop = FastLoop(G, D, lr, RLSEConfig(steps=2), fit, seeds=[1, 2, 3], precision="fp32", graphs=False)
+        assert loop.cudnn_benchmark == (device == "cuda")
+        seen = []
+        body = loop._iteration_body
+        loop._iteration_body = lambda: (seen.append(torch.backends.cudnn.benchmark), body())[1]
+        loop.step()
+        assert seen == [device == "cuda"] and torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+@pytest.fixture
+def cuda_setup_lazy(request):
+    return lambda: request.getfixturevalue("cuda_setup")
+
+
 @cuda
 def test_cuda_fast_matches_eager_engine(cuda_setup):
     G, D, fit, lr = cuda_setup
