@@ -205,6 +205,13 @@ def _modulate_tile(in_channels: int, taps: int) -> tuple[int, int]:
     return triton.next_power_of_2(in_channels), triton.next_power_of_2(taps)
 
 
+def modulate_warps(tile: int) -> int:
+    """Warps per program for a row tile of `tile` elements. Compiled for sm_90 (tests/triton_sm90.py),
+    the backward kernel's 512 x 16 tile (512 input channels, 3 x 3 taps) needs 248 registers a
+    thread at 8 warps, which is one program per SM; at 16 it needs 128, spilling nothing either way."""
+    return 4 if tile <= 2048 else (8 if tile <= 4096 else 16)
+
+
 class _Modulate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight, styles, demodulate, eps, out_dtype):
@@ -221,7 +228,7 @@ class _Modulate(torch.autograd.Function):
         wstride = 0 if w5.shape[0] == 1 else O * I * K
         modulate_kernel[(batch * O,)](w5, s, out, d, O, I, K, wstride, eps, DEMOD=demodulate, BLOCK_I=bi,
                                       BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=out_dtype == torch.bfloat16,
-                                      num_warps=4 if bi * bk <= 2048 else 8)
+                                      num_warps=modulate_warps(bi * bk))
         ctx.save_for_backward(w5, s, d)
         ctx.args = (demodulate, eps, weight.ndim, styles.dtype)
         return out
@@ -246,7 +253,7 @@ class _Modulate(torch.autograd.Function):
             modulate_backward_kernel[(batch * O,)](
                 g, w5, s, d, dw, part, O, I, K, wstride, DEMOD=demodulate, NEED_DW=need_dw, NEED_DS=need_ds,
                 BLOCK_I=bi, BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=w5.dtype == torch.bfloat16,
-                num_warps=4 if bi * bk <= 2048 else 8)
+                num_warps=modulate_warps(bi * bk))
         except Exception as exc:  # noqa: BLE001 - as in `modulate`: the reference's gradients instead
             if not _kernel_failure(exc):
                 raise
