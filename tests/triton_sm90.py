@@ -36,7 +36,7 @@ def _acc(dt: str) -> str:
 
 def variants():
     """(kernel name, kernel, signature, constexprs, num_warps) of each launch to check."""
-    from rlse_fast.ops.triton_ops import BLOCK, modulate_warps
+    from rlse_fast.ops.triton_ops import BLOCK, DS_BACKWARD_WARPS, modulate_warps
 
     assert BLOCK == BIAS_ACT_BLOCK
     for dt in ("fp32", "bf16", "fp16", "fp64"):
@@ -61,7 +61,7 @@ def variants():
                "H": "i32", "W": "i32", "h": "i32", "w": "i32", "s": "i32", "pad0": "i32", "pad1": "i32",
                "ntaps": "i32", "ih_max": "i32", "jw_max": "i32", "n_yb": "i32", "n_xb": "i32"}
         yield (f"downsample_loss_backward {dt}", downsample_loss_backward_kernel, sig,
-               {"BY": 16, "BX": 64, "OUT_BF16": dt == "bf16"}, 4)
+               {"BY": 16, "BX": 64, "OUT_BF16": dt == "bf16"}, DS_BACKWARD_WARPS)
 
     for dt, out in (("fp32", "fp32"), ("fp32", "bf16"), ("bf16", "bf16"), ("fp64", "fp64")):
         for channels, taps in ((512, 9), (128, 9), (512, 1)):  # config-f, the bundled prior, to-RGB

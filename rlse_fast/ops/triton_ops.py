@@ -31,6 +31,9 @@ RANK = 10
 
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 BLOCK = 1024  # elements per bias_act program
+# Warps of a downsample_loss backward program (a 16 x 64 tile of dy). Compiled for sm_90, 4 warps need
+# 196 registers a thread in fp32 (222 in bf16): 8 warps resident per SM; 8 need 108 (148): 16.
+DS_BACKWARD_WARPS = 8
 
 
 def _interpreting() -> bool:
@@ -181,7 +184,7 @@ class _DownsampleLoss(torch.autograd.Function):
                 downsample_loss_backward_kernel[grid](
                     diff, gloss, taps, dy, C, H, W, h, w, factor, pad0, ntaps - factor - pad0, ntaps,
                     max(h - 4, 0), max(w - 4, 0), n_yb, n_xb, BY=by, BX=bx,
-                    OUT_BF16=dtype == torch.bfloat16, num_warps=4)
+                    OUT_BF16=dtype == torch.bfloat16, num_warps=DS_BACKWARD_WARPS)
         if ctx.needs_input_grad[1]:
             dx = diff * (-2 * gloss).reshape(-1, 1, 1, 1)
         return dy, dx, None
