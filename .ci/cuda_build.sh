@@ -87,4 +87,20 @@ if ! grep -rqs --include='*.ninja' "arch=compute_90,code=sm_90" "$OUT/tmp"; then
     echo "cuda_build: the kernels were not compiled for sm_90 (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)" >&2
     exit 1
 fi
+# No kernel may spill registers to local memory (cuobjdump of the toolkit, else the one triton bundles).
+CUOBJDUMP="${CUDA_HOME:-/usr/local/cuda}/bin/cuobjdump"
+[ -x "$CUOBJDUMP" ] || CUOBJDUMP="$("$VENV/bin/python" -c 'import os, triton; print(os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/cuobjdump"))' 2>/dev/null || true)"
+if [ -n "$CUOBJDUMP" ] && [ -x "$CUOBJDUMP" ]; then
+    usage="$("$CUOBJDUMP" -res-usage "$so" | grep 'REG:')"
+    kernels=$(echo "$usage" | wc -l)
+    max_reg=$(echo "$usage" | sed -E 's/.*REG:([0-9]+).*/\1/' | sort -n | tail -n 1)
+    spills=$(echo "$usage" | grep -vc 'LOCAL:0 ' || true)
+    echo "cuda_build: $kernels kernels for sm_90, at most $max_reg registers a thread, $spills spilling to local memory"
+    if [ "$spills" -ne 0 ]; then
+        "$CUOBJDUMP" -res-usage "$so" | grep -B1 'REG:' | grep -v 'LOCAL:0 ' >&2
+        exit 1
+    fi
+else
+    echo "cuda_build: no cuobjdump; register spills not checked"
+fi
 echo "cuda_build: OK in $(( $(date +%s) - start )) s"
