@@ -34,14 +34,26 @@ inline A dot8(const A* __restrict a, const A* __restrict b, int64_t n) {
     return s;
 }
 
-// The styles of sample b, one per weight of a row: se[i * K + k] = s[b, i].
-template <class T, class A>
-void expand_styles(const T* s, int64_t b, int64_t I, int64_t K, A* se) {
-    for (int64_t i = 0; i < I; i++) {
-        const A v = load<A>(s[b * I + i]);
-        for (int64_t k = 0; k < K; k++) se[i * K + k] = v;
+// A thread's styles of one sample, one per weight of a row: se[i * K + k] = s[b, i]. Rows come in
+// order within a thread's share, so they are expanded again only when the sample changes.
+template <class A>
+struct RowStyles {
+    std::vector<A> se;
+    int64_t b = -1;
+    explicit RowStyles(int64_t n) : se(n) {}
+
+    template <class T>
+    const A* of(const T* s, int64_t sample, int64_t I, int64_t K) {
+        if (sample != b) {
+            for (int64_t i = 0; i < I; i++) {
+                const A v = load<A>(s[sample * I + i]);
+                for (int64_t k = 0; k < K; k++) se[i * K + k] = v;
+            }
+            b = sample;
+        }
+        return se.data();
     }
-}
+};
 
 }  // namespace
 
@@ -59,18 +71,14 @@ void modulate_cpu(const modulate_kernel_params& p) {
 
 #pragma omp parallel if (rows > 1 && rows * n > 32768)
     {
-        std::vector<A> se(n), wr(n), ws(n);
-        int64_t se_b = -1;
+        RowStyles<A> styles(n);
+        std::vector<A> wr(n), ws(n);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             const int64_t b = r / O, o = r % O;
-            if (b != se_b) {
-                expand_styles(s, b, I, K, se.data());
-                se_b = b;
-            }
+            const A* __restrict e = styles.of(s, b, I, K);
             const A* __restrict a = row_as(w + b * wstride + o * n, n, wr.data());
             A* __restrict m = ws.data();
-            const A* __restrict e = se.data();
             for (int64_t j = 0; j < n; j++) m[j] = a[j] * e[j];
             A d = A(1);
             if (p.demodulate) {
@@ -99,19 +107,15 @@ void modulate_backward_cpu(const modulate_kernel_params& p) {
 
 #pragma omp parallel if (rows > 1 && rows * n > 32768)
     {
-        std::vector<A> se(n), wr(n), gr(n), t(n);
-        int64_t se_b = -1;
+        RowStyles<A> styles(n);
+        std::vector<A> wr(n), gr(n), t(n);
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             const int64_t b = r / O, o = r % O;
-            if (b != se_b) {
-                expand_styles(s, b, I, K, se.data());
-                se_b = b;
-            }
+            const A* __restrict e = styles.of(s, b, I, K);
             const A* __restrict a = row_as(w + b * wstride + o * n, n, wr.data());
             const A* __restrict gg = row_as(g + r * n, n, gr.data());
             A* __restrict x = t.data();
-            const A* __restrict e = se.data();
             if (p.demodulate) {
                 // dws = d * g - d^3 * t * ws, with ws = W * s recomputed and t = sum(g * ws).
                 for (int64_t j = 0; j < n; j++) x[j] = a[j] * e[j];

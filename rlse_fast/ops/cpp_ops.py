@@ -21,6 +21,7 @@ from torch.autograd.function import once_differentiable
 from ..downsample import cached_taps, check_factor
 from . import dispatch
 from .bias_act import backward_refs, resolve
+from .modulate import kernel_inputs, weight_grad
 from .upfirdn2d import _parse_padding, _parse_scaling
 
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -161,8 +162,7 @@ def modulate_impl(ext) -> Callable:
     class Modulate(torch.autograd.Function):
         @staticmethod
         def forward(ctx, weight, styles, demodulate, eps):
-            w5 = (weight if weight.ndim == 5 else weight.unsqueeze(0)).contiguous()
-            s = styles.to(w5.dtype).contiguous()
+            w5, s = kernel_inputs(weight, styles)
             out, dcoef = ext.modulate(w5, s, demodulate, eps)
             ctx.save_for_backward(w5, s, dcoef)
             ctx.args = (demodulate, weight.ndim, styles.dtype)
@@ -175,11 +175,8 @@ def modulate_impl(ext) -> Callable:
             demodulate, weight_ndim, styles_dtype = ctx.args
             need_dw, need_ds = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
             dw, ds = ext.modulate_backward(g.to(w5.dtype).contiguous(), w5, s, dcoef, demodulate, need_dw, need_ds)
-            if need_dw and weight_ndim == 4:
-                dw = dw.sum(0)  # a shared weight: the samples' gradients add up
-            elif need_dw and w5.shape[0] == 1 and dw.shape[0] > 1:
-                dw = dw.sum(0, keepdim=True)
-            return dw if need_dw else None, ds.to(styles_dtype) if need_ds else None, None, None
+            dw = weight_grad(dw, weight_ndim, w5.shape[0]) if need_dw else None
+            return dw, ds.to(styles_dtype) if need_ds else None, None, None
 
     def modulate(weight, styles, demodulate=True, eps=1e-8):
         return Modulate.apply(weight, styles, bool(demodulate), float(eps))

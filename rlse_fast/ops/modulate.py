@@ -22,6 +22,23 @@ def _modulate_ref(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool =
     return w
 
 
+def kernel_inputs(weight: torch.Tensor, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the native kernels take: the weight as (1 or B, O, I, kh, kw) and the styles in its
+    dtype, both contiguous."""
+    w5 = (weight if weight.ndim == 5 else weight.unsqueeze(0)).contiguous()
+    return w5, styles.to(w5.dtype).contiguous()
+
+
+def weight_grad(dw: torch.Tensor, weight_ndim: int, weight_batch: int) -> torch.Tensor:
+    """The kernels' per-sample weight gradient (B, O, I, kh, kw) in the weight's own shape: a shared
+    weight ((O, I, kh, kw), or a batch of 1) gets the samples' gradients added up."""
+    if weight_ndim == 4:
+        return dw.sum(0)
+    if weight_batch == 1 and dw.shape[0] > 1:
+        return dw.sum(0, keepdim=True)
+    return dw
+
+
 def _check(weight: torch.Tensor, styles: torch.Tensor) -> None:
     if weight.ndim not in (4, 5):
         raise ValueError(f"weight must be (O, I, kh, kw) or (B, O, I, kh, kw), got shape {tuple(weight.shape)}")

@@ -24,6 +24,7 @@ from . import dispatch
 from .bias_act import backward_refs, resolve
 from .triton_kernels.bias_act import bias_act_kernel
 from .triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
+from .modulate import _modulate_ref, kernel_inputs, weight_grad
 from .triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
 
 # 'auto' tries the lowest rank first: after the CUDA kernels (0), before the C++ ones (20, CPU only).
@@ -218,8 +219,7 @@ def modulate_warps(tile: int) -> int:
 class _Modulate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight, styles, demodulate, eps, out_dtype):
-        w5 = (weight if weight.ndim == 5 else weight.unsqueeze(0)).contiguous()
-        s = styles.to(w5.dtype).contiguous()
+        w5, s = kernel_inputs(weight, styles)
         batch = s.shape[0]
         _, O, I, kh, kw = w5.shape
         K = kh * kw
@@ -261,28 +261,21 @@ class _Modulate(torch.autograd.Function):
             if not _kernel_failure(exc):
                 raise
             _give_up(exc)
-            from .modulate import _modulate_ref
-
             with torch.enable_grad():
                 w_, s_ = w5.detach().requires_grad_(need_dw), s.detach().requires_grad_(need_ds)
                 grads = iter(torch.autograd.grad(_modulate_ref(w_, s_, demodulate, eps).to(g.dtype), [
                     t for t, need in ((w_, need_dw), (s_, need_ds)) if need], g))
             dw = next(grads) if need_dw else None
             part = next(grads).unsqueeze(1) if need_ds else None
-        if need_dw and weight_ndim == 4:
-            dw = dw.sum(0)  # a shared weight: the samples' gradients add up
-        elif need_dw and w5.shape[0] == 1 and batch > 1:
-            dw = dw.sum(0, keepdim=True)
+        dw = weight_grad(dw, weight_ndim, w5.shape[0]) if need_dw else None
         ds = part.sum(1).to(styles_dtype) if need_ds else None
-        return dw if need_dw else None, ds, None, None, None
+        return dw, ds, None, None, None
 
 
 def modulate(weight, styles, demodulate=True, eps=1e-8, out_dtype=None):
     """Triton modulate; arguments as rlse_fast.ops.modulate (the kernel writes out_dtype). Rows too
     long for one program's tile, and every call after the kernels once failed to build or run here
     (`MODULATE_ERROR`, with a warning), take the reference."""
-    from .modulate import _modulate_ref
-
     def reference():
         out = _modulate_ref(weight, styles, demodulate, eps)
         return out if out_dtype is None else out.to(out_dtype)

@@ -14,9 +14,9 @@ from .rounding import round_bf16
 
 
 @triton.jit
-def modulate_kernel(w_ptr, s_ptr, out_ptr, d_ptr, O, I, K, w_bstride, eps,
-                    DEMOD: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr, F64: tl.constexpr,
-                    OUT_BF16: tl.constexpr):
+def _row(w_ptr, s_ptr, O, I, K, w_bstride, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr, F64: tl.constexpr):
+    """This program's row r = b * O + o: its [BLOCK_I, BLOCK_K] tile's mask and offsets, the weights
+    (in the accumulation type) and the sample's styles (one per input channel)."""
     acc_t = tl.float64 if F64 else tl.float32
     r = tl.program_id(0).to(tl.int64)
     b = r // O
@@ -27,6 +27,14 @@ def modulate_kernel(w_ptr, s_ptr, out_ptr, d_ptr, O, I, K, w_bstride, eps,
     off = i[:, None] * K + k[None, :]
     w = tl.load(w_ptr + b * w_bstride + o * I * K + off, mask=m, other=0.0).to(acc_t)
     s = tl.load(s_ptr + b * I + i, mask=i < I, other=0.0).to(acc_t)
+    return r, i, m, off, w, s
+
+
+@triton.jit
+def modulate_kernel(w_ptr, s_ptr, out_ptr, d_ptr, O, I, K, w_bstride, eps,
+                    DEMOD: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr, F64: tl.constexpr,
+                    OUT_BF16: tl.constexpr):
+    r, i, m, off, w, s = _row(w_ptr, s_ptr, O, I, K, w_bstride, BLOCK_I, BLOCK_K, F64)
     ws = w * s[:, None]
     if DEMOD:
         d = 1.0 / tl.sqrt(tl.sum(tl.sum(ws * ws, axis=1), axis=0) + eps)
@@ -42,20 +50,11 @@ def modulate_backward_kernel(g_ptr, w_ptr, s_ptr, d_ptr, dw_ptr, part_ptr, O, I,
                              DEMOD: tl.constexpr, NEED_DW: tl.constexpr, NEED_DS: tl.constexpr,
                              BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr, F64: tl.constexpr,
                              OUT_BF16: tl.constexpr):
-    acc_t = tl.float64 if F64 else tl.float32
-    r = tl.program_id(0).to(tl.int64)
-    b = r // O
-    o = r % O
-    i = tl.arange(0, BLOCK_I)
-    k = tl.arange(0, BLOCK_K)
-    m = (i[:, None] < I) & (k[None, :] < K)
-    off = i[:, None] * K + k[None, :]
-    w = tl.load(w_ptr + b * w_bstride + o * I * K + off, mask=m, other=0.0).to(acc_t)
-    s = tl.load(s_ptr + b * I + i, mask=i < I, other=0.0).to(acc_t)
-    g = tl.load(g_ptr + r * I * K + off, mask=m, other=0.0).to(acc_t)
+    r, i, m, off, w, s = _row(w_ptr, s_ptr, O, I, K, w_bstride, BLOCK_I, BLOCK_K, F64)
+    g = tl.load(g_ptr + r * I * K + off, mask=m, other=0.0).to(w.dtype)
     if DEMOD:
         ws = w * s[:, None]
-        d = tl.load(d_ptr + r).to(acc_t)
+        d = tl.load(d_ptr + r).to(w.dtype)
         t = tl.sum(tl.sum(g * ws, axis=1), axis=0)
         dws = d * g - (d * d * d * t) * ws
     else:
