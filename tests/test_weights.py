@@ -11,7 +11,11 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves PAYLOAD with Range support; counts the bytes it sent."""
+    """Serves PAYLOAD with Range support; counts the bytes it sends.
+
+    The count is taken before the write: the client can finish reading before
+    this thread runs again, so counting after the write raced the assertion.
+    """
 
     sent = 0
 
@@ -27,8 +31,8 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
         body = PAYLOAD[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
         type(self).sent += len(body)
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
