@@ -25,6 +25,7 @@ Adam kernel with the same learning rate and step count).
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 import warnings
 from typing import Callable
@@ -294,19 +295,30 @@ class FastLoop:
     def _capture(self) -> None:
         torch.cuda.synchronize(self.device)
         torch.cuda.empty_cache()  # the warm-up's cached blocks cannot serve the graph's private pool
+        stream = torch.cuda.current_stream(self.device)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 self._iteration()
         except Exception as exc:  # an op that syncs or allocates on the host cannot be captured
-            torch.cuda.synchronize(self.device)
-            self.use_graphs = False
-            self.graph_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"CUDA graph capture failed ({self.graph_error}); continuing without graphs", RuntimeWarning)
-            self._iteration()  # nothing ran during the failed capture
+            # An invalidated capture makes torch.cuda.graph's exit raise from capture_end before it
+            # restores the stream: restore it here, and report the op's error, not capture_end's.
+            torch.cuda.set_stream(stream)
+            cause = exc.__context__ if exc.__context__ is not None else exc
+            self.graph_error = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+        else:
+            self.graph = graph
+            graph.replay()  # capturing runs nothing: this replay is the step
             return
-        self.graph = graph
-        graph.replay()  # capturing runs nothing: this replay is the step
+        # Out of the except block (its traceback held the capture's tensors): free the failed graph
+        # and its private pool before the eager iteration needs the memory.
+        del graph
+        gc.collect()
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+        self.use_graphs = False
+        warnings.warn(f"CUDA graph capture failed ({self.graph_error}); continuing without graphs", RuntimeWarning)
+        self._iteration()  # nothing ran during the failed capture
 
     def losses(self, step: int) -> dict:
         """The history entry of a finished step (reads the device: syncs)."""

@@ -115,8 +115,8 @@ def native_impls(ext) -> dict[str, Callable]:
         if x.ndim != 4:
             raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
         up, down, pad = _parse_scaling(up), _parse_scaling(down), _parse_padding(padding)
-        if f is None:
-            f = torch.ones(1, 1)
+        if f is None:  # made on the device: a host-to-device copy cannot be captured in a CUDA graph
+            f = torch.ones(1, 1, device=x.device, dtype=_acc(x.dtype))
         if f.requires_grad and torch.is_grad_enabled():
             raise RuntimeError("upfirdn2d: the native kernels do not differentiate w.r.t. the filter f; use impl='ref'")
         if f.ndim not in (1, 2):
