@@ -1,5 +1,6 @@
 """`rlse-fast eval` end to end on a tiny random GAN, the frame warp, the intervals, and bad input."""
 import csv
+import json
 import math
 import os
 import re
@@ -16,7 +17,7 @@ from rlse_fast.checkpoints import save_gan
 from rlse_fast.cli import main
 from rlse_fast.downsample import bicubic_downsample_ref
 from rlse_fast.evaluate import frames, stats
-from rlse_fast.evaluate.runner import COLUMNS, METHODS
+from rlse_fast.evaluate.runner import COLUMNS, DEFAULT_METHODS
 from rlse_fast.imageio import save_image
 from rlse_fast.metrics import assets, psnr
 
@@ -69,7 +70,7 @@ def test_metrics_csv_rows(first_run):
     out, rows, _ = first_run
     assert list(rows[0]) == list(COLUMNS)
     keys = sorted((r["image"], int(r["scale"]), r["method"]) for r in rows)
-    assert keys == sorted((f"face{i}.png", s, m) for i in range(2) for s in (4, 8) for m in METHODS)
+    assert keys == sorted((f"face{i}.png", s, m) for i in range(2) for s in (4, 8) for m in DEFAULT_METHODS)
     for r in rows:
         assert math.isfinite(float(r["psnr_y"])) and 0 < float(r["ssim_y"]) <= 1
         assert (r["lpips"] != "") == HAS_LPIPS and r["niqe"] == ""
@@ -150,6 +151,26 @@ def test_batched_fast_engine_gives_the_same_metrics(data, first_run, tmp_path):
     res = eval_cli("--hr", data / "hr", "--weights", data / "tiny.safetensors", "--out", first_run[0],
                    "--methods", "pulse", "--scale", "4", "--engine", "fast", *FAST, env=env)
     assert res.returncode == 2 and "engine changed" in res.stderr
+
+
+def test_finetuning_ablation_is_opt_in(data, tmp_path):
+    """'rlse-noft' (RLSE without fine-tuning) runs when asked, with L_s and without fine-tuning, and
+    the summary reports the paired difference rlse − rlse-noft."""
+    env = _home(tmp_path)
+    out = tmp_path / "noft"
+    res = eval_cli("--hr", data / "hr", "--scale", "4", "--methods", "rlse-noft,rlse", "--weights",
+                   data / "tiny.safetensors", "--n", "2", "--out", out, "--no-lpips", *FAST, env=env)
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert sorted(r["method"] for r in rows) == ["rlse", "rlse", "rlse-noft", "rlse-noft"]
+    configs = json.loads((out / "run.json").read_text())["configs"]
+    assert configs["rlse-noft"]["finetune"] is False and configs["rlse"]["finetune"] is True
+    assert configs["rlse-noft"]["w_semantic"] == configs["rlse"]["w_semantic"] > 0
+    assert all(float(r["loss_semantic"]) > 0 for r in rows)
+    noft = {r["image"]: float(r["best_loss"]) for r in rows if r["method"] == "rlse-noft"}
+    full = {r["image"]: float(r["best_loss"]) for r in rows if r["method"] == "rlse"}
+    assert noft != full  # fine-tuning changed the optimisation
+    assert "### Does fine-tuning help? (rlse − rlse-noft, paired, 2 faces)" in (out / "summary.md").read_text()
 
 
 @pytest.mark.skipif(not HAS_NIQE, reason="NIQE parameters not in the asset cache: run `rlse-fast fetch-assets`")

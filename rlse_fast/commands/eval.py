@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from ..evaluate.runner import METHODS
+    from ..evaluate.runner import DEFAULT_METHODS, METHODS
 
     p = sub.add_parser(
         "eval", help="score super-resolution methods on a folder of faces and write a report",
@@ -24,7 +24,8 @@ def register(sub) -> None:
     src.add_argument("--lr", metavar="DIR", help="folder of real low-resolution faces: NIQE only")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder")
     p.add_argument("--scale", type=int, nargs="+", default=[8], help="upscaling factors (powers of two)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated subset of {','.join(METHODS)} (rlse-noft: RLSE without fine-tuning)")
     p.add_argument("--weights", default=None,
                    help="weights file or name (ffhq, ffhq512, ffhq256, celeba64); default as in `sr`")
     p.add_argument("--n", type=int, default=None, help="evaluate the first N faces (sorted by name); default all")

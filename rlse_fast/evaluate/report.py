@@ -33,6 +33,11 @@ def _metrics(info: dict):
     return GT_METRICS if info.get("mode") == "hr" else NIQE_METRICS
 
 
+COMPARISONS = (("rlse", "rlse-nosem", "Does L_s help?"), ("rlse", "rlse-noft", "Does fine-tuning help?"),
+               ("rlse", "pulse", "RLSE vs PULSE"))
+"""Paired differences reported when both methods ran: (a, b, heading) for a − b."""
+
+
 def _methods(info: dict, rows: list[dict]) -> list[str]:
     from .runner import METHODS
 
@@ -128,7 +133,7 @@ def summary_markdown(info: dict, rows: list[dict], notes: str = "") -> str:
         out += [f"## {s}x ({_lr_size(info, s)} px -> {info['hr_size']} px)", ""] + _md_table(info, rows, agg, s) + [""]
         methods = list(agg[s])
         main = [m for m in _metrics(info) if m[0] in MAIN or info["mode"] == "lr"]
-        for a, b, why in (("rlse", "rlse-nosem", "Does L_s help?"), ("rlse", "pulse", "RLSE vs PULSE")):
+        for a, b, why in COMPARISONS:
             if a in methods and b in methods:
                 comp = compare(rows, s, a, b, main)
                 out += [f"### {why} ({a} − {b}, paired, {comp[0][1].n} faces)", "",
@@ -313,7 +318,7 @@ def report_html(info: dict, rows: list[dict], out: Path, charts: dict[int, str],
     for s in agg:
         parts.append(f"<h2>{s}x ({_lr_size(info, s)} px → {info['hr_size']} px)</h2>")
         parts.append(_html_summary_table(info, agg, s))
-        for a, b in (("rlse", "rlse-nosem"), ("rlse", "pulse")):
+        for a, b, _ in COMPARISONS:
             if a in agg[s] and b in agg[s]:
                 main = [m for m in _metrics(info) if m[0] in MAIN or info["mode"] == "lr"]
                 comp = compare(rows, s, a, b, main)

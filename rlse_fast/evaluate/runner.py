@@ -15,6 +15,7 @@ alike.
 
 Methods: 'bicubic' and 'bilinear' upsample the LR input with PIL (Keys a = -0.5 bicubic, as MATLAB's
 imresize), 'pulse' is `RLSEConfig.from_mode('pulse')`, 'rlse-nosem' the RLSE config without L_s,
+'rlse-noft' the RLSE config without the generator's fine-tuning (opt-in: not in the default list),
 'rlse' the full method. The GAN methods run `explore.super_resolve` one face at a time from the same
 seed, with the generator moved into the test set's frame (`frames`).
 """
@@ -33,9 +34,13 @@ import torch
 
 from ..errors import UserError
 
-METHODS = ("bicubic", "bilinear", "pulse", "rlse-nosem", "rlse")
+METHODS = ("bicubic", "bilinear", "pulse", "rlse-noft", "rlse-nosem", "rlse")
+"""Every method, in report order."""
+DEFAULT_METHODS = ("bicubic", "bilinear", "pulse", "rlse-nosem", "rlse")
+"""What `rlse-fast eval` runs without --methods."""
 UPSAMPLERS = {"bicubic", "bilinear"}
-GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-nosem": dict(mode="rlse", semantic=False), "rlse": dict(mode="rlse")}
+GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-noft": dict(mode="rlse", finetune=False),
+             "rlse-nosem": dict(mode="rlse", semantic=False), "rlse": dict(mode="rlse")}
 COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "niqe",
            "lr_psnr_y", "seconds", "best_step", "best_loss", "loss_pixel", "loss_semantic", "loss_geocross")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -51,7 +56,7 @@ class EvalOptions:
     lr_dir: Path | None = None
     """Folder of real low-resolution faces without ground truth: NIQE only."""
     scales: list[int] = field(default_factory=lambda: [8])
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     weights: str | None = None
     n: int | None = None
     """First n faces (sorted by name); None: all."""
