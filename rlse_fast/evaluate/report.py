@@ -150,9 +150,12 @@ LOSS_TERMS = (("loss_pixel", "w_pixel", "L_p"), ("loss_semantic", "w_semantic", 
 
 def loss_terms_table(info: dict, rows: list[dict], scale: int) -> list[str]:
     """Mean weighted loss terms of the kept iterate per GAN method, and each one's share of the total."""
+    from .runner import METHODS
+
     lines = []
-    for m, cfg in info.get("configs", {}).items():
-        terms = []
+    configs = info.get("configs", {})
+    for m in sorted(configs, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)):
+        cfg, terms = configs[m], []
         for col, weight, name in LOSS_TERMS:
             vals = _values(rows, scale, m, col)
             if not vals:
