@@ -87,8 +87,9 @@ class FastLoop:
     Benchmarks drive it directly (`step()` k times, then synchronise). G, D, lr_images, cfg, fit,
     seeds, impl: as `explore.super_resolve`. precision: 'fp32' or 'bf16' (autocast of the forward
     pass; weights and optimizer state stay fp32). graphs: capture one iteration in a CUDA graph
-    after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: the discriminator
-    runs on NHWC activations. keep_image: also keep each step's image (for on_step).
+    after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: the discriminator's
+    input in NHWC (off by default and unmeasured: the native bias_act and upfirdn2d kernels take
+    NCHW, so the activations go back to NCHW after the first layer). keep_image: also keep each step's image (for on_step).
     cudnn_benchmark: on CUDA, let cuDNN time its algorithms for each convolution shape during the
     warm-up and keep the fastest (the grouped per-face convolutions are where its heuristics are
     weakest); the global setting is restored after every iteration.
