@@ -1,4 +1,5 @@
-"""Checks shared by the kernel tests: the flash-attention error budget and gradients."""
+"""Checks shared by the kernel tests: the flash-attention error budget, gradients, and the
+per-backend comparison of `modulate` with its reference."""
 import torch
 
 
@@ -18,3 +19,15 @@ def grads(fn, *inputs, upstream=None):
         upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
     out.backward(upstream.to(device=out.device, dtype=out.dtype))
     return out.detach(), [t.grad for t in inputs]
+
+
+def assert_modulate_matches_ref(impl, w, s, demodulate):
+    """`modulate(..., impl=impl)` against `_modulate_ref` in float32: output and both gradients."""
+    from rlse_fast.ops.modulate import _modulate_ref, modulate
+
+    y0, g0 = grads(lambda w, s: _modulate_ref(w, s, demodulate), w, s)
+    y1, g1 = grads(lambda w, s: modulate(w, s, demodulate, impl=impl), w, s)
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g0):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

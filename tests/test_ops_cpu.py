@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from op_checks import grads, within_budget
+from op_checks import assert_modulate_matches_ref, grads, within_budget
 from torch.autograd import gradcheck
 
 from rlse_fast.ops import bias_act, downsample2d, filter2d, modulate, setup_filter, upfirdn2d, upsample2d
@@ -421,12 +421,7 @@ def test_modulate_matches_ref(shape, batch, demodulate):
 
     torch.manual_seed(0)
     w, s = torch.randn(shape), torch.randn(batch, shape[-3]) + 1
-    y0, g0 = grads(lambda w, s: _modulate_ref(w, s, demodulate), w, s)
-    y1, g1 = grads(lambda w, s: modulate(w, s, demodulate, impl="cpp"), w, s)
-    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
-    for a, b in zip(g1, g0):
-        assert a.shape == b.shape
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert_modulate_matches_ref("cpp", w, s, demodulate)
 
 
 @pytest.mark.parametrize("per_sample", [False, True])

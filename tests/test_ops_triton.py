@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from op_checks import grads, within_budget
+from op_checks import assert_modulate_matches_ref, grads, within_budget
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -172,12 +172,7 @@ def no_fallback():
 @pytest.mark.parametrize("demodulate", [True, False])
 def test_modulate_matches_ref(shape, batch, demodulate, no_fallback):
     w, s = rand(*shape), rand(batch, shape[-3], seed=2) + 1
-    y0, g0 = grads(lambda w, s: _modulate_ref(w, s, demodulate), w, s)
-    y1, g1 = grads(lambda w, s: modulate(w, s, demodulate, impl="triton"), w, s)
-    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
-    for a, b in zip(g1, g0):
-        assert a.shape == b.shape
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert_modulate_matches_ref("triton", w, s, demodulate)
 
 
 def test_modulate_gradcheck(no_fallback):
