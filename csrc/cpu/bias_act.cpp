@@ -264,10 +264,10 @@ void bias_act_cpu(const bias_act_kernel_params& p) {
     }
 }
 
-template void bias_act_cpu<float>(const bias_act_kernel_params&);
-template void bias_act_cpu<double>(const bias_act_kernel_params&);
-template void bias_act_cpu<c10::Half>(const bias_act_kernel_params&);
-template void bias_act_cpu<c10::BFloat16>(const bias_act_kernel_params&);
+#define RLSE_INSTANTIATE(T) \
+    template void bias_act_cpu<T>(const bias_act_kernel_params&);
+RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
+#undef RLSE_INSTANTIATE
 
 }  // namespace RLSE_ISA
 }  // namespace rlse

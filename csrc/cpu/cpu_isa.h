@@ -17,6 +17,7 @@
 //     RLSE_ISA_BEGIN namespace rlse { namespace RLSE_ISA { ... } } RLSE_ISA_END
 #pragma once
 #include "fp_convert.h"
+#include "kernel_dtypes.h"
 
 #include <cstdint>
 #include <type_traits>

@@ -104,7 +104,5 @@ template <class T> void modulate_backward_cpu(const modulate_kernel_params& p) {
     template void downsample_loss_backward_cpu<T>(const downsample_loss_kernel_params&); \
     template void modulate_cpu<T>(const modulate_kernel_params&);                       \
     template void modulate_backward_cpu<T>(const modulate_kernel_params&);
-RLSE_INSTANTIATE(float)
-RLSE_INSTANTIATE(double)
-RLSE_INSTANTIATE(c10::Half)
-RLSE_INSTANTIATE(c10::BFloat16)
+RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
+#undef RLSE_INSTANTIATE

@@ -161,14 +161,11 @@ void downsample_loss_backward_cpu(const downsample_loss_kernel_params& p) {
     }
 }
 
-template void downsample_loss_cpu<float>(const downsample_loss_kernel_params&);
-template void downsample_loss_cpu<double>(const downsample_loss_kernel_params&);
-template void downsample_loss_cpu<c10::Half>(const downsample_loss_kernel_params&);
-template void downsample_loss_cpu<c10::BFloat16>(const downsample_loss_kernel_params&);
-template void downsample_loss_backward_cpu<float>(const downsample_loss_kernel_params&);
-template void downsample_loss_backward_cpu<double>(const downsample_loss_kernel_params&);
-template void downsample_loss_backward_cpu<c10::Half>(const downsample_loss_kernel_params&);
-template void downsample_loss_backward_cpu<c10::BFloat16>(const downsample_loss_kernel_params&);
+#define RLSE_INSTANTIATE(T) \
+    template void downsample_loss_cpu<T>(const downsample_loss_kernel_params&); \
+    template void downsample_loss_backward_cpu<T>(const downsample_loss_kernel_params&);
+RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
+#undef RLSE_INSTANTIATE
 
 }  // namespace RLSE_ISA
 }  // namespace rlse

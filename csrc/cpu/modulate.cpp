@@ -150,14 +150,11 @@ void modulate_backward_cpu(const modulate_kernel_params& p) {
     }
 }
 
-template void modulate_cpu<float>(const modulate_kernel_params&);
-template void modulate_cpu<double>(const modulate_kernel_params&);
-template void modulate_cpu<c10::Half>(const modulate_kernel_params&);
-template void modulate_cpu<c10::BFloat16>(const modulate_kernel_params&);
-template void modulate_backward_cpu<float>(const modulate_kernel_params&);
-template void modulate_backward_cpu<double>(const modulate_kernel_params&);
-template void modulate_backward_cpu<c10::Half>(const modulate_kernel_params&);
-template void modulate_backward_cpu<c10::BFloat16>(const modulate_kernel_params&);
+#define RLSE_INSTANTIATE(T) \
+    template void modulate_cpu<T>(const modulate_kernel_params&); \
+    template void modulate_backward_cpu<T>(const modulate_kernel_params&);
+RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
+#undef RLSE_INSTANTIATE
 
 }  // namespace RLSE_ISA
 }  // namespace rlse

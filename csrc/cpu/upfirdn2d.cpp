@@ -223,10 +223,10 @@ void upfirdn2d_cpu(const upfirdn2d_kernel_params& p) {
     }
 }
 
-template void upfirdn2d_cpu<float>(const upfirdn2d_kernel_params&);
-template void upfirdn2d_cpu<double>(const upfirdn2d_kernel_params&);
-template void upfirdn2d_cpu<c10::Half>(const upfirdn2d_kernel_params&);
-template void upfirdn2d_cpu<c10::BFloat16>(const upfirdn2d_kernel_params&);
+#define RLSE_INSTANTIATE(T) \
+    template void upfirdn2d_cpu<T>(const upfirdn2d_kernel_params&);
+RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
+#undef RLSE_INSTANTIATE
 
 }  // namespace RLSE_ISA
 }  // namespace rlse

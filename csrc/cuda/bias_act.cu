@@ -144,7 +144,7 @@ void bias_act_cuda(const bias_act_kernel_params& p, void* stream) {
     }
 }
 
-template void bias_act_cuda<float>(const bias_act_kernel_params&, void*);
-template void bias_act_cuda<double>(const bias_act_kernel_params&, void*);
-template void bias_act_cuda<c10::Half>(const bias_act_kernel_params&, void*);
-template void bias_act_cuda<c10::BFloat16>(const bias_act_kernel_params&, void*);
+#define RLSE_INSTANTIATE(T) \
+    template void bias_act_cuda<T>(const bias_act_kernel_params&, void*);
+RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
+#undef RLSE_INSTANTIATE

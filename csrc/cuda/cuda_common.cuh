@@ -11,6 +11,8 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include "../common/kernel_dtypes.h"
+
 #include <cstdint>
 
 #ifdef RLSE_CUDA_EMULATION

@@ -202,11 +202,8 @@ void downsample_loss_backward_cuda(const downsample_loss_kernel_params& p, void*
     RLSE_LAUNCH(kernel, grid_for(total, kThreads), kThreads, smem, st, p);
 }
 
-template void downsample_loss_cuda<float>(const downsample_loss_kernel_params&, void*);
-template void downsample_loss_cuda<double>(const downsample_loss_kernel_params&, void*);
-template void downsample_loss_cuda<c10::Half>(const downsample_loss_kernel_params&, void*);
-template void downsample_loss_cuda<c10::BFloat16>(const downsample_loss_kernel_params&, void*);
-template void downsample_loss_backward_cuda<float>(const downsample_loss_kernel_params&, void*);
-template void downsample_loss_backward_cuda<double>(const downsample_loss_kernel_params&, void*);
-template void downsample_loss_backward_cuda<c10::Half>(const downsample_loss_kernel_params&, void*);
-template void downsample_loss_backward_cuda<c10::BFloat16>(const downsample_loss_kernel_params&, void*);
+#define RLSE_INSTANTIATE(T) \
+    template void downsample_loss_cuda<T>(const downsample_loss_kernel_params&, void*); \
+    template void downsample_loss_backward_cuda<T>(const downsample_loss_kernel_params&, void*);
+RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
+#undef RLSE_INSTANTIATE

@@ -205,7 +205,7 @@ void upfirdn2d_cuda(const upfirdn2d_kernel_params& p, void* stream) {
     }
 }
 
-template void upfirdn2d_cuda<float>(const upfirdn2d_kernel_params&, void*);
-template void upfirdn2d_cuda<double>(const upfirdn2d_kernel_params&, void*);
-template void upfirdn2d_cuda<c10::Half>(const upfirdn2d_kernel_params&, void*);
-template void upfirdn2d_cuda<c10::BFloat16>(const upfirdn2d_kernel_params&, void*);
+#define RLSE_INSTANTIATE(T) \
+    template void upfirdn2d_cuda<T>(const upfirdn2d_kernel_params&, void*);
+RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
+#undef RLSE_INSTANTIATE
