@@ -89,7 +89,8 @@ class FastLoop:
     pass; weights and optimizer state stay fp32). graphs: capture one iteration in a CUDA graph
     after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: the discriminator's
     input in NHWC (off by default and unmeasured: the native bias_act and upfirdn2d kernels take
-    NCHW, so the activations go back to NCHW after the first layer). keep_image: also keep each step's image (for on_step).
+    NCHW, so the activations go back to NCHW after the first layer). keep_image: also keep each
+    step's image (for on_step).
     cudnn_benchmark: on CUDA, let cuDNN time its algorithms for each convolution shape during the
     warm-up and keep the fastest (the grouped per-face convolutions are where its heuristics are
     weakest); the global setting is restored after every iteration.

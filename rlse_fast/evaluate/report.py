@@ -150,11 +150,9 @@ LOSS_TERMS = (("loss_pixel", "w_pixel", "L_p"), ("loss_semantic", "w_semantic", 
 
 def loss_terms_table(info: dict, rows: list[dict], scale: int) -> list[str]:
     """Mean weighted loss terms of the kept iterate per GAN method, and each one's share of the total."""
-    from .runner import METHODS
-
     lines = []
     configs = info.get("configs", {})
-    for m in sorted(configs, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS)):
+    for m in [m for m in _methods(info, rows) if m in configs]:
         cfg, terms = configs[m], []
         for col, weight, name in LOSS_TERMS:
             vals = _values(rows, scale, m, col)
