@@ -306,6 +306,7 @@ class FastLoop:
             # An invalidated capture makes torch.cuda.graph's exit raise from capture_end before it
             # restores the stream: restore it here, and report the op's error, not capture_end's.
             torch.cuda.set_stream(stream)
+            _release_rng_from_capture(self.device)
             cause = exc.__context__ if exc.__context__ is not None else exc
             self.graph_error = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
         else:
@@ -342,6 +343,20 @@ class FastLoop:
         self.closed = True
         self.params = None
         self.leaves, self.latents, self.exp_avgs, self.exp_avg_sqs = [], [], [], []
+
+
+def _release_rng_from_capture(device: torch.device) -> None:
+    """Take the device's default CUDA generator out of capture mode after a failed capture.
+
+    Capture puts the generator in capture mode and only a successful capture_end takes it out
+    (torch 2.11): after an invalidated capture every CUDA random op in the process raised "Offset
+    increment outside graph capture encountered unexpectedly" (seen on an H100, 2026-11-28). A
+    clone of its state (same seed and offset, not capturing) swapped in clears that; the failed
+    graph keeps the old state until it is freed."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    gen = torch.cuda.default_generators[index]
+    if hasattr(gen, "graphsafe_set_state"):
+        gen.graphsafe_set_state(gen.clone_state())
 
 
 def super_resolve_fast(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor],

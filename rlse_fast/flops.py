@@ -12,9 +12,11 @@ tensor cores do and what `torch.utils.flop_counter.FlopCounterMode` counts:
   and the gradient w.r.t. their input only (D's weights are not optimised); with `filters`, the FIR
   filters of its down-sampling layers;
 - downsample: PULSE's separable bicubic downscale (taps 4 * factor) forward and input gradient,
-  once for L_p and once more for L_s's input.
+  once for L_p and once more for L_s's input;
+- upsample: the bicubic upsampling of L_s's input to D's size (two matrix products, see
+  `semantic.to_discriminator`), forward and input gradient.
 Not counted: elementwise work (modulation, demodulation, bias + activation, noise, the losses,
-Adam), the bicubic upsampling to D's size. The FIR terms follow the reference ops (a 4x4 filter
+Adam). The FIR terms follow the reference ops (a 4x4 filter
 evaluated at the output grid); the native kernels do the same arithmetic.
 
 FlopCounterMode agrees at batch 1; at batch B it counts the weight gradient of the per-face grouped
@@ -40,6 +42,7 @@ class IterationFlops:
     d_forward: float
     d_backward: float
     downsample: float
+    upsample: float = 0.0
 
     @property
     def generator(self) -> float:
@@ -51,7 +54,7 @@ class IterationFlops:
 
     @property
     def total(self) -> float:
-        return self.generator + self.discriminator + self.downsample
+        return self.generator + self.discriminator + self.downsample + self.upsample
 
     def as_dict(self) -> dict:
         return {**asdict(self), "generator": self.generator, "discriminator": self.discriminator, "total": self.total}
@@ -123,6 +126,14 @@ def downsample_macs(hr: int, factor: int, channels: int = 3) -> float:
     return channels * (lr * hr * taps + lr * lr * taps)
 
 
+def upsample_macs(lr: int, resolution: int, channels: int = 3) -> float:
+    """Forward multiply-adds of `semantic.to_discriminator`'s resize of a (channels, lr, lr) image:
+    rows (R, lr) @ x, then @ cols^T (lr, R)."""
+    if lr == resolution:
+        return 0.0
+    return channels * (resolution * lr * lr + resolution * resolution * lr)
+
+
 def iteration_flops(g: GeneratorConfig, d: DiscriminatorConfig | None = None, batch: int = 1, factor: int = 16,
                     semantic_blocks: int = 3, finetune: bool = True, filters: bool = True) -> IterationFlops:
     """FLOPs of one iteration for `batch` faces; d=None or semantic_blocks=0 leaves L_s out (PULSE)."""
@@ -130,8 +141,10 @@ def iteration_flops(g: GeneratorConfig, d: DiscriminatorConfig | None = None, ba
     d_fwd = discriminator_macs(d, semantic_blocks, filters=filters) if d is not None else 0.0
     uses_d = d_fwd > 0
     down = downsample_macs(g.img_resolution, factor, g.img_channels) * (2 if uses_d else 1) * 2 if filters else 0.0
+    up = 2 * upsample_macs(g.img_resolution // factor, d.img_resolution, g.img_channels) if uses_d else 0.0
     return IterationFlops(batch=batch, g_forward=2 * batch * g_fwd, g_backward=2 * batch * g_bwd,
-                          d_forward=2 * batch * d_fwd, d_backward=2 * batch * d_fwd, downsample=2 * batch * down)
+                          d_forward=2 * batch * d_fwd, d_backward=2 * batch * d_fwd, downsample=2 * batch * down,
+                          upsample=2 * batch * up)
 
 
 def for_config(G, D, cfg, batch: int, factor: int) -> IterationFlops:
@@ -149,4 +162,4 @@ if __name__ == "__main__":  # python -m rlse_fast.flops: the numbers for 1024 co
     for b in (1, 4, 16):
         f = iteration_flops(CONFIG_F, CONFIG_F_D, batch=b, factor=16)
         print(f"batch {b:2d}: G fwd {f.g_forward / 1e9:.1f} + bwd {f.g_backward / 1e9:.1f} GFLOP, "
-              f"D {f.discriminator / 1e9:.1f}, downsample {f.downsample / 1e9:.2f}, total {f.total / 1e12:.3f} TFLOP")
+              f"D {f.discriminator / 1e9:.1f}, downsample {f.downsample / 1e9:.2f}, upsample {f.upsample / 1e9:.2f}, total {f.total / 1e12:.3f} TFLOP")

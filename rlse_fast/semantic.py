@@ -19,12 +19,38 @@ def block_names(D: Discriminator, count: int) -> list[str]:
     return [f"b{res}" for res in D.block_resolutions[-count:]]
 
 
+_RESIZE: dict[tuple, torch.Tensor] = {}
+
+
+def bicubic_matrix(size_in: int, size_out: int, device) -> torch.Tensor:
+    """(size_out, size_in) float32: PyTorch's bicubic resize along one axis (`F.interpolate`,
+    align_corners=False: Keys a = -0.75, border taps clamped) as a matrix, made by resizing the
+    columns of the identity in float64. Cached per size and device (the fast engine's warm-up
+    iterations fill it before a CUDA graph is captured)."""
+    key = (size_in, size_out, str(torch.device(device)))
+    m = _RESIZE.get(key)
+    if m is None:
+        eye = torch.eye(size_in, dtype=torch.float64, device=device).view(size_in, 1, size_in, 1)
+        cols = F.interpolate(eye, size=(size_out, 1), mode="bicubic", align_corners=False)
+        m = _RESIZE[key] = cols[:, 0, :, 0].t().float().contiguous()
+    return m
+
+
 def to_discriminator(lr01: torch.Tensor, resolution: int) -> torch.Tensor:
-    """(B, 3, h, w) in [0, 1] -> (B, 3, R, R) in [-1, 1], bicubic-upsampled."""
+    """(B, 3, h, w) in [0, 1] -> (B, 3, R, R) in [-1, 1], bicubic-upsampled.
+
+    The upsampling is `F.interpolate(..., mode="bicubic")` written as two matrix products,
+    rows @ x @ cols^T, in float32 whatever the autocast: the same function to float rounding, and
+    its gradient is two more products, where interpolate's backward scatters with atomics (4.5 ms
+    of a 64 ms batch-4 iteration at 1024 px on an H100, 2026-11-28)."""
     x = lr01 * 2 - 1
-    if x.shape[-1] == resolution:
+    h, w = x.shape[-2:]
+    if h == resolution and w == resolution:
         return x
-    return F.interpolate(x, size=(resolution, resolution), mode="bicubic", align_corners=False)
+    rows = bicubic_matrix(h, resolution, x.device)
+    cols = rows if w == h else bicubic_matrix(w, resolution, x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        return (rows @ x.float() @ cols.t()).to(x.dtype)
 
 
 def features(D: Discriminator, lr01: torch.Tensor, names: list[str]) -> list[torch.Tensor]:

@@ -165,3 +165,31 @@ def test_gaussian_fit_cache(setup, rlse_home):
     torch.testing.assert_close(torch.nn.functional.leaky_relu(pre, 0.2) * math.sqrt(2), w, rtol=1e-5, atol=1e-5)
     assert torch.allclose(pre.mean(0), a["mean"], atol=0.1 * a["std"].mean().item())
     assert torch.allclose(pre.std(0), a["std"], rtol=0.1)
+
+
+@pytest.mark.parametrize("size_in,size_out", [(8, 64), (16, 128), (5, 37), (32, 32)])
+def test_discriminator_input_is_torch_bicubic(size_in, size_out):
+    """L_s's upsampling as matrix products = F.interpolate(bicubic) forward and backward, also
+    under bf16 autocast (the products stay float32), and non-square inputs."""
+    import torch.nn.functional as F
+
+    from rlse_fast.semantic import to_discriminator
+
+    gen = torch.Generator().manual_seed(size_in)
+    for shape in [(2, 3, size_in, size_in), (1, 3, size_in, size_in + 3)]:
+        if shape[-1] == size_out:  # nothing to upsample: returned as is
+            continue
+        lr = torch.rand(shape, generator=gen, requires_grad=True)
+        ref = F.interpolate(lr.detach() * 2 - 1, size=(size_out, size_out), mode="bicubic", align_corners=False)
+        out = to_discriminator(lr, size_out)
+        torch.testing.assert_close(out, ref, atol=2e-6, rtol=0)
+        seed = torch.randn(out.shape, generator=gen)
+        (g,) = torch.autograd.grad((out * seed).sum(), lr)
+        lr_ref = lr.detach().clone().requires_grad_()
+        ref = F.interpolate(lr_ref * 2 - 1, size=(size_out, size_out), mode="bicubic", align_corners=False)
+        (g_ref,) = torch.autograd.grad((ref * seed).sum(), lr_ref)
+        torch.testing.assert_close(g, g_ref, atol=1e-4, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.testing.assert_close(to_discriminator(lr, size_out), out, atol=0, rtol=0)
+    same = torch.rand(1, 3, size_out, size_out, generator=gen)
+    torch.testing.assert_close(to_discriminator(same, size_out), same * 2 - 1)

@@ -360,15 +360,31 @@ class _FakeCapture:
 
     def __enter__(self):
         _FakeCuda.current = "capture-stream"
+        _FakeCuda.generator.capturing = True  # capture_begin's prologue; only capture_end undoes it
 
     def __exit__(self, kind, exc, tb):
         if kind is not None:
             raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
 
 
+class _FakeGenerator:
+    """A CUDA generator's graph-safe state API: clone_state copies the seed, not the capture mode."""
+
+    def __init__(self, seed=7, capturing=False):
+        self.seed, self.capturing = seed, capturing
+
+    def clone_state(self):
+        return _FakeGenerator(self.seed)
+
+    def graphsafe_set_state(self, other):
+        self.seed, self.capturing = other.seed, other.capturing
+        return self
+
+
 class _FakeCuda:
     current = "caller-stream"
     replays = 0
+    generator = _FakeGenerator()
 
     class CUDAGraph:
         def replay(self):
@@ -389,6 +405,8 @@ def test_failed_capture_falls_back_cleanly(setup, monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_stream", lambda s: set_to.append(s))
     monkeypatch.setattr(torch.cuda, "CUDAGraph", _FakeCuda.CUDAGraph)
     monkeypatch.setattr(torch.cuda, "graph", _FakeCapture)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "default_generators", (_FakeCuda.generator,))
     _FakeCuda.current = "caller-stream"
     body, calls = loop._iteration_body, []
 
@@ -404,6 +422,7 @@ def test_failed_capture_falls_back_cleanly(setup, monkeypatch):
     assert loop.graph is None and loop.use_graphs is False
     assert loop.graph_error == "RuntimeError: CUDA error: operation not permitted when stream is capturing"
     assert set_to == ["caller-stream"]
+    assert not _FakeCuda.generator.capturing and _FakeCuda.generator.seed == 7  # CUDA randomness works again
     assert int(loop.idx) == 1 and loop.loss_log[0].abs().sum() > 0  # the step ran eagerly, once
     # A capture that succeeds keeps the graph and replays it as the step.
     loop2 = FastLoop(G, D, lr[:1], RLSEConfig(steps=3), fit, precision="fp32", impl="ref", graphs=False)
@@ -433,3 +452,9 @@ def test_cuda_failed_capture_goes_on_eagerly(cuda_setup):
     result = loop.result()
     loop.close()
     assert_same_trajectory(plain, result)
+    # The failed capture left CUDA randomness and later captures working (before the fix, every
+    # later torch.randn on the GPU raised "Offset increment outside graph capture").
+    seed = torch.cuda.initial_seed()
+    assert torch.randn(8, device="cuda").isfinite().all() and torch.cuda.initial_seed() == seed
+    graphed = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True)
+    assert_same_trajectory(plain, graphed)
