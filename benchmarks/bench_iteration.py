@@ -114,10 +114,12 @@ def _time_eager(benchmark, G, D, lr, cfg, fit, seeds, steps, sync):
     return statistics.median(call.intervals), call.first
 
 
-def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync, graphs=True, impl="auto"):
+def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync, graphs=True, impl="auto",
+               channels_last=False):
     """Warm up and capture, then time `rounds` calls of `k` iterations each."""
     t0 = time.perf_counter()
-    loop = FastLoop(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision=precision, graphs=graphs)
+    loop = FastLoop(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision=precision, graphs=graphs,
+                    channels_last=channels_last)
     warm = loop.warmup + 1 if loop.use_graphs else 2
     for _ in range(warm):
         loop.step()
@@ -142,12 +144,14 @@ def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
 # ----------------------------------------------------------------------------- CUDA
 
 # (resolution, batch, engine, precision), cheapest first so that a time limit cuts the costly end.
+# 'fast-cl': the fast engine with channels_last=True (D, and G at batch 1, in NHWC), to decide
+# whether it becomes the default.
 CUDA_CASES = [
     (256, 1, "eager", "fp32"), (256, 1, "fast", "fp32"), (256, 1, "fast", "bf16"),
     (256, 4, "eager", "fp32"), (256, 4, "fast", "bf16"),
     (256, 16, "eager", "fp32"), (256, 16, "fast", "bf16"), (256, 16, "fast", "fp32"),
-    (1024, 1, "eager", "fp32"), (1024, 1, "fast", "fp32"), (1024, 1, "fast", "bf16"),
-    (1024, 4, "eager", "fp32"), (1024, 4, "fast", "bf16"),
+    (1024, 1, "eager", "fp32"), (1024, 1, "fast", "fp32"), (1024, 1, "fast", "bf16"), (1024, 1, "fast-cl", "bf16"),
+    (1024, 4, "eager", "fp32"), (1024, 4, "fast", "bf16"), (1024, 4, "fast-cl", "bf16"),
     (1024, 16, "fast", "bf16"), (1024, 16, "fast", "fp32"), (1024, 16, "eager", "fp32"),
 ]
 _NETS: dict = {}
@@ -180,7 +184,7 @@ def test_iteration_cuda(benchmark, res, batch, engine, precision):
     sync = torch.cuda.synchronize
     big = res == 1024 and batch >= 4
     case = {"device": "cuda", "resolution": res, "batch": batch, "engine": engine, "precision": precision,
-            "ops": _native_ops("cuda") if engine == "fast" else "ref", "torch": torch.__version__}
+            "ops": _native_ops("cuda") if engine != "eager" else "ref", "torch": torch.__version__}
     torch.cuda.reset_peak_memory_stats()
     try:
         if engine == "eager":
@@ -190,7 +194,8 @@ def test_iteration_cuda(benchmark, res, batch, engine, precision):
             _record(benchmark, case, iter_s, first, 1, G, D, cfg, batch, factor)
         else:
             k, rounds = (2, 3) if big else (5, 3)
-            iter_s, first, warm, graph = _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync)
+            iter_s, first, warm, graph = _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
+                                                    channels_last=engine == "fast-cl")
             case.update(graph, measured_steps=k * rounds)
             _record(benchmark, case, iter_s, first, warm, G, D, cfg, batch, factor)
     except torch.cuda.OutOfMemoryError as exc:

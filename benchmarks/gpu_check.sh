@@ -13,10 +13,11 @@
 #   build    setup.py build_ext --inplace: rlse_fast._C (CPU) + rlse_fast._cuda  120
 #   tests    tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py  100
 #            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
-#   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 160
+#   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 200
 #   ops      benchmarks/bench_adam.py (CUDA cases), benchmarks/bench_ops_gpu.py  45
 #            (bias_act, modulate, upfirdn2d, downsample_loss: ref vs CUDA / Triton)
 #   profile  benchmarks/profile_iteration.py, 1024 px, batch 4, bf16           45
+#   profile_cl  the same at batch 1 with --channels-last (G and D in NHWC)      45
 #   quality  benchmarks/quality_fast.py: eager fp32 vs fast fp32 / bf16, 16 faces 40
 # Without a GPU the script is a dry run of itself (CI runs one: tests/test_gpu_check.py): the CUDA
 # cases skip, and the profile and quality stages run on tiny sizes.
@@ -26,7 +27,7 @@
 #
 # Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data, the profile and the
 # quality comparison), logs.txt, bench_iteration.json, bench_ops_gpu.json, profile.txt,
-# quality_fast.json.
+# profile_cl.txt, quality_fast.json.
 #
 # Environment: OUT (required; a scratch folder here for a dry run), PYTHON (default python3),
 # RLSE_GPU_CHECK_TOTAL_S (default 465), RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry
@@ -143,11 +144,11 @@ stage tests 100 "$PY" -m pytest $TESTS -q -rs -p no:cacheprovider -k "not emulat
     --junitxml="$WORK/tests.xml"
 
 # --- (c) benchmarks -------------------------------------------------------------------------------
-ITER_S=$(budget 160)
+ITER_S=$(budget 200)
 # The benchmark starts no case after its own budget, leaving ~50 s for the case in flight.
 export RLSE_BENCH_BUDGET_S=$(( ITER_S > 60 ? ITER_S - 50 : 10 ))
 export RLSE_BENCH_LOG="$WORK/iteration.jsonl"
-stage iter 160 "$PY" -m pytest benchmarks/bench_iteration.py -q -rs -p no:cacheprovider -k cuda \
+stage iter 200 "$PY" -m pytest benchmarks/bench_iteration.py -q -rs -p no:cacheprovider -k cuda \
     --benchmark-json="$OUT/bench_iteration.json" --benchmark-columns=min,median,max,rounds
 if [ -f benchmarks/bench_ops_gpu.py ]; then
     # The fine-tuning Adam first (4 short cases): foreach vs fused at config-f x 1 and x 16 faces.
@@ -165,9 +166,13 @@ HAVE_CUDA=0
 if [ "$HAVE_CUDA" = "1" ]; then
     stage profile 45 "$PY" benchmarks/profile_iteration.py --resolution 1024 --batch 4 --precision bf16 \
         --out "$OUT/profile.txt"
+    stage profile_cl 45 "$PY" benchmarks/profile_iteration.py --resolution 1024 --batch 1 --precision bf16 \
+        --channels-last --out "$OUT/profile_cl.txt"
 else
     stage profile 40 "$PY" benchmarks/profile_iteration.py --resolution 32 --batch 2 --channel-base 1024 \
         --channel-max 64 --factor 4 --precision fp32 --rows 15 --out "$OUT/profile.txt"
+    stage profile_cl 40 "$PY" benchmarks/profile_iteration.py --resolution 32 --batch 1 --channel-base 1024 \
+        --channel-max 64 --factor 4 --precision fp32 --rows 15 --channels-last --out "$OUT/profile_cl.txt"
 fi
 
 # --- (e) quality: eager fp32 vs the fast path (kernels, graphs, bf16) on faces from the bundled prior
@@ -258,6 +263,7 @@ summary = {
     "stages": stages, "tests": tests,
     "bench_iteration": bench("bench_iteration.json"), "iteration_records": iteration_lines,
     "bench_ops_gpu": bench("bench_ops_gpu.json"), "profile": read(out / "profile.txt"),
+    "profile_channels_last": read(out / "profile_cl.txt"),
     "quality_fast": load_json(out / "quality_fast.json"),
 }
 path = out / f"{tag}.json"

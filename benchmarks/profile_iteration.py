@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--channel-base", type=int, default=32768)
     p.add_argument("--channel-max", type=int, default=512)
+    p.add_argument("--channels-last", action="store_true", help="FastLoop(channels_last=True): D (and G at batch 1) in NHWC")
     p.add_argument("--rows", type=int, default=40, help="ops listed")
     p.add_argument("--out", default="profile_iteration.txt")
     args = p.parse_args(argv)
@@ -68,12 +69,14 @@ def main(argv=None) -> int:
     cfg = RLSEConfig(steps=100)
     f = flops.for_config(G, D, cfg, batch=batch, factor=factor)
 
-    lines = [f"profile of one fast iteration: {res}px, batch {batch}, {args.precision}, {dev}"
+    lines = [f"profile of one fast iteration: {res}px, batch {batch}, {args.precision}"
+             + (", channels_last" if args.channels_last else "") + f", {dev}"
              + (f" ({torch.cuda.get_device_name()})" if cuda else "") + f", torch {torch.__version__}",
              f"analytic FLOPs per iteration: {f.total / 1e12:.3f} TFLOP (G {f.generator / 1e12:.3f}, "
              f"D {f.discriminator / 1e12:.3f})", ""]
 
-    loop = FastLoop(G, D, lr, cfg, fit, seeds=list(range(batch)), precision=args.precision, graphs=False)
+    loop = FastLoop(G, D, lr, cfg, fit, seeds=list(range(batch)), precision=args.precision, graphs=False,
+                    channels_last=args.channels_last)
     for _ in range(2):  # lazy initialisation, cuDNN's choices
         loop.step()
     if cuda:
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
     del loop
 
     if cuda:
-        loop = FastLoop(G, D, lr, cfg, fit, seeds=list(range(batch)), precision=args.precision, graphs=True)
+        loop = FastLoop(G, D, lr, cfg, fit, seeds=list(range(batch)), precision=args.precision, graphs=True,
+                        channels_last=args.channels_last)
         for _ in range(loop.warmup + 1):
             loop.step()
         if loop.graph is None:

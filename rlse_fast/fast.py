@@ -25,6 +25,7 @@ Adam kernel with the same learning rate and step count).
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import time
 import warnings
@@ -87,9 +88,11 @@ class FastLoop:
     Benchmarks drive it directly (`step()` k times, then synchronise). G, D, lr_images, cfg, fit,
     seeds, impl: as `explore.super_resolve`. precision: 'fp32' or 'bf16' (autocast of the forward
     pass; weights and optimizer state stay fp32). graphs: capture one iteration in a CUDA graph
-    after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: the discriminator's
-    input in NHWC (off by default and unmeasured: the native bias_act and upfirdn2d kernels take
-    NCHW, so the activations go back to NCHW after the first layer). keep_image: also keep each
+    after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: run the discriminator
+    (a private NHWC copy of the frozen D) and, at batch 1, the generator's activations in NHWC, so
+    that cuDNN skips its layout conversions (21% of a batch-4 iteration at 1024 px on an H100 in
+    NCHW); the native bias_act and upfirdn2d take NHWC as it is. Off by default until a GPU run
+    measures it (`benchmarks/bench_iteration.py` has the cases). keep_image: also keep each
     step's image (for on_step).
     cudnn_benchmark: on CUDA, let cuDNN time its algorithms for each convolution shape during the
     warm-up and keep the fastest (the grouped per-face convolutions are where its heuristics are
@@ -117,6 +120,10 @@ class FastLoop:
         seeds = [seeds] * batch if isinstance(seeds, int) else list(seeds)
         if len(seeds) != batch:
             raise ValueError(f"{len(seeds)} seeds for {batch} faces")
+        if channels_last and D is not None and cfg.semantic:
+            # D is frozen: an NHWC copy (weights too, so that autocast's casts stay NHWC), the
+            # caller's D untouched.
+            D = copy.deepcopy(D).to(memory_format=torch.channels_last)
         self.G, self.D, self.cfg, self.impl = G, D, cfg, impl
         self.device, self.batch = device, batch
         self.precision, self.channels_last, self.keep_image = precision, channels_last, keep_image
@@ -226,7 +233,8 @@ class FastLoop:
         with ops_impl(self.impl):
             with self._autocast():
                 ws = bias_act(self.z * self.std + self.mean, act="lrelu", impl=self.impl)
-                img01 = (self.G.synthesis(ws, noise=self.noise, params=self.params) + 1) / 2
+                img01 = (self.G.synthesis(ws, noise=self.noise, params=self.params, channels_last=self.channels_last)
+                         + 1) / 2
                 sse = self._downsample_loss(img01)
                 if cfg.pixel_loss == "norm":
                     pixel = (sse + 1e-12).sqrt() * cfg.pixel_scale

@@ -342,12 +342,39 @@ def test_cuda_bf16_graphs_within_budget(cuda_setup):
     assert all(h < 0.9 * f for h, f in zip(low.best_loss.tolist(), low.history[0]["total"]))
 
 
+@pytest.mark.parametrize("faces", [1, 3])
+def test_channels_last_same_trajectory(setup, faces):
+    """channels_last: D (a private copy) and, at batch 1, G run in NHWC through the native ops; the
+    trajectory is the NCHW one to float rounding, and the caller's D keeps its layout."""
+    G, D, fit, lr = setup
+    cfg = RLSEConfig(steps=4)
+    seeds = [1, 2, 3][:faces]
+    a = super_resolve_fast(G, D, lr[:faces], cfg, fit, seeds=seeds, precision="fp32", impl="cpp")
+    loop = FastLoop(G, D, lr[:faces], cfg, fit, seeds=seeds, precision="fp32", impl="cpp", channels_last=True)
+    cl = torch.channels_last
+    assert loop.D is not D and all(f.is_contiguous(memory_format=cl) and not f.is_contiguous()
+                                   for f in loop.target_feats if f.shape[-1] > 1)
+    assert all(p.is_contiguous() for p in D.parameters())
+    if faces == 1:
+        ws = torch.zeros(1, G.synthesis.num_ws, G.cfg.w_dim)
+        with torch.no_grad():
+            img = G.synthesis(ws, noise_mode="const", channels_last=True)
+        assert img.is_contiguous(memory_format=cl) and not img.is_contiguous()
+        torch.testing.assert_close(img, G.synthesis(ws, noise_mode="const"))
+    for _ in range(cfg.steps):
+        loop.step()
+    b = loop.result()
+    assert_same_trajectory(a, b)
+
+
 @cuda
-def test_cuda_channels_last_discriminator(cuda_setup):
+@pytest.mark.parametrize("faces", [1, 3])
+def test_cuda_channels_last(cuda_setup, faces):
     G, D, fit, lr = cuda_setup
     cfg = RLSEConfig(steps=4)
-    a = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=False)
-    b = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True, channels_last=True)
+    seeds = [1, 2, 3][:faces]
+    a = super_resolve_fast(G, D, lr[:faces], cfg, fit, seeds=seeds, precision="fp32", graphs=False)
+    b = super_resolve_fast(G, D, lr[:faces], cfg, fit, seeds=seeds, precision="fp32", graphs=True, channels_last=True)
     assert_same_trajectory(a, b)
 
 

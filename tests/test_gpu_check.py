@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-STAGES = ["env", "build", "tests", "iter", "ops", "profile", "quality"]
+STAGES = ["env", "build", "tests", "iter", "ops", "profile", "profile_cl", "quality"]
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
                                 reason="the script needs bash and coreutils' timeout")
@@ -56,6 +56,8 @@ def test_summary_holds_the_tests_profile_and_quality(dry_run):
     assert counts["failure"] == 0 and counts["error"] == 0 and counts["passed"] > 0, counts
     profile = summary["profile"] or ""
     assert "ms/iteration" in profile and "Self CPU time total" in profile, profile[:500]
+    profile_cl = summary["profile_channels_last"] or ""
+    assert "channels_last" in profile_cl and "ms/iteration" in profile_cl, profile_cl[:500]
     quality = summary["quality_fast"]
     assert [r["name"] for r in quality["results"]] == ["eager-fp32-ref", "fast-fp32", "fast-bf16"]
     assert all(r["psnr_y"] > 10 for r in quality["results"])

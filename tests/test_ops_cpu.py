@@ -172,6 +172,28 @@ def test_upfirdn2d_dtype_budget(dtype, name):
         within_budget(g, g64, g_low, f"{name} backward")
 
 
+def test_channels_last_in_channels_last_out():
+    """A channels-last x through the C++ ops: the same values as NCHW, forward and backward, and
+    channels-last out (bias_act runs the NHWC view; the upfirdn2d bindings convert there and back)."""
+    cl = torch.channels_last
+    x = torch.randn(2, 3, 9, 7, generator=torch.Generator().manual_seed(3))
+    b = torch.randn(3, generator=torch.Generator().manual_seed(4))
+    f = setup_filter([1, 3, 3, 1])
+    cases = [
+        ("bias_act", lambda x, b: bias_act(x, b, act="lrelu", impl="cpp"), (x, b)),
+        ("upsample2d", lambda x: upsample2d(x, f, impl="cpp"), (x,)),
+        ("downsample2d", lambda x: downsample2d(x, f, impl="cpp"), (x,)),
+    ]
+    for name, fn, inputs in cases:
+        y0, g0 = grads(fn, *inputs)
+        y1, g1 = grads(fn, inputs[0].contiguous(memory_format=cl), *inputs[1:],
+                       upstream=torch.randn(y0.shape, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=cl))
+        assert y1.is_contiguous(memory_format=cl) and not y1.is_contiguous(), name
+        torch.testing.assert_close(y1, y0, msg=name)
+        for a, r in zip(g1, g0):
+            torch.testing.assert_close(a, r, msg=name)
+
+
 def test_upfirdn2d_filter_grad_falls_back_under_auto():
     x = torch.randn(1, 1, 6, 6)
     f = F2D.clone().requires_grad_(True)

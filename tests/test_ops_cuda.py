@@ -77,7 +77,7 @@ class EmulatedCuda:
         P, I, L, D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
         lib.rlse_emu_error.restype = ctypes.c_char_p
         lib.rlse_emu_bias_act.argtypes = [I, P, P, P, P, P, P, I, I, D, D, D, L, L, L]
-        lib.rlse_emu_upfirdn2d.argtypes = [I, P, P, P] + [I] * 10 + [D, L] + [I] * 6
+        lib.rlse_emu_upfirdn2d.argtypes = [I, P, P, P] + [I] * 10 + [D, L] + [I] * 6 + [L]
         lib.rlse_emu_downsample_loss.argtypes = [I, I, P, P, P, P, P, P, P] + [I] * 9
         self.lib = lib
 
@@ -113,15 +113,18 @@ class EmulatedCuda:
         return dx, db.to(b.dtype)
 
     def upfirdn2d(self, x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain):
-        assert x.is_contiguous() and f.is_contiguous()
+        # As the CUDA bindings: NCHW, or channels-last in and out (the NHWC kernel).
+        nhwc = not x.is_contiguous()
+        assert (not nhwc or x.is_contiguous(memory_format=torch.channels_last)) and f.is_contiguous()
         fw, fh = f.shape[-1], f.shape[0]
         out_h = (x.shape[2] * upy + pady0 + pady1 - fh) // downy + 1
         out_w = (x.shape[3] * upx + padx0 + padx1 - fw) // downx + 1
-        y = torch.empty([x.shape[0], x.shape[1], out_h, out_w], dtype=x.dtype)
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        y = torch.empty([x.shape[0], x.shape[1], out_h, out_w], dtype=x.dtype).contiguous(memory_format=fmt)
         self._check(self.lib.rlse_emu_upfirdn2d(
             DTYPE_CODE[x.dtype], _ptr(x), _ptr(f), _ptr(y), upx, upy, downx, downy, padx0, padx1, pady0, pady1,
             int(flip), int(f.ndim == 1), gain, x.shape[0] * x.shape[1], x.shape[2], x.shape[3], out_h, out_w,
-            fh, fw))
+            fh, fw, x.shape[1] if nhwc else 0))
         return y
 
     def downsample_loss(self, y, x, taps, factor, pad0, keep_diff):
@@ -295,6 +298,50 @@ def test_upfirdn2d_low_precision_budget(backend, dtype, up, down, sep):
     assert yk.dtype == dtype
     within_budget(yk, y64, yr, f"upfirdn2d {dtype} forward")
     within_budget(gk[0], g64[0], gr[0], f"upfirdn2d {dtype} dx")
+
+
+@pytest.mark.parametrize("case", [UPFIRDN_CASES[i] for i in (0, 1, 2, 3, 4, 8, 10)], ids=lambda c: f"{c[3]}-{c[4]}")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_upfirdn2d_channels_last(backend, case, dtype):
+    """Channels-last in, channels-last out, on the NHWC kernel (forward, and the backward from a
+    channels-last gradient), equal to the NCHW result; C = 3 so that a channel mix-up shows."""
+    impls, dev = backend
+    shape, taps, sep, up, down, pad, flip, gain = case
+    shape = (shape[0], 3, *shape[2:])
+    f = _filter(taps, sep)
+    args = dict(up=up, down=down, padding=pad, flip_filter=flip, gain=gain)
+    x = rand(*shape, device=dev, seed=5).to(dtype)
+    y_ref = impls["upfirdn2d"](x, f, **args)
+    upstream = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(6)).to(dev, dtype)
+    y0, g0 = grads(lambda x: impls["upfirdn2d"](x, f, **args), x, upstream=upstream)
+    cl = torch.channels_last
+    y1, g1 = grads(lambda x: impls["upfirdn2d"](x, f, **args), x.contiguous(memory_format=cl),
+                   upstream=upstream.contiguous(memory_format=cl))
+    assert y1.is_contiguous(memory_format=cl) and not y1.is_contiguous()
+    assert g1[0].is_contiguous(memory_format=cl) and not g1[0].is_contiguous()
+    # Equal to rounding (the planar kernels sum separable taps in another order); the default
+    # tolerances of the dtype: a wrong pixel or channel is off by O(1).
+    torch.testing.assert_close(y1, y0)
+    torch.testing.assert_close(g1[0], g0[0])
+
+
+def test_bias_act_channels_last(backend):
+    """A channels-last x runs as its NHWC view (bias along the last dim): same values, the layout
+    kept, forward and backward, and the bias gradient."""
+    from rlse_fast.ops.bias_act import run_native
+
+    impls, dev = backend
+    x = rand(2, 5, 4, 3, device=dev, seed=9).contiguous(memory_format=torch.channels_last)
+    b = rand(5, device=dev, seed=10)
+    upstream = torch.randn(2, 5, 4, 3, generator=torch.Generator().manual_seed(11)).to(dev)
+    upstream = upstream.contiguous(memory_format=torch.channels_last)
+    y1, g1 = grads(lambda x, b: run_native(impls["bias_act"], x, b, 1, "lrelu", None, None, 0.9), x, b,
+                   upstream=upstream)
+    y0, g0 = grads(lambda x, b: _bias_act_ref(x, b, act="lrelu", clamp=0.9), x.contiguous(), b, upstream=upstream)
+    assert y1.is_contiguous(memory_format=torch.channels_last) and not y1.is_contiguous()
+    torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-6)
+    for a, r in zip(g1, g0):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-6)
 
 
 # --- downsample_loss -------------------------------------------------------------------------------

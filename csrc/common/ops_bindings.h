@@ -7,6 +7,7 @@
 //   B::Guard(device)                         RAII: make `device` current (the CUDA device guard)
 //   B::kFusedDbMinChannels                   bias_act_backward fuses db from this many channels on
 //   B::kMaxTaps, B::kNeedsDiff               downsample_loss: tap limit; diff always written
+//   B::kNhwcUpfirdn2d                        upfirdn2d runs channels-last tensors natively
 //   B::bias_act<T>(p), B::upfirdn2d<T>(p), B::downsample_loss<T>(p), B::downsample_loss_backward<T>(p)
 #pragma once
 #include <torch/extension.h>
@@ -34,11 +35,16 @@ inline bool is_float_dtype(at::ScalarType s) {
 inline at::ScalarType acc_dtype(at::ScalarType s) { return s == at::kDouble ? at::kDouble : at::kFloat; }
 
 template <class B>
-void check_input(const at::Tensor& t, const char* op, const char* name) {
+void check_input(const at::Tensor& t, const char* op, const char* name, bool channels_last_ok = false) {
     B::check_device(t, t, op, name);
     TORCH_CHECK(is_float_dtype(t.scalar_type()), op, ": ", name,
                 " must be float32, float64, float16 or bfloat16, got ", t.scalar_type());
-    TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+    if (channels_last_ok && t.dim() == 4) {
+        TORCH_CHECK(t.is_contiguous() || t.is_contiguous(at::MemoryFormat::ChannelsLast), op, ": ", name,
+                    " must be contiguous or channels_last");
+    } else {
+        TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+    }
 }
 
 // Optional tensors are passed as empty tensors (numel 0), as in the official StyleGAN2 op.
@@ -155,8 +161,13 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
                      int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip,
                      double gain) {
     const char* op = "upfirdn2d";
-    check_input<B>(x, op, "x");
+    check_input<B>(x, op, "x", /*channels_last_ok=*/true);
     TORCH_CHECK(x.dim() == 4, op, ": x must be (N, C, H, W), got shape ", x.sizes());
+    // Channels-last in, channels-last out (a tensor that is both, e.g. C == 1, counts as NCHW).
+    const bool nhwc = !x.is_contiguous();
+    if (nhwc && !B::kNhwcUpfirdn2d)
+        return upfirdn2d<B>(x.contiguous(), f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain)
+            .contiguous(at::MemoryFormat::ChannelsLast);
     B::check_device(f, x, op, "f");
     TORCH_CHECK(f.scalar_type() == acc_dtype(x.scalar_type()), op, ": f must be ", acc_dtype(x.scalar_type()),
                 " for a ", x.scalar_type(), " x, got ", f.scalar_type());
@@ -177,7 +188,8 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
                 op, ": sizes or paddings are too large");
 
     const typename B::Guard guard(x.device());
-    auto y = at::empty({x.size(0), x.size(1), outH, outW}, x.options());
+    auto y = at::empty({x.size(0), x.size(1), outH, outW}, x.options(),
+                       nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
     if (y.numel() == 0) return y;
     upfirdn2d_kernel_params p{};
     p.x = x.data_ptr();
@@ -195,6 +207,7 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int6
     p.separable = f.dim() == 1 ? 1 : 0;
     p.gain = gain;
     p.major = x.size(0) * x.size(1);
+    p.channels = nhwc ? x.size(1) : 0;
     p.inH = static_cast<int>(inH);
     p.inW = static_cast<int>(inW);
     p.outH = static_cast<int>(outH);

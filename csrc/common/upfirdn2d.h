@@ -12,10 +12,10 @@
 #include <cstdint>
 
 struct upfirdn2d_kernel_params {
-    const void* x;        // [major, inH, inW] contiguous, dtype T
+    const void* x;        // [major, inH, inW] contiguous, dtype T (NHWC: [major / channels, inH, inW, channels])
     const void* f;        // filter in the accumulation type A (double for T = double, else float):
                           // [filterH, filterW], or [filterW] when separable
-    void*       y;        // [major, outH, outW] contiguous, dtype T
+    void*       y;        // [major, outH, outW] contiguous, dtype T (NHWC: [major / channels, outH, outW, channels])
 
     int     upx, upy, downx, downy;
     int     padx0, padx1, pady0, pady1;  // negative values crop
@@ -23,6 +23,8 @@ struct upfirdn2d_kernel_params {
     int     separable;    // 1: f is 1-D, applied along both axes
     double  gain;         // multiplies the output
     int64_t major;        // N * C
+    int64_t channels;     // 0: planar (NCHW) x and y; > 0: channels-last (NHWC) with C = channels
+                          // (CUDA only; the CPU bindings convert to NCHW and back)
     int     inH, inW, outH, outW;
     int     filterH, filterW;
 };

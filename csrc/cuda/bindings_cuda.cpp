@@ -18,6 +18,7 @@ struct CudaBackend {
     static constexpr int64_t kFusedDbMinChannels = 128;
     static constexpr int64_t kMaxTaps = 2048;  // downsample_loss keeps the taps in shared memory
     static constexpr bool kNeedsDiff = true;   // the forward kernel always writes diff
+    static constexpr bool kNhwcUpfirdn2d = true;
 
     using Guard = at::cuda::OptionalCUDAGuard;
 

@@ -5,7 +5,9 @@
 //   TW x TH output tile (zero outside the image) and the flipped, gain-scaled filter (zero-padded
 //   to FW x FH) into shared memory, then computes the tile; a separable (1-D) filter runs as a
 //   horizontal pass into shared memory followed by a vertical pass.
-// - `general`: one thread per output pixel, reading global memory; any up/down/padding/filter.
+// - `general`: one thread per output pixel, reading global memory; any up/down/padding/filter. Its
+//   NHWC instance serves channels-last tensors (channels fastest, so a warp reads and writes
+//   consecutive channels), where cuDNN's convolutions want them.
 //
 // Index algebra (both kernels): output ox reads the zero-inserted signal at u = ox * down - pad0 + k
 // for taps k in [0, fw); only u % up == 0 are non-zero, at input u / up. The first such tap is
@@ -24,7 +26,8 @@ constexpr int kThreads = 256;
 // Filter tap k (in correlation order) of a filter with n taps: a true convolution flips it.
 __device__ __forceinline__ int ftap(int k, int n, int flip) { return flip ? k : n - 1 - k; }
 
-template <class T, class A>
+// NHWC: idx runs over [N, outH, outW, C] (channel fastest) and the input pixel stride is C.
+template <class T, class A, bool NHWC>
 __global__ void __launch_bounds__(kThreads) upfirdn2d_general(upfirdn2d_kernel_params p) {
     const T* __restrict__ x = static_cast<const T*>(p.x);
     const A* __restrict__ f = static_cast<const A*>(p.f);
@@ -32,12 +35,15 @@ __global__ void __launch_bounds__(kThreads) upfirdn2d_general(upfirdn2d_kernel_p
     const A gain = static_cast<A>(p.gain);
     const int64_t total = p.major * p.outH * p.outW;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+    const int64_t step = NHWC ? p.channels : 1;  // between neighbouring pixels of one channel
 
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; idx < total; idx += stride) {
-        const int ox = static_cast<int>(idx % p.outW);
-        const int oy = static_cast<int>((idx / p.outW) % p.outH);
-        const int64_t m = idx / (static_cast<int64_t>(p.outW) * p.outH);
-        const T* __restrict__ xp = x + m * p.inH * p.inW;
+        const int64_t pix = NHWC ? idx / p.channels : idx;
+        const int ox = static_cast<int>(pix % p.outW);
+        const int oy = static_cast<int>((pix / p.outW) % p.outH);
+        const int64_t plane = pix / (static_cast<int64_t>(p.outW) * p.outH);  // NCHW: n * C + c; NHWC: n
+        const T* __restrict__ xp = NHWC ? x + plane * p.inH * p.inW * p.channels + idx % p.channels
+                                        : x + plane * p.inH * p.inW;
 
         const int ux = ox * p.downx - p.padx0, uy = oy * p.downy - p.pady0;
         const int kx0 = pos_mod(-ux, p.upx), ky0 = pos_mod(-uy, p.upy);
@@ -56,7 +62,7 @@ __global__ void __launch_bounds__(kThreads) upfirdn2d_general(upfirdn2d_kernel_p
                 if (ix >= p.inW) break;
                 const int fx = ftap(kx, p.filterW, p.flip);
                 const A w = p.separable ? wy * f[fx] : f[fy * p.filterW + fx];
-                acc += w * to_acc(xp[static_cast<int64_t>(iy) * p.inW + ix]);
+                acc += w * to_acc(xp[(static_cast<int64_t>(iy) * p.inW + ix) * step]);
             }
         }
         y[idx] = from_acc<T>(acc * gain);
@@ -189,6 +195,12 @@ void upfirdn2d_cuda(const upfirdn2d_kernel_params& p, void* stream) {
     if (p.major <= 0 || p.outH <= 0 || p.outW <= 0) return;
     if (p.separable && p.filterW != p.filterH) throw std::invalid_argument("upfirdn2d_cuda: a separable filter needs filterW == filterH");
 
+    if (p.channels > 0) {
+        const int64_t total = p.major * p.outH * p.outW;
+        auto* kernel = &upfirdn2d_general<D, A, true>;
+        RLSE_LAUNCH(kernel, grid_for(total, kThreads), kThreads, 0, s, p);
+        return;
+    }
     const bool iso = p.upx == p.upy && p.downx == p.downy;
     const bool fits4 = p.filterW <= 4 && p.filterH <= 4;
     const bool fits8 = p.filterW <= 8 && p.filterH <= 8;
@@ -200,7 +212,7 @@ void upfirdn2d_cuda(const upfirdn2d_kernel_params& p, void* stream) {
         launch_tiled<D, A, 1, 2, 4, 4, 32, 16>(p, s);
     } else {
         const int64_t total = p.major * p.outH * p.outW;
-        auto* kernel = &upfirdn2d_general<D, A>;
+        auto* kernel = &upfirdn2d_general<D, A, false>;
         RLSE_LAUNCH(kernel, grid_for(total, kThreads), kThreads, 0, s, p);
     }
 }

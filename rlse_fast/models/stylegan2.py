@@ -336,13 +336,16 @@ class SynthesisNetwork(nn.Module):
         """The synthesis layers in the order of the noise inputs (coarse to fine)."""
         return [layer for block in self.blocks() for layer in block.layers()]
 
-    def forward(self, ws, noise_mode="const", noise=None, fused_modconv=None, params=None):
+    def forward(self, ws, noise_mode="const", noise=None, fused_modconv=None, params=None, channels_last=False):
         """ws: (B, num_ws, w_dim) W+ latents -> images (B, C, R, R) in about [-1, 1], float32.
 
         noise: None, or a list of cfg.num_noise maps (B or 1, 1, r, r) (None entries use noise_mode);
         params: per-sample parameter values (per-face fine-tuning), a dict from this network's
         parameter names ('b8.conv0.weight', 'b4.const', ...) to tensors (B, *param.shape).
         fused_modconv: None picks the grouped convolution in eval mode, at batch 1, or with params.
+        channels_last: run the activations in NHWC after the first block, where cuDNN wants them (the
+        same values to float rounding). At batch 1 only: the grouped per-sample convolution folds the
+        batch into the channels, which an NHWC tensor cannot do without a copy.
         """
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.cfg.w_dim:
             raise ValueError(f"ws must be (B, {self.num_ws}, {self.cfg.w_dim}), got {tuple(ws.shape)}")
@@ -358,6 +361,9 @@ class SynthesisNetwork(nn.Module):
             block_noise = noise[n_idx:n_idx + block.num_conv] if noise is not None else None
             x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noise,
                            fused_modconv=fused_modconv, params=_sub(params, f"b{res}"))
+            if channels_last and x.shape[0] == 1:  # a no-op after the first block: the layers keep NHWC
+                x = x.contiguous(memory_format=torch.channels_last)
+                img = img.contiguous(memory_format=torch.channels_last)
             w_idx += block.num_conv
             n_idx += block.num_conv
         return img

@@ -78,4 +78,13 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     fn = dispatch.pick("bias_act", impl, x)
     if fn is None:
         return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    return run_native(fn, x, b, dim, act, alpha, gain, clamp)
+
+
+def run_native(fn, x, b, dim, act, alpha, gain, clamp):
+    """Call a native bias_act `fn`. A channels-last x runs as its NHWC view, which is contiguous
+    with the channels innermost: the kernels take it as it is (bias along the last dim), and
+    permuting back keeps the output channels-last (no layout copies either way)."""
+    if x.ndim == 4 and dim in (1, -3) and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return fn(x.permute(0, 2, 3, 1), b, 3, act, alpha, gain, clamp).permute(0, 3, 1, 2)
     return fn(x, b, dim, act, alpha, gain, clamp)

@@ -39,6 +39,14 @@ def _none(like: torch.Tensor) -> torch.Tensor:
     return torch.empty(0, dtype=like.dtype, device=like.device)
 
 
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """x if the upfirdn2d bindings take it as is (contiguous, or 4-D channels-last: NHWC in and out,
+    so that cuDNN's convolutions around it skip their layout conversions), else a contiguous copy."""
+    if x.is_contiguous() or (x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+        return x
+    return x.contiguous()
+
+
 def native_impls(ext) -> dict[str, Callable]:
     """The op functions ({'bias_act', 'upfirdn2d', 'downsample_loss'}) over the extension `ext`.
 
@@ -108,7 +116,7 @@ def native_impls(ext) -> dict[str, Callable]:
                 fw - px0 - 1, iw * upx - ow * downx + px0 - upx + 1,
                 fh - py0 - 1, ih * upy - oh * downy + py0 - upy + 1,
             )
-            dx = Upfirdn2d.apply(dy.contiguous(), f, (downx, downy), (upx, upy), pad, not flip, gain)
+            dx = Upfirdn2d.apply(_dense(dy), f, (downx, downy), (upx, upy), pad, not flip, gain)
             return dx, None, None, None, None, None, None
 
     def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
@@ -122,7 +130,7 @@ def native_impls(ext) -> dict[str, Callable]:
         if f.ndim not in (1, 2):
             raise ValueError(f"filter must be 1-D or 2-D, got shape {tuple(f.shape)}")
         f = f.detach().to(device=x.device, dtype=_acc(x.dtype)).contiguous()
-        return Upfirdn2d.apply(x.contiguous(), f, up, down, pad, bool(flip_filter), float(gain))
+        return Upfirdn2d.apply(_dense(x), f, up, down, pad, bool(flip_filter), float(gain))
 
     class DownsampleLoss(torch.autograd.Function):
         @staticmethod

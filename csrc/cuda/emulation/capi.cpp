@@ -63,7 +63,8 @@ int rlse_emu_bias_act(int dtype, const void* x, const void* b, const void* xref,
 
 int rlse_emu_upfirdn2d(int dtype, const void* x, const void* f, void* y, int upx, int upy, int downx, int downy,
                        int padx0, int padx1, int pady0, int pady1, int flip, int separable, double gain,
-                       int64_t major, int inH, int inW, int outH, int outW, int filterH, int filterW) {
+                       int64_t major, int inH, int inW, int outH, int outW, int filterH, int filterW,
+                       int64_t channels) {
     upfirdn2d_kernel_params p{};
     p.x = x;
     p.f = f;
@@ -86,6 +87,7 @@ int rlse_emu_upfirdn2d(int dtype, const void* x, const void* f, void* y, int upx
     p.outW = outW;
     p.filterH = filterH;
     p.filterW = filterW;
+    p.channels = channels;
     return by_dtype(dtype, [&](auto tag) { upfirdn2d_cuda<decltype(tag)>(p, nullptr); });
 }
 
