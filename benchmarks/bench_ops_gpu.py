@@ -107,6 +107,27 @@ def test_upfirdn2d(benchmark, impl, what, shape, dtype, separable):
     _run(benchmark, lambda: UPFIRDN[what](x, f, impl))
 
 
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("what", list(UPFIRDN))
+def test_upfirdn2d_layout(benchmark, what, layout):
+    """A 1024 px layer's FIR (32 channels, bf16, the models' 4x4 filter), forward + backward: the
+    tiled NCHW kernels vs the NHWC one that channels_last runs."""
+    x = torch.randn(1, 32, 1024, 1024, device="cuda", dtype=torch.bfloat16)
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    f = setup_filter([1, 3, 3, 1]).cuda()
+    _need("upfirdn2d", "cuda", x)
+    g = torch.randn_like(UPFIRDN[what](x.detach(), f, "cuda"))  # randn_like keeps the layout
+    benchmark.group = f"upfirdn2d {what} fwd+bwd 1x32x1024 bf16 by layout"
+
+    def step():
+        x.grad = None
+        UPFIRDN[what](x, f, "cuda").backward(g)
+
+    _run(benchmark, step)
+
+
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("factor", [64, 16])
 @pytest.mark.parametrize("impl", ["ref", "cuda", "triton"])
