@@ -27,23 +27,29 @@ constexpr int kThreads = 256;
 __device__ __forceinline__ int ftap(int k, int n, int flip) { return flip ? k : n - 1 - k; }
 
 // NHWC: idx runs over [N, outH, outW, C] (channel fastest) and the input pixel stride is C.
-template <class T, class A, bool NHWC>
+// I: the index type, 32-bit when input, output and the last grid stride fit (64-bit division is
+// many times slower, and this kernel divides three times per output).
+template <class T, class A, bool NHWC, class I>
 __global__ void __launch_bounds__(kThreads) upfirdn2d_general(upfirdn2d_kernel_params p) {
     const T* __restrict__ x = static_cast<const T*>(p.x);
     const A* __restrict__ f = static_cast<const A*>(p.f);
     T* __restrict__ y = static_cast<T*>(p.y);
     const A gain = static_cast<A>(p.gain);
-    const int64_t total = p.major * p.outH * p.outW;
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-    const int64_t step = NHWC ? p.channels : 1;  // between neighbouring pixels of one channel
+    const I total = static_cast<I>(p.major * p.outH * p.outW);
+    const I stride = static_cast<I>(gridDim.x) * kThreads;
+    const I channels = static_cast<I>(NHWC ? p.channels : 1);
+    const I out_w = static_cast<I>(p.outW), out_h = static_cast<I>(p.outH);
+    const I in_plane = static_cast<I>(p.inH) * static_cast<I>(p.inW);
+    const I step = channels;  // between neighbouring pixels of one channel (1 for NCHW)
 
-    for (int64_t idx = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; idx < total; idx += stride) {
-        const int64_t pix = NHWC ? idx / p.channels : idx;
-        const int ox = static_cast<int>(pix % p.outW);
-        const int oy = static_cast<int>((pix / p.outW) % p.outH);
-        const int64_t plane = pix / (static_cast<int64_t>(p.outW) * p.outH);  // NCHW: n * C + c; NHWC: n
-        const T* __restrict__ xp = NHWC ? x + plane * p.inH * p.inW * p.channels + idx % p.channels
-                                        : x + plane * p.inH * p.inW;
+    for (I idx = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; idx < total; idx += stride) {
+        const I pix = NHWC ? idx / channels : idx;
+        const int ox = static_cast<int>(pix % out_w);
+        const I rows = pix / out_w;
+        const int oy = static_cast<int>(rows % out_h);
+        const I plane = rows / out_h;  // NCHW: n * C + c; NHWC: n
+        const T* __restrict__ xp = NHWC ? x + plane * in_plane * channels + (idx - pix * channels)
+                                        : x + plane * in_plane;
 
         const int ux = ox * p.downx - p.padx0, uy = oy * p.downy - p.pady0;
         const int kx0 = pos_mod(-ux, p.upx), ky0 = pos_mod(-uy, p.upy);
@@ -62,7 +68,7 @@ __global__ void __launch_bounds__(kThreads) upfirdn2d_general(upfirdn2d_kernel_p
                 if (ix >= p.inW) break;
                 const int fx = ftap(kx, p.filterW, p.flip);
                 const A w = p.separable ? wy * f[fx] : f[fy * p.filterW + fx];
-                acc += w * to_acc(xp[(static_cast<int64_t>(iy) * p.inW + ix) * step]);
+                acc += w * to_acc(xp[(static_cast<I>(iy) * p.inW + ix) * step]);
             }
         }
         y[idx] = from_acc<T>(acc * gain);
@@ -185,6 +191,16 @@ void launch_tiled(const upfirdn2d_kernel_params& p, cudaStream_t stream) {
     RLSE_LAUNCH(kernel, grid, kThreads, 0, stream, p);
 }
 
+template <class T, class A, bool NHWC>
+void launch_general(const upfirdn2d_kernel_params& p, cudaStream_t stream) {
+    const int64_t total = p.major * p.outH * p.outW;
+    const int64_t input = p.major * p.inH * p.inW;
+    const unsigned int blocks = grid_for(total, kThreads);
+    const bool narrow = total + static_cast<int64_t>(blocks) * kThreads < (int64_t(1) << 31) && input < (int64_t(1) << 31);
+    auto* kernel = narrow ? &upfirdn2d_general<T, A, NHWC, int32_t> : &upfirdn2d_general<T, A, NHWC, int64_t>;
+    RLSE_LAUNCH(kernel, blocks, kThreads, 0, stream, p);
+}
+
 }  // namespace
 
 template <class T>
@@ -196,9 +212,7 @@ void upfirdn2d_cuda(const upfirdn2d_kernel_params& p, void* stream) {
     if (p.separable && p.filterW != p.filterH) throw std::invalid_argument("upfirdn2d_cuda: a separable filter needs filterW == filterH");
 
     if (p.channels > 0) {
-        const int64_t total = p.major * p.outH * p.outW;
-        auto* kernel = &upfirdn2d_general<D, A, true>;
-        RLSE_LAUNCH(kernel, grid_for(total, kThreads), kThreads, 0, s, p);
+        launch_general<D, A, true>(p, s);
         return;
     }
     const bool iso = p.upx == p.upy && p.downx == p.downy;
@@ -211,9 +225,7 @@ void upfirdn2d_cuda(const upfirdn2d_kernel_params& p, void* stream) {
     } else if (iso && p.upx == 1 && p.downx == 2 && fits4) {
         launch_tiled<D, A, 1, 2, 4, 4, 32, 16>(p, s);
     } else {
-        const int64_t total = p.major * p.outH * p.outW;
-        auto* kernel = &upfirdn2d_general<D, A, false>;
-        RLSE_LAUNCH(kernel, grid_for(total, kThreads), kThreads, 0, s, p);
+        launch_general<D, A, false>(p, s);
     }
 }
 
