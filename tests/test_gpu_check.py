@@ -63,3 +63,45 @@ def test_summary_holds_the_tests_profile_and_quality(dry_run):
     assert all(r["psnr_y"] > 10 for r in quality["results"])
     # The benchmarks' CUDA cases skip on the CPU: nothing is reported as measured.
     assert not summary["bench_iteration"] and not summary["bench_ops_gpu"]
+
+
+def _latest_gpu_summary() -> Path | None:
+    """The newest `<gpu>-<date>.json` summary under benchmarks/results (CPU files excluded)."""
+    import re
+
+    found = [p for p in (ROOT / "benchmarks" / "results").glob("*.json")
+             if re.fullmatch(r"(?!cpu-|quality-).+-\d{4}-\d{2}-\d{2}\.json", p.name)]
+    return max(found, key=lambda p: (p.stem[-10:], p.name)) if found else None
+
+
+def test_readme_shows_the_latest_gpu_table():
+    """The README's GPU table is `benchmarks/gpu_table.py` of the newest committed GPU summary, and
+    each of its cells is that run's measurement (per face = 100 iterations / batch)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_table
+    finally:
+        sys.path.pop(0)
+    path = _latest_gpu_summary()
+    if path is None:
+        pytest.skip("no GPU run is committed yet")
+    summary = json.loads(path.read_text())
+    text = gpu_table.table(summary)
+    readme = (ROOT / "README.md").read_text()
+    assert text in readme, f"README's GPU table is not the one of {path.name}; paste:\n{text}"
+    assert f"`benchmarks/results/{path.stem}" in readme
+    rows = {tuple(int(v) for v in line.split("|")[1].split(",")): line.split("|")[2:-1]
+            for line in text.splitlines()[2:]}
+    for r in summary["iteration_records"]:
+        if "iter_s" in r and r["engine"] == "fast" and r["precision"] == "bf16":
+            cells = rows[(r["resolution"], r["batch"])]
+            assert float(cells[2]) == pytest.approx(100 * r["iter_s"] / r["batch"], abs=0.006)
+
+
+def test_gpu_table_refuses_what_is_not_a_summary(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("[1, 2]")
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_table.py"), str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1 and "gpu_check.sh" in res.stderr
