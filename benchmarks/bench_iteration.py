@@ -115,11 +115,10 @@ def _time_eager(benchmark, G, D, lr, cfg, fit, seeds, steps, sync):
 
 
 def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync, graphs=True, impl="auto",
-               channels_last=False):
-    """Warm up and capture, then time `rounds` calls of `k` iterations each."""
+               **options):
+    """Warm up and capture, then time `rounds` calls of `k` iterations each. options: FastLoop's."""
     t0 = time.perf_counter()
-    loop = FastLoop(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision=precision, graphs=graphs,
-                    channels_last=channels_last)
+    loop = FastLoop(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision=precision, graphs=graphs, **options)
     warm = loop.warmup + 1 if loop.use_graphs else 2
     for _ in range(warm):
         loop.step()
@@ -144,14 +143,18 @@ def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
 # ----------------------------------------------------------------------------- CUDA
 
 # (resolution, batch, engine, precision), cheapest first so that a time limit cuts the costly end.
-# 'fast-cl': the fast engine with channels_last=True (D, and G at batch 1, in NHWC), to decide
-# whether it becomes the default.
+# Variants of the fast engine, to decide its defaults: 'fast-cl' channels_last=True (D, and G at
+# batch 1, in NHWC); 'fast-nobench' cudnn_benchmark=False (cuDNN's heuristics instead of timing its
+# algorithms during the warm-up: less set-up, perhaps slower iterations).
+ENGINE_OPTIONS = {"fast": {}, "fast-cl": {"channels_last": True}, "fast-nobench": {"cudnn_benchmark": False}}
 CUDA_CASES = [
     (256, 1, "eager", "fp32"), (256, 1, "fast", "fp32"), (256, 1, "fast", "bf16"),
     (256, 4, "eager", "fp32"), (256, 4, "fast", "bf16"),
     (256, 16, "eager", "fp32"), (256, 16, "fast", "bf16"), (256, 16, "fast", "fp32"),
     (1024, 1, "eager", "fp32"), (1024, 1, "fast", "fp32"), (1024, 1, "fast", "bf16"), (1024, 1, "fast-cl", "bf16"),
+    (1024, 1, "fast-nobench", "bf16"),
     (1024, 4, "eager", "fp32"), (1024, 4, "fast", "bf16"), (1024, 4, "fast-cl", "bf16"),
+    (1024, 4, "fast-nobench", "bf16"),
     (1024, 16, "fast", "bf16"), (1024, 16, "fast", "fp32"), (1024, 16, "eager", "fp32"),
 ]
 _NETS: dict = {}
@@ -195,7 +198,7 @@ def test_iteration_cuda(benchmark, res, batch, engine, precision):
         else:
             k, rounds = (2, 3) if big else (5, 3)
             iter_s, first, warm, graph = _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
-                                                    channels_last=engine == "fast-cl")
+                                                    **ENGINE_OPTIONS[engine])
             case.update(graph, measured_steps=k * rounds)
             _record(benchmark, case, iter_s, first, warm, G, D, cfg, batch, factor)
     except torch.cuda.OutOfMemoryError as exc:

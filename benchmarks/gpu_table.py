@@ -1,6 +1,8 @@
 """The README's GPU table from a `benchmarks/gpu_check.sh` summary: seconds per face for each
 resolution and batch, eager fp32 against the fast engine (fp32, bf16, and bf16 channels-last where
-the run has it), the speed-up of fast bf16 over eager, faces per second and TFLOP/s.
+the run has it), the speed-up of fast bf16 over eager, faces per second, TFLOP/s, and the
+end-to-end time of the batch in bf16 (set-up, warm-up and capture included, as `rlse-fast sr` pays
+it once per process).
 
     python benchmarks/gpu_table.py benchmarks/results/NVIDIA-H100-80GB-HBM3-2026-11-28.json
 
@@ -14,8 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = [("eager", "fp32"), ("fast", "fp32"), ("fast", "bf16"), ("fast-cl", "bf16")]
-HEADS = ["eager fp32 s / face", "fast fp32", "fast bf16", "fast bf16 channels-last"]
+COLUMNS = [("eager", "fp32"), ("fast", "fp32"), ("fast", "bf16"), ("fast-cl", "bf16"), ("fast-nobench", "bf16")]
+HEADS = ["eager fp32 s / face", "fast fp32", "fast bf16", "fast bf16 channels-last", "fast bf16 no cuDNN timing"]
+OPTIONAL = {"fast-cl", "fast-nobench"}
+"""Variants shown only where the run has them (from 2026-11-28 on)."""
 
 
 def records(summary: dict) -> dict[tuple, dict]:
@@ -31,11 +35,13 @@ def table(summary: dict) -> str:
     recs = records(summary)
     if not recs:
         raise ValueError("no iteration records in this summary (did the iter stage run?)")
-    has_cl = any(k[2] == "fast-cl" for k in recs)
-    cols = [c for c in COLUMNS if has_cl or c[0] != "fast-cl"]
+    engines = {k[2] for k in recs}
+    cols = [c for c in COLUMNS if c[0] not in OPTIONAL or c[0] in engines]
     heads = [h for c, h in zip(COLUMNS, HEADS) if c in cols]
-    lines = [f"| px, batch | {' | '.join(heads)} | bf16 vs eager | faces / s (bf16) | TFLOP/s (bf16) |",
-             "|---" * (len(cols) + 4) + "|"]
+    nobench = "fast-nobench" in engines
+    lines = [f"| px, batch | {' | '.join(heads)} | bf16 vs eager | faces / s (bf16) | TFLOP/s (bf16) "
+             "| batch end to end, s (bf16) |" + (" end to end, no cuDNN timing |" if nobench else ""),
+             "|---" * (len(cols) + 5 + nobench) + "|"]
     for res, batch in sorted({(k[0], k[1]) for k in recs}, key=lambda rb: (-rb[0], rb[1])):
         cells = []
         for engine, precision in cols:
@@ -45,7 +51,12 @@ def table(summary: dict) -> str:
         speedup = f"{eager['per_face_s'] / bf16['per_face_s']:.1f}x" if eager and bf16 else ""
         fps = f"{bf16['faces_per_s']:.2f}" if bf16 else ""
         tflops = f"{bf16['tflops']:.1f}" if bf16 else ""
-        lines.append(f"| {res}, {batch} | {' | '.join(cells)} | {speedup} | {fps} | {tflops} |")
+        latency = f"{bf16['latency_100_s']:.1f}" if bf16 else ""
+        line = f"| {res}, {batch} | {' | '.join(cells)} | {speedup} | {fps} | {tflops} | {latency} |"
+        if nobench:
+            r = recs.get((res, batch, "fast-nobench", "bf16"))
+            line += f" {r['latency_100_s']:.1f} |" if r else " |"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -105,3 +105,29 @@ def test_gpu_table_refuses_what_is_not_a_summary(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and res.stdout == ""
     assert len(res.stderr.strip().splitlines()) == 1 and "gpu_check.sh" in res.stderr
+
+
+def test_gpu_table_shows_the_variants_a_run_has():
+    """fast-cl / fast-nobench columns appear only when the run measured them, cell by cell."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_table
+    finally:
+        sys.path.pop(0)
+
+    def rec(res, batch, engine, per_face):
+        iter_s = per_face * batch / 100
+        return {"resolution": res, "batch": batch, "engine": engine, "precision": "bf16" if engine != "eager" else "fp32",
+                "iter_s": iter_s, "per_face_s": per_face, "faces_per_s": 1 / per_face, "tflops": 1.0,
+                "latency_100_s": 100 * iter_s + 1}
+
+    plain = {"iteration_records": [rec(1024, 1, "eager", 8.0), rec(1024, 1, "fast", 2.0), rec(256, 4, "fast", 0.5)]}
+    text = gpu_table.table(plain)
+    assert "channels-last" not in text and "no cuDNN" not in text
+    assert "| 1024, 1 | 8.00 |  | 2.00 | 4.0x | 0.50 | 1.0 | 3.0 |" in text
+    more = {"iteration_records": plain["iteration_records"] + [rec(1024, 1, "fast-cl", 1.5), rec(1024, 1, "fast-nobench", 2.2)]}
+    text = gpu_table.table(more)
+    assert "| 1024, 1 | 8.00 |  | 2.00 | 1.50 | 2.20 | 4.0x | 0.50 | 1.0 | 3.0 | 3.2 |" in text
+    assert "| 256, 4 |  |  | 0.50 |  |  |  | 2.00 | 1.0 | 3.0 | |" in text
+    with pytest.raises(ValueError, match="no iteration records"):
+        gpu_table.table({"iteration_records": []})
