@@ -3,6 +3,7 @@
 #include "bias_act.h"
 
 #include "cpu_isa.h"
+#include "kernel_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -17,9 +18,6 @@ RLSE_ISA_BEGIN
 namespace rlse {
 namespace RLSE_ISA {
 namespace {
-
-template <class T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
 
 constexpr int64_t kBlock = 8192;  // elements per OpenMP work item
 constexpr int64_t kTile = 256;    // elements per conversion tile of an fp16 / bf16 run (a multiple of 8)

@@ -7,6 +7,7 @@
 #include "downsample_loss.h"
 
 #include "cpu_isa.h"
+#include "kernel_math.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -18,23 +19,8 @@ namespace rlse {
 namespace RLSE_ISA {
 namespace {
 
-template <class T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-
 // PyTorch's 'reflect' index for a single reflection (|overshoot| < n).
 inline int64_t reflect(int64_t q, int64_t n) { return q < 0 ? -q : (q >= n ? 2 * (n - 1) - q : q); }
-
-// Dot product with 8 independent partial sums, so that it vectorises without -ffast-math.
-template <class A>
-inline A dot(const A* __restrict a, const A* __restrict b, int n) {
-    A lanes[8] = {};
-    int k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int l = 0; l < 8; l++) lanes[l] += a[k + l] * b[k + l];
-    A s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-    for (; k < n; k++) s += a[k] * b[k];
-    return s;
-}
 
 }  // namespace
 
@@ -83,7 +69,7 @@ void downsample_loss_cpu(const downsample_loss_kernel_params& p) {
             A* dr = diff ? diff + r * w : nullptr;
             A sse = 0;
             for (int64_t j = 0; j < w; j++) {  // horizontal taps, difference, square
-                const A d = dot<A>(taps, vp.data() + j * s, static_cast<int>(L)) - xr[j];
+                const A d = dot8<A>(taps, vp.data() + j * s, L) - xr[j];
                 if (dr) dr[j] = d;
                 sse += d * d;
             }

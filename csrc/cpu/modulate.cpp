@@ -7,6 +7,7 @@
 #include "modulate.h"
 
 #include "cpu_isa.h"
+#include "kernel_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,21 +19,6 @@ RLSE_ISA_BEGIN
 namespace rlse {
 namespace RLSE_ISA {
 namespace {
-
-template <class T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-
-// Sum of a[j] * b[j] with 8 independent partial sums (vectorises without -ffast-math).
-template <class A>
-inline A dot8(const A* __restrict a, const A* __restrict b, int64_t n) {
-    A lanes[8] = {};
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) lanes[l] += a[j + l] * b[j + l];
-    A s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-    for (; j < n; j++) s += a[j] * b[j];
-    return s;
-}
 
 // A thread's styles of one sample, one per weight of a row: se[i * K + k] = s[b, i]. Rows come in
 // order within a thread's share, so they are expanded again only when the sample changes.

@@ -7,6 +7,7 @@
 #include "upfirdn2d.h"
 
 #include "cpu_isa.h"
+#include "kernel_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,9 +19,6 @@ RLSE_ISA_BEGIN
 namespace rlse {
 namespace RLSE_ISA {
 namespace {
-
-template <class T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
 
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
