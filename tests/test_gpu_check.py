@@ -65,6 +65,17 @@ def test_summary_holds_the_tests_profile_and_quality(dry_run):
     assert not summary["bench_iteration"] and not summary["bench_ops_gpu"]
 
 
+@pytest.fixture(scope="module")
+def gpu_table():
+    """benchmarks/gpu_table.py as a module."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_table
+    finally:
+        sys.path.pop(0)
+    return gpu_table
+
+
 def _latest_gpu_summary() -> Path | None:
     """The newest `<gpu>-<date>.json` summary under benchmarks/results (CPU files excluded)."""
     import re
@@ -74,14 +85,9 @@ def _latest_gpu_summary() -> Path | None:
     return max(found, key=lambda p: (p.stem[-10:], p.name)) if found else None
 
 
-def test_readme_shows_the_latest_gpu_table():
+def test_readme_shows_the_latest_gpu_table(gpu_table):
     """The README's GPU table is `benchmarks/gpu_table.py` of the newest committed GPU summary, and
     each of its cells is that run's measurement (per face = 100 iterations / batch)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import gpu_table
-    finally:
-        sys.path.pop(0)
     path = _latest_gpu_summary()
     if path is None:
         pytest.skip("no GPU run is committed yet")
@@ -107,13 +113,8 @@ def test_gpu_table_refuses_what_is_not_a_summary(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and "gpu_check.sh" in res.stderr
 
 
-def test_gpu_table_shows_the_variants_a_run_has():
+def test_gpu_table_shows_the_variants_a_run_has(gpu_table):
     """fast-cl / fast-nobench columns appear only when the run measured them, cell by cell."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import gpu_table
-    finally:
-        sys.path.pop(0)
 
     def rec(res, batch, engine, per_face):
         iter_s = per_face * batch / 100
