@@ -13,6 +13,7 @@ namespace {
 
 struct CpuBackend {
     static constexpr int64_t kFusedDbMinChannels = 1;
+    static constexpr int64_t kFusedDbMaxRun = INT64_MAX;
     static constexpr int64_t kMaxTaps = INT32_MAX / 4;
     static constexpr bool kNeedsDiff = false;
     static constexpr bool kNhwcUpfirdn2d = false;  // the bindings convert a channels-last x and y

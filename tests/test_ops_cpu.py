@@ -203,6 +203,23 @@ def test_upfirdn2d_filter_grad_falls_back_under_auto():
         upsample2d(x, f, impl="cpp")
 
 
+def test_separable_form_factors_exact_outer_products_only():
+    """The CUDA wrapper's rule, the C++ kernel's: a square 2-D filter that is exactly outer(g, g)
+    becomes g; anything else stays as it is. Checked once per tensor, again after an in-place change."""
+    from rlse_fast.ops.upfirdn2d import separable_form
+
+    f = F2D.clone()
+    g = separable_form(f)
+    assert g.ndim == 1 and torch.equal(torch.outer(g, g), f)
+    assert separable_form(f) is g  # cached
+    for other in (F_SQ, F_ODD, F_1D5, -F2D, F2D.clone().requires_grad_(True), None):
+        assert separable_form(other) is other
+    f[0, 0] += 0.01  # no longer an outer product: the cache must not answer
+    assert separable_form(f) is f
+    f[0, 0] -= 0.01
+    assert torch.equal(separable_form(f), g)
+
+
 # --- downsample_loss -----------------------------------------------------------------------------
 
 DL_CASES = [  # (factor, shape of y)

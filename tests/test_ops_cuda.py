@@ -79,6 +79,7 @@ class EmulatedCuda:
         lib.rlse_emu_bias_act.argtypes = [I, P, P, P, P, P, P, I, I, D, D, D, L, L, L]
         lib.rlse_emu_upfirdn2d.argtypes = [I, P, P, P] + [I] * 10 + [D, L] + [I] * 6 + [L]
         lib.rlse_emu_downsample_loss.argtypes = [I, I, P, P, P, P, P, P, P] + [I] * 9
+        lib.rlse_emu_force_index64.argtypes = [I]
         self.lib = lib
 
     def _check(self, rc):
@@ -344,6 +345,47 @@ def test_bias_act_channels_last(backend):
         torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-6)
 
 
+# --- the 64-bit index instances ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def index64():
+    """The emulated kernels with their 64-bit index instances forced (a real launch takes them
+    from 2^31 elements on, too large for a test)."""
+    emu = EmulatedCuda(_build_emulation())
+    emu.lib.rlse_emu_force_index64(1)
+    try:
+        yield native_impls(emu)
+    finally:
+        emu.lib.rlse_emu_force_index64(0)
+
+
+@pytest.mark.parametrize("case", UPFIRDN_CASES[7:], ids=lambda c: f"{c[3]}-{c[4]}")
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upfirdn2d_general_index64(index64, case, channels_last):
+    shape, taps, sep, up, down, pad, flip, gain = case
+    shape = (shape[0], 3, *shape[2:])
+    x, f = rand(*shape, device="cpu", seed=4), _filter(taps, sep)
+    args = dict(up=up, down=down, padding=pad, flip_filter=flip, gain=gain)
+    y0, g0 = grads(lambda x: _upfirdn2d_ref(x, f, **args), x)
+    upstream = torch.randn(y0.shape, generator=torch.Generator().manual_seed(1))
+    if channels_last:  # the NHWC instance forward and backward
+        x, upstream = (t.contiguous(memory_format=torch.channels_last) for t in (x, upstream))
+    y1, g1 = grads(lambda x: index64["upfirdn2d"](x, f, **args), x, upstream=upstream)
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1[0], g0[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,dim", BIAS_ACT_CASES)
+def test_bias_act_index64(index64, shape, dim):
+    x, b = rand(*shape, device="cpu"), rand(shape[dim], device="cpu", seed=1)
+    kw = dict(dim=dim, act="lrelu", clamp=0.8)
+    y0, g0 = grads(lambda x, b: _bias_act_ref(x, b, **kw), x, b)
+    y1, g1 = grads(lambda x, b: index64["bias_act"](x, b, **kw), x, b)
+    torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g1[0], g0[0], rtol=1e-6, atol=1e-6)
+
+
 # --- downsample_loss -------------------------------------------------------------------------------
 
 LOSS_CASES = [  # (shape of y, factor)
@@ -376,6 +418,19 @@ def test_downsample_loss_several_chunks(backend):
     l0 = _downsample_loss_ref(y, x, 64)
     l1 = impls["downsample_loss"](y, x, 64)
     torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("factor,W", [(2, 4200), (1, 2100), (2, 4000)])
+def test_downsample_loss_backward_wide_rows(backend, factor, W):
+    """The backward keeps a low-res row of up to 2048 columns in shared memory; a wider one
+    (2100 here) is summed where it is needed. Both against the reference."""
+    impls, dev = backend
+    y, x = rand(1, 2, 4, W, device=dev), rand(1, 2, 4 // factor, W // factor, device=dev, seed=2)
+    up = torch.tensor([1.5])
+    l0, g0 = grads(lambda y: _downsample_loss_ref(y, x, factor), y, upstream=up)
+    l1, g1 = grads(lambda y: impls["downsample_loss"](y, x, factor), y, upstream=up)
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(g1[0], g0[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("factor,shape", [(2, (1, 2, 4, 6)), (4, (2, 1, 8, 12))])
@@ -441,6 +496,28 @@ def test_stylegan2_shapes(gpu):
         t = torch.randn(16, 3, 1024 // factor, 1024 // factor, device="cuda")
         torch.testing.assert_close(gpu["downsample_loss"](x, t, factor), _downsample_loss_ref(x, t, factor),
                                    rtol=1e-4, atol=1e-2)
+
+
+def test_models_filter_runs_separable(gpu, monkeypatch):
+    """The public wrappers hand the CUDA kernel the 1-D factor of StyleGAN2's 2-D [1, 3, 3, 1]
+    filter (the separable path, measured faster), with the 2-D reference's results."""
+    from rlse_fast.ops import dispatch, downsample2d, filter2d, upsample2d
+
+    seen = []
+    pick = dispatch.pick
+
+    def spy(op, impl, x):
+        fn = pick(op, impl, x)
+        if op != "upfirdn2d" or fn is None:
+            return fn
+        return lambda x, f, *args: (seen.append(None if f is None else f.ndim), fn(x, f, *args))[1]
+
+    monkeypatch.setattr(dispatch, "pick", spy)
+    f = setup_filter([1, 3, 3, 1]).cuda()
+    x = torch.randn(2, 5, 19, 23, device="cuda")
+    for op in (upsample2d, downsample2d, filter2d):
+        torch.testing.assert_close(op(x, f, impl="cuda"), op(x, f, impl="ref"), rtol=1e-5, atol=1e-5)
+    assert seen == [1, 1, 1]
 
 
 def test_bad_arguments_raise_clear_errors(gpu):

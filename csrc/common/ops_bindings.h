@@ -5,7 +5,8 @@
 // torch/extension.h, the costly header). A backend provides:
 //   B::check_device(t, ref, op, name)       t on the backend's device (and on ref's device)
 //   B::Guard(device)                         RAII: make `device` current (the CUDA device guard)
-//   B::kFusedDbMinChannels                   bias_act_backward fuses db from this many channels on
+//   B::kFusedDbMinChannels, kFusedDbMaxRun   bias_act_backward fuses db from this many channels on,
+//                                            up to this many elements of x per channel
 //   B::kMaxTaps, B::kNeedsDiff               downsample_loss: tap limit; diff always written
 //   B::kNhwcUpfirdn2d                        upfirdn2d runs channels-last tensors natively
 //   B::bias_act<T>(p), B::upfirdn2d<T>(p), B::downsample_loss<T>(p), B::downsample_loss_backward<T>(p)
@@ -136,8 +137,11 @@ std::vector<at::Tensor> bias_act_backward(const at::Tensor& dy, const at::Tensor
     int64_t stepB = 1;
     for (int64_t i = dim + 1; i < dy.dim(); i++) stepB *= dy.size(i);
     // The fused kernel needs a run of stepB > 1 elements per bias value; on a GPU it runs a block
-    // per channel, so with few channels most of the GPU would idle. Otherwise ATen sums dx.
-    if (stepB == 1 || dy.numel() == 0 || b.numel() < B::kFusedDbMinChannels) {
+    // per channel, so with few channels most of the GPU would idle, and with long channels (a
+    // per-sample bias over a 1024 px layer: 1M elements each) one block's loop would take the
+    // time of the whole pass. Otherwise ATen sums dx.
+    const int64_t run = b.numel() ? dy.numel() / b.numel() : 0;
+    if (stepB == 1 || dy.numel() == 0 || b.numel() < B::kFusedDbMinChannels || run > B::kFusedDbMaxRun) {
         auto dx = bias_act<B>(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp);
         std::vector<int64_t> dims;
         for (int64_t i = 0; i < dx.dim(); i++)

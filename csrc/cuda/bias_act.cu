@@ -123,8 +123,8 @@ void launch_act(const bias_act_kernel_params& p, cudaStream_t stream) {
         return;
     }
     const unsigned int blocks = grid_for(p.sizeX, kThreads);
-    // 32-bit index math when the whole loop (including the last stride) fits: 64-bit division is slow.
-    auto* kernel = (p.sizeX + static_cast<int64_t>(blocks) * kThreads < (int64_t(1) << 31))
+    // 32-bit index math when the whole loop (including the last stride) fits.
+    auto* kernel = use_index32(p.sizeX + static_cast<int64_t>(blocks) * kThreads < (int64_t(1) << 31))
                        ? &bias_act_kernel<T, A, ACT, int32_t>
                        : &bias_act_kernel<T, A, ACT, int64_t>;
     RLSE_LAUNCH(kernel, blocks, kThreads, 0, stream, p);

@@ -14,8 +14,10 @@ namespace {
 void* current_stream() { return static_cast<void*>(at::cuda::getCurrentCUDAStream().stream()); }
 
 struct CudaBackend {
-    // The fused bias gradient runs a block per channel: below this, ATen's reduction fills the GPU.
+    // The fused bias gradient runs a block per channel: below this many channels, or above this
+    // many elements per channel (64 per thread), ATen's reduction fills the GPU better.
     static constexpr int64_t kFusedDbMinChannels = 128;
+    static constexpr int64_t kFusedDbMaxRun = 1 << 14;
     static constexpr int64_t kMaxTaps = 2048;  // downsample_loss keeps the taps in shared memory
     static constexpr bool kNeedsDiff = true;   // the forward kernel always writes diff
     static constexpr bool kNhwcUpfirdn2d = true;

@@ -87,6 +87,16 @@ template <class A> __device__ __forceinline__ A block_sum(A v, A* red) {
     return r;
 }
 
+// Whether a kernel with 32- and 64-bit index instances may take the 32-bit one (`fits`: every
+// index it forms stays below 2^31); 64-bit division is many times slower. The emulation build can
+// force the 64-bit instances so that its tests run them too.
+inline bool use_index32(bool fits) {
+#ifdef RLSE_CUDA_EMULATION
+    if (emu_force_index64()) return false;
+#endif
+    return fits;
+}
+
 // Blocks for a grid-stride loop over n items: enough to fill the GPU, never over the x limit.
 inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65536 * 4) {
     int64_t blocks = (n + threads - 1) / threads;

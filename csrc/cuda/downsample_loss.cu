@@ -7,9 +7,10 @@
 //      block, coalesced), the horizontal pass reads it back (a warp per output when ntaps >= 32,
 //      so lanes read consecutive words), and diff = D - x is written: the only global output.
 //   2. one block per sample sums diff^2 in a fixed order: the loss is deterministic.
-// Backward, one launch: a thread per pixel of dy gathers the few low-res diffs whose windows cover
-// it (the transpose of the reflect-padded strided FIR): for each reflection image q of the pixel
-// (q = Y, -Y, 2 (H - 1) - Y when inside the padded range) the rows i with 0 <= q + pad0 - i s < ntaps.
+// Backward, one launch: the transpose of the reflect-padded strided FIR, a block per row of dy, each
+// pixel gathering the few low-res diffs whose windows cover it: for each reflection image q of the
+// pixel (q = Y, -Y, 2 (H - 1) - Y when inside the padded range) the rows i with
+// 0 <= q + pad0 - i s < ntaps, and the same along the columns.
 #include "../common/downsample_loss.h"
 #include "cuda_common.cuh"
 
@@ -114,48 +115,59 @@ __device__ __forceinline__ bool reflection(int c, int Y, int n, int pad0, int pa
     return Y <= n - 2 && Y >= n - 1 - pad1;
 }
 
+// One axis of the transposed FIR: f(i, k) for every low-res index i (< nlow) whose window covers
+// full-res index Y (< n) through one of its reflection images, with the tap k that joins them.
+template <class A, class F>
+__device__ __forceinline__ void for_each_cover(int Y, int n, int nlow, int s, int ntaps, int pad0, int pad1,
+                                               const A* ks, F&& f) {
+    for (int c = 0; c < 3; c++) {
+        int q;
+        if (!reflection(c, Y, n, pad0, pad1, q)) continue;
+        const int a = q + pad0;  // >= 0
+        const int lo = max(floor_div(a - ntaps + s, s), 0), hi = min(a / s, nlow - 1);
+        for (int i = lo; i <= hi; i++) f(i, ks[a - i * s]);
+    }
+}
+
+constexpr int kRowMax = 2048;  // low-res columns a backward block keeps in shared memory
+
+// A block per (plane, full-res row Y). The vertical half of the transpose is the same for the whole
+// row: gv[j] = sum_i k(Y, i) * diff[i, j] goes to shared memory once (a few rows of diff, read
+// coalesced), then each thread takes columns X and sums the few gv[j] that cover them. A wider
+// low-res row than kRowMax computes gv[j] where it is needed instead.
 template <class T, class A>
 __global__ void __launch_bounds__(kThreads) downsample_loss_backward_kernel(downsample_loss_kernel_params p) {
     RLSE_DYNAMIC_SMEM(smem_raw);
-    A* ks = reinterpret_cast<A*>(smem_raw);
+    A* ks = reinterpret_cast<A*>(smem_raw);  // [ntaps]
+    A* gv = ks + p.ntaps;                    // [w] when in_smem
     const A* __restrict__ taps = static_cast<const A*>(p.taps);
     const A* __restrict__ diff = static_cast<const A*>(p.diff);
     const A* __restrict__ gloss = static_cast<const A*>(p.gloss);
-    T* __restrict__ dy = static_cast<T*>(p.dy);
     const int s = p.factor, ntaps = p.ntaps, pad0 = p.pad0, pad1 = p.ntaps - p.factor - p.pad0;
+    const bool in_smem = p.w <= kRowMax;
+
+    const int64_t blk = blockIdx.x;
+    const int Y = static_cast<int>(blk % p.H);
+    const int64_t plane = blk / p.H;
+    const A* __restrict__ dp = diff + plane * p.h * p.w;
+    T* __restrict__ out = static_cast<T*>(p.dy) + (plane * p.H + Y) * p.W;
+    const A g = A(2) * gloss[plane / p.channels];
 
     for (int t = threadIdx.x; t < ntaps; t += kThreads) ks[t] = taps[t];
     __syncthreads();
-
-    const int64_t total = static_cast<int64_t>(p.batch) * p.channels * p.H * p.W;
-    const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-    for (int64_t idx = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; idx < total; idx += stride) {
-        const int X = static_cast<int>(idx % p.W);
-        const int Y = static_cast<int>((idx / p.W) % p.H);
-        const int64_t plane = idx / (static_cast<int64_t>(p.W) * p.H);
-        const int b = static_cast<int>(plane / p.channels);
-        const A* __restrict__ dp = diff + plane * p.h * p.w;
-
+    auto vertical = [&](int j) {
         A acc = 0;
-        for (int cy = 0; cy < 3; cy++) {
-            int qy;
-            if (!reflection(cy, Y, p.H, pad0, pad1, qy)) continue;
-            const int ay = qy + pad0;  // >= 0
-            const int ilo = max(floor_div(ay - ntaps + s, s), 0), ihi = min(ay / s, p.h - 1);
-            for (int iy = ilo; iy <= ihi; iy++) {
-                const A* __restrict__ drow = dp + static_cast<int64_t>(iy) * p.w;
-                A row = 0;
-                for (int cx = 0; cx < 3; cx++) {
-                    int qx;
-                    if (!reflection(cx, X, p.W, pad0, pad1, qx)) continue;
-                    const int ax = qx + pad0;
-                    const int jlo = max(floor_div(ax - ntaps + s, s), 0), jhi = min(ax / s, p.w - 1);
-                    for (int jx = jlo; jx <= jhi; jx++) row += ks[ax - jx * s] * drow[jx];
-                }
-                acc += ks[ay - iy * s] * row;
-            }
-        }
-        dy[idx] = from_acc<T>(acc * A(2) * gloss[b]);
+        for_each_cover(Y, p.H, p.h, s, ntaps, pad0, pad1, ks, [&](int i, A k) { acc += k * dp[static_cast<int64_t>(i) * p.w + j]; });
+        return acc;
+    };
+    if (in_smem) {
+        for (int j = threadIdx.x; j < p.w; j += kThreads) gv[j] = vertical(j);
+        __syncthreads();
+    }
+    for (int X = threadIdx.x; X < p.W; X += kThreads) {
+        A acc = 0;
+        for_each_cover(X, p.W, p.w, s, ntaps, pad0, pad1, ks, [&](int j, A k) { acc += k * (in_smem ? gv[j] : vertical(j)); });
+        out[X] = from_acc<T>(acc * g);
     }
 }
 
@@ -194,12 +206,13 @@ void downsample_loss_backward_cuda(const downsample_loss_kernel_params& p, void*
     using D = typename DeviceType<T>::type;
     using A = typename AccType<T>::type;
     cudaStream_t st = static_cast<cudaStream_t>(stream);
-    const int64_t total = static_cast<int64_t>(p.batch) * p.channels * p.H * p.W;
-    if (total <= 0) return;
-    const size_t smem = sizeof(A) * static_cast<size_t>(p.ntaps);
+    const int64_t rows = static_cast<int64_t>(p.batch) * p.channels * p.H;
+    if (rows <= 0 || p.W <= 0) return;
+    if (rows >= (int64_t(1) << 31)) throw std::invalid_argument("downsample_loss_backward_cuda: too many rows for one launch");
+    const size_t smem = sizeof(A) * (static_cast<size_t>(p.ntaps) + (p.w <= kRowMax ? p.w : 0));
     if (smem > 48 * 1024) throw std::invalid_argument("downsample_loss_backward_cuda: the filter is too long for shared memory");
     auto* kernel = &downsample_loss_backward_kernel<D, A>;
-    RLSE_LAUNCH(kernel, grid_for(total, kThreads), kThreads, smem, st, p);
+    RLSE_LAUNCH(kernel, static_cast<unsigned int>(rows), kThreads, smem, st, p);
 }
 
 #define RLSE_INSTANTIATE(T) \

@@ -196,7 +196,8 @@ void launch_general(const upfirdn2d_kernel_params& p, cudaStream_t stream) {
     const int64_t total = p.major * p.outH * p.outW;
     const int64_t input = p.major * p.inH * p.inW;
     const unsigned int blocks = grid_for(total, kThreads);
-    const bool narrow = total + static_cast<int64_t>(blocks) * kThreads < (int64_t(1) << 31) && input < (int64_t(1) << 31);
+    const bool narrow = use_index32(total + static_cast<int64_t>(blocks) * kThreads < (int64_t(1) << 31) &&
+                                    input < (int64_t(1) << 31));
     auto* kernel = narrow ? &upfirdn2d_general<T, A, NHWC, int32_t> : &upfirdn2d_general<T, A, NHWC, int64_t>;
     RLSE_LAUNCH(kernel, blocks, kThreads, 0, stream, p);
 }
@@ -218,7 +219,12 @@ void upfirdn2d_cuda(const upfirdn2d_kernel_params& p, void* stream) {
     const bool iso = p.upx == p.upy && p.downx == p.downy;
     const bool fits4 = p.filterW <= 4 && p.filterH <= 4;
     const bool fits8 = p.filterW <= 8 && p.filterH <= 8;
-    if (iso && p.upx == 1 && p.downx == 1 && fits8) {
+    if (iso && p.upx == 1 && p.downx == 1 && fits4) {
+        // StyleGAN2's 4-tap FIR (G after each up-convolution, D before each down-convolution):
+        // a 36x36 input tile per 32x32 outputs, where the 8x8 variant loads 40x40 and runs a
+        // separable filter over 8 taps, half of them zero.
+        launch_tiled<D, A, 1, 1, 4, 4, 32, 32>(p, s);
+    } else if (iso && p.upx == 1 && p.downx == 1 && fits8) {
         launch_tiled<D, A, 1, 1, 8, 8, 32, 32>(p, s);
     } else if (iso && p.upx == 2 && p.downx == 1 && fits4) {
         launch_tiled<D, A, 2, 1, 4, 4, 32, 32>(p, s);

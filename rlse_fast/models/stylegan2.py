@@ -242,9 +242,18 @@ class SynthesisLayer(nn.Module):
 
 
 def _bias_act_maybe_per_sample(x, b, act, gain=None, clamp=None):
-    """bias_act with a shared (C,) bias or a per-sample (B, C) one."""
+    """bias_act with a shared (C,) bias or a per-sample (B, C) one.
+
+    A per-sample bias is still one pass: x viewed as (1, B*C, H, W) has one channel per (sample,
+    channel) pair, and the bias flattened to (B*C,) lines up with it. Only a channels-last x with
+    B > 1, which that view would copy, takes a separate add."""
     if b.ndim == 2:
-        return bias_act(x + b.to(x.dtype)[:, :, None, None], None, act=act, gain=gain, clamp=clamp)
+        batch, channels = x.shape[:2]
+        b = b.to(x.dtype)
+        if x.ndim == 4 and (batch == 1 or x.is_contiguous()):
+            y = bias_act(x.reshape(1, batch * channels, *x.shape[2:]), b.reshape(-1), act=act, gain=gain, clamp=clamp)
+            return y.reshape(x.shape)
+        return bias_act(x + b[:, :, None, None], None, act=act, gain=gain, clamp=clamp)
     return bias_act(x, b.to(x.dtype), act=act, gain=gain, clamp=clamp)
 
 

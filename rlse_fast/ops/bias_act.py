@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .layout import is_nhwc
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -85,6 +87,6 @@ def run_native(fn, x, b, dim, act, alpha, gain, clamp):
     """Call a native bias_act `fn`. A channels-last x runs as its NHWC view, which is contiguous
     with the channels innermost: the kernels take it as it is (bias along the last dim), and
     permuting back keeps the output channels-last (no layout copies either way)."""
-    if x.ndim == 4 and dim in (1, -3) and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if dim in (1, -3) and is_nhwc(x):
         return fn(x.permute(0, 2, 3, 1), b, 3, act, alpha, gain, clamp).permute(0, 3, 1, 2)
     return fn(x, b, dim, act, alpha, gain, clamp)

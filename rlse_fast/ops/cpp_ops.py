@@ -21,6 +21,7 @@ from torch.autograd.function import once_differentiable
 from ..downsample import cached_taps, check_factor
 from . import dispatch
 from .bias_act import backward_refs, resolve
+from .layout import is_nhwc
 from .modulate import kernel_inputs, weight_grad
 from .upfirdn2d import _parse_padding, _parse_scaling
 
@@ -42,7 +43,7 @@ def _none(like: torch.Tensor) -> torch.Tensor:
 def _dense(x: torch.Tensor) -> torch.Tensor:
     """x if the upfirdn2d bindings take it as is (contiguous, or 4-D channels-last: NHWC in and out,
     so that cuDNN's convolutions around it skip their layout conversions), else a contiguous copy."""
-    if x.is_contiguous() or (x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+    if x.is_contiguous() or is_nhwc(x):
         return x
     return x.contiguous()
 

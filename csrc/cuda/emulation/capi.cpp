@@ -5,6 +5,7 @@
 #include "../../common/bias_act.h"
 #include "../../common/downsample_loss.h"
 #include "../../common/upfirdn2d.h"
+#include "emu.h"
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -39,6 +40,8 @@ int by_dtype(int dtype, F&& f) {
 extern "C" {
 
 const char* rlse_emu_error() { return g_error.c_str(); }
+
+void rlse_emu_force_index64(int on) { emu_force_index64() = on != 0; }
 
 int rlse_emu_bias_act(int dtype, const void* x, const void* b, const void* xref, const void* yref, void* y,
                       void* db, int grad, int act, double alpha, double gain, double clamp, int64_t sizeX, int64_t sizeB,

@@ -29,6 +29,13 @@
 #define __shared__ static
 #define __align__(n) alignas(n)
 
+// Tests: makes use_index32 (cuda_common.cuh) pick the 64-bit index instances of the kernels that
+// have both, which no test-sized tensor would reach (they start at 2^31 elements).
+inline bool& emu_force_index64() {
+    static bool force = false;
+    return force;
+}
+
 using std::max;  // CUDA's device min/max overloads
 using std::min;
 
