@@ -179,7 +179,10 @@ def rand(*shape, device, dtype=torch.float32, seed=0):
 
 # --- bias_act ------------------------------------------------------------------------------------
 
-BIAS_ACT_CASES = [((2, 5, 3, 7), 1), ((3, 17), 1), ((5, 3, 7), 0), ((4, 3, 11), 2), ((2, 300), 1)]
+# The last three run the 16-byte vector kernel (sizes and bias runs multiples of 4 and 8 elements;
+# the last with a bias per innermost element, as the NHWC view of a channels-last x).
+BIAS_ACT_CASES = [((2, 5, 3, 7), 1), ((3, 17), 1), ((5, 3, 7), 0), ((4, 3, 11), 2), ((2, 300), 1), ((2, 3, 4, 8), 1),
+                  ((8, 3, 8), 0), ((3, 5, 8), 2)]
 ACTS = [("linear", None), ("relu", None), ("lrelu", None), ("lrelu", -0.3)]
 
 
@@ -197,9 +200,10 @@ def test_bias_act_matches_ref(backend, shape, dim, act, alpha, clamp):
     torch.testing.assert_close(g1[1], g0[1], rtol=1e-5, atol=1e-5)
 
 
-def test_bias_act_without_bias_and_gain(backend):
+@pytest.mark.parametrize("shape", [(3, 4, 5), (3, 4, 8)])
+def test_bias_act_without_bias_and_gain(backend, shape):
     impls, dev = backend
-    x = rand(3, 4, 5, device=dev)
+    x = rand(*shape, device=dev)
     for kw in (dict(act="lrelu", gain=0.5), dict(act="relu", clamp=0.3), dict(act="linear", gain=2.0)):
         y0, g0 = grads(lambda x: _bias_act_ref(x, None, **kw), x)
         y1, g1 = grads(lambda x: impls["bias_act"](x, None, **kw), x)
@@ -215,13 +219,14 @@ def test_bias_act_gradcheck(backend, act, alpha, clamp):
     assert gradcheck(lambda x, b: impls["bias_act"](x, b, dim=1, act=act, alpha=alpha, clamp=clamp), (x, b))
 
 
+@pytest.mark.parametrize("shape", [(3, 37, 11), (3, 5, 16)], ids=["scalar", "vector"])
 @pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("act,clamp", [("lrelu", None), ("relu", 0.9), ("linear", None)])
-def test_bias_act_low_precision_budget(backend, dtype, act, clamp):
+def test_bias_act_low_precision_budget(backend, dtype, act, clamp, shape):
     impls, dev = backend
-    x, b = rand(3, 37, 11, device=dev, seed=3), rand(37, device=dev, seed=4)
+    x, b = rand(*shape, device=dev, seed=3), rand(shape[1], device=dev, seed=4)
     kw = dict(dim=1, act=act, clamp=clamp)
-    up = rand(3, 37, 11, device=dev, seed=5)
+    up = rand(*shape, device=dev, seed=5)
     # Same low-precision inputs for everyone: their rounding is not the kernel's error.
     xl, bl, upl = x.to(dtype), b.to(dtype), up.to(dtype)
     y64, g64 = grads(lambda x, b: _bias_act_ref(x, b, **kw), xl.double(), bl.double(), upstream=upl.double())
@@ -230,6 +235,19 @@ def test_bias_act_low_precision_budget(backend, dtype, act, clamp):
     assert yk.dtype == dtype and gk[0].dtype == dtype
     within_budget(yk, y64, yr, f"bias_act {act} {dtype} forward")
     within_budget(gk[0], g64[0], gr[0], f"bias_act {act} {dtype} dx")
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4])
+def test_bias_act_unaligned_views(backend, offset):
+    """Views that start 0, 4 and 16 bytes into their storage: the vector kernel takes only 16-byte
+    aligned pointers, the scalar one the rest; both give the reference's values."""
+    impls, dev = backend
+    flat = rand(offset + 2 * 3 * 4 * 8, device=dev)
+    x, b = flat[offset:].view(2, 3, 4, 8), rand(3, device=dev, seed=1)
+    kw = dict(dim=1, act="lrelu", clamp=0.8)
+    y0, g0 = grads(lambda x, b: _bias_act_ref(x, b, **kw), x, b)
+    y1 = impls["bias_act"](x, b, **kw)
+    torch.testing.assert_close(y1, y0, rtol=1e-6, atol=1e-6)
 
 
 # --- upfirdn2d -----------------------------------------------------------------------------------
