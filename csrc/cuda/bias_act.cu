@@ -43,56 +43,29 @@ __device__ __forceinline__ A grad_value(A dy, A pre, A alpha, A gain, A clamp, b
     return v;
 }
 
-template <int ACT, class T, class A>
-__device__ __forceinline__ A pre_value(const T* __restrict__ xref, const T* __restrict__ yref, int64_t i, A bias,
-                                       A gain) {
-    if (xref) return to_acc(xref[i]) + bias;
-    if (ACT != kBiasActLinear) return to_acc(yref[i]) * gain;
+// The pre-activation value the gradient's slope and clamp mask need: x + b from xref, else a
+// value of its sign from yref (y * gain, valid for alpha >= 0). Linear needs neither.
+template <int ACT, class A>
+__device__ __forceinline__ A pre_value(bool from_x, A ref, A bias, A gain) {
+    if (from_x) return ref + bias;
+    if (ACT != kBiasActLinear) return ref * gain;
     return A(0);
 }
 
-// Elementwise: forward, or the gradient without db. I: the index type (32-bit when it fits).
-template <class T, class A, int ACT, class I>
+// V consecutive elements, moved by one load or store instruction: 16 bytes for the vector
+// instance, one element for the scalar one.
+template <class T, int V> struct alignas(sizeof(T) * V) Pack { T v[V]; };
+template <class T> constexpr int kVec = 16 / sizeof(T);
+
+// Elementwise: forward, or the gradient without db, V elements per step. I: the index type (32-bit
+// when it fits). V = 1 takes any tensor. V = kVec<T> (one 16-byte load or store per 8 bf16
+// elements; the scalar kernel moves 2 bytes per instruction and stays well below the memory
+// bandwidth) needs 16-byte aligned pointers, sizeX a multiple of V, and the V elements of a step
+// sharing their bias (stepB a multiple of V: NCHW, or a single bias value) or taking V
+// consecutive ones (stepB 1: the NHWC view of a channels-last x, sizeB a multiple of V).
+template <class T, class A, int ACT, class I, int V>
 __global__ void __launch_bounds__(kThreads) bias_act_kernel(bias_act_kernel_params p) {
-    const T* __restrict__ x = static_cast<const T*>(p.x);
-    const T* __restrict__ b = static_cast<const T*>(p.b);
-    const T* __restrict__ xref = static_cast<const T*>(p.xref);
-    const T* __restrict__ yref = static_cast<const T*>(p.yref);
-    T* __restrict__ y = static_cast<T*>(p.y);
-    const A alpha = static_cast<A>(p.alpha), gain = static_cast<A>(p.gain), clamp = static_cast<A>(p.clamp);
-    const bool clamp_on = p.clamp >= 0;
-    const bool grad = p.grad != 0;
-    // The bias matters in the forward pass and for the xref sign rule only.
-    const bool use_b = b != nullptr && (!grad || xref != nullptr);
-    const I n = static_cast<I>(p.sizeX);
-    const I step_b = static_cast<I>(p.stepB);
-    const I size_b = static_cast<I>(p.sizeB);
-    const I stride = static_cast<I>(gridDim.x) * kThreads;
-
-    for (I i = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
-        const A bias = use_b ? to_acc(b[(i / step_b) % size_b]) : A(0);
-        const A v = to_acc(x[i]);
-        A out;
-        if (!grad) {
-            out = forward_value<ACT>(v, bias, alpha, gain, clamp, clamp_on);
-        } else {
-            out = grad_value<ACT>(v, pre_value<ACT>(xref, yref, i, bias, gain), alpha, gain, clamp, clamp_on);
-        }
-        y[i] = from_acc<T>(out);
-    }
-}
-
-// The same on 16-byte vectors of V = 16 / sizeof(T) elements, one load or store instruction each
-// (the scalar kernel moves 2 bytes per bf16 instruction and stays well below the memory
-// bandwidth). Taken when every pointer is 16-byte aligned, sizeX is a multiple of V, and the V
-// elements of a vector share their bias (stepB a multiple of V: NCHW, or a single bias value) or
-// take V consecutive ones (stepB 1 and sizeB a multiple of V: the NHWC view of a channels-last x).
-template <class T> struct alignas(16) Vec16 { T v[16 / sizeof(T)]; };
-
-template <class T, class A, int ACT, class I>
-__global__ void __launch_bounds__(kThreads) bias_act_vec_kernel(bias_act_kernel_params p) {
-    constexpr int V = 16 / sizeof(T);
-    using Vec = Vec16<T>;
+    using Vec = Pack<T, V>;
     const Vec* __restrict__ x = static_cast<const Vec*>(p.x);
     const T* __restrict__ b = static_cast<const T*>(p.b);
     const Vec* __restrict__ xref = static_cast<const Vec*>(p.xref);
@@ -101,6 +74,7 @@ __global__ void __launch_bounds__(kThreads) bias_act_vec_kernel(bias_act_kernel_
     const A alpha = static_cast<A>(p.alpha), gain = static_cast<A>(p.gain), clamp = static_cast<A>(p.clamp);
     const bool clamp_on = p.clamp >= 0;
     const bool grad = p.grad != 0;
+    // The bias matters in the forward pass and for the xref sign rule only.
     const bool use_b = b != nullptr && (!grad || xref != nullptr);
     const bool per_element = p.stepB == 1 && p.sizeB > 1;  // bias index = element index % sizeB
     const I n = static_cast<I>(p.sizeX / V);
@@ -110,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) bias_act_vec_kernel(bias_act_kernel_
 
     for (I i = static_cast<I>(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
         A bias = A(0);
-        I first = 0;  // per_element: the bias index of the vector's first element
+        I first = 0;  // per_element: the bias index of the step's first element
         if (use_b && per_element) first = (i * V) % size_b;
         else if (use_b) bias = to_acc(b[(i / step_b) % size_b]);
         const Vec xv = x[i];
@@ -125,10 +99,8 @@ __global__ void __launch_bounds__(kThreads) bias_act_vec_kernel(bias_act_kernel_
             if (!grad) {
                 o = forward_value<ACT>(v, bk, alpha, gain, clamp, clamp_on);
             } else {
-                A pre = A(0);
-                if (xref) pre = to_acc(ref.v[k]) + bk;
-                else if (ACT != kBiasActLinear) pre = to_acc(ref.v[k]) * gain;
-                o = grad_value<ACT>(v, pre, alpha, gain, clamp, clamp_on);
+                const A r = (xref || ACT != kBiasActLinear) ? to_acc(ref.v[k]) : A(0);
+                o = grad_value<ACT>(v, pre_value<ACT>(xref != nullptr, r, bk, gain), alpha, gain, clamp, clamp_on);
             }
             out.v[k] = from_acc<T>(o);
         }
@@ -138,7 +110,7 @@ __global__ void __launch_bounds__(kThreads) bias_act_vec_kernel(bias_act_kernel_
 
 template <class T>
 inline bool vectorizable(const bias_act_kernel_params& p) {
-    constexpr int64_t V = 16 / sizeof(T);
+    constexpr int64_t V = kVec<T>;
     auto aligned = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 16 == 0; };
     return p.sizeX % V == 0 && aligned(p.x) && aligned(p.y) && aligned(p.xref) && aligned(p.yref) &&
            (p.b == nullptr || p.sizeB == 1 || p.stepB % V == 0 || (p.stepB == 1 && p.sizeB % V == 0));
@@ -166,8 +138,9 @@ __global__ void __launch_bounds__(kThreads) bias_act_grad_db_kernel(bias_act_ker
             const int64_t base = (o * p.sizeB + c) * p.stepB;
             for (int64_t j = threadIdx.x; j < p.stepB; j += kThreads) {
                 const int64_t i = base + j;
+                const A r = xref ? to_acc(xref[i]) : (ACT != kBiasActLinear ? to_acc(yref[i]) : A(0));
                 const T out = from_acc<T>(
-                    grad_value<ACT>(to_acc(dy[i]), pre_value<ACT>(xref, yref, i, bias, gain), alpha, gain, clamp, clamp_on));
+                    grad_value<ACT>(to_acc(dy[i]), pre_value<ACT>(xref != nullptr, r, bias, gain), alpha, gain, clamp, clamp_on));
                 dx[i] = out;
                 acc += to_acc(out);
             }
@@ -187,14 +160,14 @@ void launch_act(const bias_act_kernel_params& p, cudaStream_t stream) {
         return;
     }
     const bool vec = vectorizable<T>(p);
-    const int64_t per_item = vec ? 16 / sizeof(T) : 1;  // elements per loop item
+    const int64_t per_item = vec ? kVec<T> : 1;  // elements per loop step
     const int64_t items = p.sizeX / per_item;
     const unsigned int blocks = grid_for(items, kThreads);
     // 32-bit index math when the whole loop (including the last stride, and the element index
     // i * V of the vector kernel) fits.
     const bool narrow = use_index32(p.sizeX + static_cast<int64_t>(blocks) * kThreads * per_item < (int64_t(1) << 31));
-    auto* kernel = vec ? (narrow ? &bias_act_vec_kernel<T, A, ACT, int32_t> : &bias_act_vec_kernel<T, A, ACT, int64_t>)
-                       : (narrow ? &bias_act_kernel<T, A, ACT, int32_t> : &bias_act_kernel<T, A, ACT, int64_t>);
+    auto* kernel = vec ? (narrow ? &bias_act_kernel<T, A, ACT, int32_t, kVec<T>> : &bias_act_kernel<T, A, ACT, int64_t, kVec<T>>)
+                       : (narrow ? &bias_act_kernel<T, A, ACT, int32_t, 1> : &bias_act_kernel<T, A, ACT, int64_t, 1>);
     RLSE_LAUNCH(kernel, blocks, kThreads, 0, stream, p);
 }
 
