@@ -380,7 +380,7 @@ def index64():
 
 @pytest.mark.parametrize("case", UPFIRDN_CASES[7:], ids=lambda c: f"{c[3]}-{c[4]}")
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_upfirdn2d_general_index64(index64, case, channels_last):
+def test_emulated_upfirdn2d_general_index64(index64, case, channels_last):
     shape, taps, sep, up, down, pad, flip, gain = case
     shape = (shape[0], 3, *shape[2:])
     x, f = rand(*shape, device="cpu", seed=4), _filter(taps, sep)
@@ -395,7 +395,7 @@ def test_upfirdn2d_general_index64(index64, case, channels_last):
 
 
 @pytest.mark.parametrize("shape,dim", BIAS_ACT_CASES)
-def test_bias_act_index64(index64, shape, dim):
+def test_emulated_bias_act_index64(index64, shape, dim):
     x, b = rand(*shape, device="cpu"), rand(shape[dim], device="cpu", seed=1)
     kw = dict(dim=dim, act="lrelu", clamp=0.8)
     y0, g0 = grads(lambda x, b: _bias_act_ref(x, b, **kw), x, b)
