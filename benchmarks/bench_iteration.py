@@ -143,8 +143,8 @@ def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
 # ----------------------------------------------------------------------------- CUDA
 
 # (resolution, batch, engine, precision), cheapest first so that a time limit cuts the costly end.
-# Variants of the fast engine, to decide its defaults: 'fast-cl' channels_last=True (D, and G at
-# batch 1, in NHWC); 'fast-nobench' cudnn_benchmark=False (cuDNN's heuristics instead of timing its
+# Variants of the fast engine, to decide its defaults: 'fast-cl' channels_last=True (D and G in
+# NHWC, G one face at a time); 'fast-nobench' cudnn_benchmark=False (cuDNN's heuristics instead of timing its
 # algorithms during the warm-up: less set-up, perhaps slower iterations).
 ENGINE_OPTIONS = {"fast": {}, "fast-cl": {"channels_last": True}, "fast-nobench": {"cudnn_benchmark": False}}
 CUDA_CASES = [

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--channel-base", type=int, default=32768)
     p.add_argument("--channel-max", type=int, default=512)
-    p.add_argument("--channels-last", action="store_true", help="FastLoop(channels_last=True): D (and G at batch 1) in NHWC")
+    p.add_argument("--channels-last", action="store_true", help="FastLoop(channels_last=True): D and G in NHWC (G one face at a time)")
     p.add_argument("--rows", type=int, default=40, help="ops listed")
     p.add_argument("--out", default="profile_iteration.txt")
     args = p.parse_args(argv)

@@ -89,10 +89,11 @@ class FastLoop:
     seeds, impl: as `explore.super_resolve`. precision: 'fp32' or 'bf16' (autocast of the forward
     pass; weights and optimizer state stay fp32). graphs: capture one iteration in a CUDA graph
     after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: run the discriminator
-    (a private NHWC copy of the frozen D) and, at batch 1, the generator's activations in NHWC, so
-    that cuDNN skips its layout conversions (21% of a batch-4 iteration at 1024 px on an H100 in
-    NCHW); the native bias_act and upfirdn2d take NHWC as it is. Off by default until a GPU run
-    measures it (`benchmarks/bench_iteration.py` has the cases). keep_image: also keep each
+    (a private NHWC copy of the frozen D) and the generator's activations in NHWC, so that cuDNN
+    skips its layout conversions (21% of a batch-4 iteration at 1024 px on an H100 in NCHW); the
+    native bias_act and upfirdn2d take NHWC as it is. G then runs one face at a time (see
+    `SynthesisNetwork.forward`). Off by default until a GPU run measures it
+    (`benchmarks/bench_iteration.py` has the cases). keep_image: also keep each
     step's image (for on_step).
     cudnn_benchmark: on CUDA, let cuDNN time its algorithms for each convolution shape during the
     warm-up and keep the fastest (the grouped per-face convolutions are where its heuristics are
@@ -374,8 +375,8 @@ def super_resolve_fast(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict
     """`explore.super_resolve` with static buffers, a CUDA graph per iteration and bf16 autocast.
 
     Arguments and result as `explore.super_resolve`, plus: precision 'fp32' | 'bf16' (autocast of
-    the forward pass; on the CPU bf16 works but is slow), graphs (CUDA only), channels_last (the
-    discriminator on NHWC activations), warmup (eager iterations before the capture). impl applies
+    the forward pass; on the CPU bf16 works but is slow), graphs (CUDA only), channels_last (G and
+    D on NHWC activations, G one face at a time), warmup (eager iterations before the capture). impl applies
     to every op of the loop (`ops_impl`). on_step(step, images01, losses) is called after each
     iteration with that step's evaluated images; it reads the device every step, so leave it None
     for speed.

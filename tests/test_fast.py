@@ -344,8 +344,8 @@ def test_cuda_bf16_graphs_within_budget(cuda_setup):
 
 @pytest.mark.parametrize("faces", [1, 3])
 def test_channels_last_same_trajectory(setup, faces):
-    """channels_last: D (a private copy) and, at batch 1, G run in NHWC through the native ops; the
-    trajectory is the NCHW one to float rounding, and the caller's D keeps its layout."""
+    """channels_last: D (a private copy) and G run in NHWC through the native ops (G one face at a
+    time); the trajectory is the NCHW one to float rounding, and the caller's D keeps its layout."""
     G, D, fit, lr = setup
     cfg = RLSEConfig(steps=4)
     seeds = [1, 2, 3][:faces]
@@ -355,12 +355,16 @@ def test_channels_last_same_trajectory(setup, faces):
     assert loop.D is not D and all(f.is_contiguous(memory_format=cl) and not f.is_contiguous()
                                    for f in loop.target_feats if f.shape[-1] > 1)
     assert all(p.is_contiguous() for p in D.parameters())
-    if faces == 1:
-        ws = torch.zeros(1, G.synthesis.num_ws, G.cfg.w_dim)
-        with torch.no_grad():
-            img = G.synthesis(ws, noise_mode="const", channels_last=True)
+    gen = torch.Generator().manual_seed(faces)
+    ws = torch.randn(faces, G.synthesis.num_ws, G.cfg.w_dim, generator=gen)
+    noise = [torch.randn(faces, 1, layer.resolution, layer.resolution, generator=gen)
+             for layer in G.synthesis.noise_layers()]
+    params = {k: p.detach() + 0.01 * torch.randn(faces, *p.shape, generator=gen)  # a different G per face
+              for k, p in G.synthesis.named_parameters()}
+    with torch.no_grad():
+        img = G.synthesis(ws, noise=noise, params=params, channels_last=True)
         assert img.is_contiguous(memory_format=cl) and not img.is_contiguous()
-        torch.testing.assert_close(img, G.synthesis(ws, noise_mode="const"))
+        torch.testing.assert_close(img, G.synthesis(ws, noise=noise, params=params))
     for _ in range(cfg.steps):
         loop.step()
     b = loop.result()

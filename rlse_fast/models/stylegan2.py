@@ -353,13 +353,25 @@ class SynthesisNetwork(nn.Module):
         parameter names ('b8.conv0.weight', 'b4.const', ...) to tensors (B, *param.shape).
         fused_modconv: None picks the grouped convolution in eval mode, at batch 1, or with params.
         channels_last: run the activations in NHWC after the first block, where cuDNN wants them (the
-        same values to float rounding). At batch 1 only: the grouped per-sample convolution folds the
-        batch into the channels, which an NHWC tensor cannot do without a copy.
+        same values to float rounding). A batch of B > 1 then runs as B passes of one sample each,
+        concatenated: the grouped per-sample convolution folds the batch into the channels, which
+        an NHWC tensor cannot do without a copy (inside a CUDA graph the extra launches cost the
+        host nothing).
         """
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.cfg.w_dim:
             raise ValueError(f"ws must be (B, {self.num_ws}, {self.cfg.w_dim}), got {tuple(ws.shape)}")
         if noise is not None and len(noise) != self.cfg.num_noise:
             raise ValueError(f"noise must list {self.cfg.num_noise} maps, got {len(noise)}")
+        batch = ws.shape[0]
+        if channels_last and batch > 1:
+            def one(t, i):  # sample i of a per-sample tensor; a shared one (leading 1) as it is
+                return t if t is None or t.shape[0] == 1 else t[i:i + 1]
+
+            return torch.cat([
+                self.forward(ws[i:i + 1], noise_mode, None if noise is None else [one(n, i) for n in noise],
+                             fused_modconv, None if params is None else {k: one(v, i) for k, v in params.items()},
+                             channels_last=True)
+                for i in range(batch)])
         if fused_modconv is None:
             fused_modconv = (not self.training) or ws.shape[0] == 1 or bool(params)
         x = img = None
@@ -370,7 +382,7 @@ class SynthesisNetwork(nn.Module):
             block_noise = noise[n_idx:n_idx + block.num_conv] if noise is not None else None
             x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noise,
                            fused_modconv=fused_modconv, params=_sub(params, f"b{res}"))
-            if channels_last and x.shape[0] == 1:  # a no-op after the first block: the layers keep NHWC
+            if channels_last:  # a no-op after the first block: the layers keep NHWC
                 x = x.contiguous(memory_format=torch.channels_last)
                 img = img.contiguous(memory_format=torch.channels_last)
             w_idx += block.num_conv
