@@ -100,6 +100,9 @@ UPFIRDN = {
 @pytest.mark.parametrize("what", list(UPFIRDN))
 @pytest.mark.parametrize("separable", [False, True], ids=["2d", "sep"])
 def test_upfirdn2d(benchmark, impl, what, shape, dtype, separable):
+    """'2d': the models' 4x4 filter as they pass it; 'sep': its 1-D taps. Since 2026-11-28 the CUDA
+    wrapper hands the kernel a 2-D outer product's 1-D factor (`separable_form`), so the two CUDA
+    cases run the same kernel; the run of 2026-11-28 measured them before that."""
     x = torch.randn(SHAPES[shape], device="cuda", dtype=DTYPES[dtype])
     f = setup_filter([1, 3, 3, 1], separable=separable).cuda()
     _need("upfirdn2d", impl, x)
