@@ -204,19 +204,7 @@ class FastLoop:
         return (d * d).sum((1, 2, 3))
 
     def _features(self, lr01: torch.Tensor) -> list[torch.Tensor]:
-        """`semantic.features`, optionally on NHWC activations."""
-        D = self.D
-        img = semantic.to_discriminator(lr01, D.img_resolution)
-        if self.channels_last:
-            img = img.contiguous(memory_format=torch.channels_last)
-        x, out = None, []
-        for res in D.block_resolutions:
-            x = getattr(D, f"b{res}")(x, img)
-            if f"b{res}" in self.names:
-                out.append(x)
-                if len(out) == len(self.names):
-                    break
-        return out
+        return semantic.features(self.D, lr01, self.names, channels_last=self.channels_last)
 
     def _iteration(self) -> None:
         """One RLSE iteration on the static buffers; issues device work only (graph-capturable)."""

@@ -53,10 +53,13 @@ def to_discriminator(lr01: torch.Tensor, resolution: int) -> torch.Tensor:
         return (rows @ x.float() @ cols.t()).to(x.dtype)
 
 
-def features(D: Discriminator, lr01: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
-    """Outputs of the named blocks for low-resolution images in [0, 1]; stops after the last one."""
+def features(D: Discriminator, lr01: torch.Tensor, names: list[str], channels_last: bool = False) -> list[torch.Tensor]:
+    """Outputs of the named blocks for low-resolution images in [0, 1]; stops after the last one.
+    channels_last: D's input in NHWC (for a D whose weights are NHWC too)."""
     x = None
     img = to_discriminator(lr01, D.img_resolution)
+    if channels_last:
+        img = img.contiguous(memory_format=torch.channels_last)
     out = []
     for res in D.block_resolutions:
         x = getattr(D, f"b{res}")(x, img)
