@@ -33,6 +33,11 @@ def _metrics(info: dict):
     return GT_METRICS if info.get("mode") == "hr" else NIQE_METRICS
 
 
+def _main_metrics(info: dict):
+    """The metrics the summaries and the paired comparisons show: the MAIN ones, or NIQE alone."""
+    return [m for m in _metrics(info) if m[0] in MAIN or info["mode"] == "lr"]
+
+
 COMPARISONS = (("rlse", "rlse-nosem", "Does L_s help?"), ("rlse", "rlse-noft", "Does fine-tuning help?"),
                ("rlse", "pulse", "RLSE vs PULSE"))
 """Paired differences reported when both methods ran: (a, b, heading) for a − b."""
@@ -132,7 +137,7 @@ def summary_markdown(info: dict, rows: list[dict], notes: str = "") -> str:
     for s in agg:
         out += [f"## {s}x ({_lr_size(info, s)} px -> {info['hr_size']} px)", ""] + _md_table(info, rows, agg, s) + [""]
         methods = list(agg[s])
-        main = [m for m in _metrics(info) if m[0] in MAIN or info["mode"] == "lr"]
+        main = _main_metrics(info)
         for a, b, why in COMPARISONS:
             if a in methods and b in methods:
                 comp = compare(rows, s, a, b, main)
@@ -186,7 +191,7 @@ def write_charts(info: dict, rows: list[dict], out: Path) -> dict[int, str]:
     from ..imageio import atomic_write
 
     agg = aggregate(info, rows)
-    metrics = [m for m in _metrics(info) if m[0] in MAIN or info["mode"] == "lr"] + [EXTRA[1]]
+    metrics = _main_metrics(info) + [EXTRA[1]]
     paths = {}
     for s, per_method in agg.items():
         methods = list(per_method)
@@ -321,7 +326,7 @@ def report_html(info: dict, rows: list[dict], out: Path, charts: dict[int, str],
         parts.append(_html_summary_table(info, agg, s))
         for a, b, _ in COMPARISONS:
             if a in agg[s] and b in agg[s]:
-                main = [m for m in _metrics(info) if m[0] in MAIN or info["mode"] == "lr"]
+                main = _main_metrics(info)
                 comp = compare(rows, s, a, b, main)
                 parts.append(f"<p><b>{a} − {b}</b> (paired, {comp[0][1].n} faces): "
                              + "; ".join(f"{_e(label)} {_e(d.fmt(dig + 2))} ({_e(v)})"
