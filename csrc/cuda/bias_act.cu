@@ -165,7 +165,7 @@ void launch_act(const bias_act_kernel_params& p, cudaStream_t stream) {
     const unsigned int blocks = grid_for(items, kThreads);
     // 32-bit index math when the whole loop (including the last stride, and the element index
     // i * V of the vector kernel) fits.
-    const bool narrow = use_index32(p.sizeX + static_cast<int64_t>(blocks) * kThreads * per_item < (int64_t(1) << 31));
+    const bool narrow = use_index32(p.sizeX + static_cast<int64_t>(blocks) * kThreads * per_item);
     auto* kernel = vec ? (narrow ? &bias_act_kernel<T, A, ACT, int32_t, kVec<T>> : &bias_act_kernel<T, A, ACT, int64_t, kVec<T>>)
                        : (narrow ? &bias_act_kernel<T, A, ACT, int32_t, 1> : &bias_act_kernel<T, A, ACT, int64_t, 1>);
     RLSE_LAUNCH(kernel, blocks, kThreads, 0, stream, p);

@@ -87,14 +87,14 @@ template <class A> __device__ __forceinline__ A block_sum(A v, A* red) {
     return r;
 }
 
-// Whether a kernel with 32- and 64-bit index instances may take the 32-bit one (`fits`: every
-// index it forms stays below 2^31); 64-bit division is many times slower. The emulation build can
-// force the 64-bit instances so that its tests run them too.
-inline bool use_index32(bool fits) {
+// Whether a kernel with 32- and 64-bit index instances may take the 32-bit one: `bound`, the
+// largest index it forms, stays below 2^31 (64-bit division is many times slower). The emulation
+// build can force the 64-bit instances so that its tests run them too.
+inline bool use_index32(int64_t bound) {
 #ifdef RLSE_CUDA_EMULATION
     if (emu_force_index64()) return false;
 #endif
-    return fits;
+    return bound < (int64_t(1) << 31);
 }
 
 // Blocks for a grid-stride loop over n items: enough to fill the GPU, never over the x limit.

@@ -15,6 +15,7 @@
 #include "../common/upfirdn2d.h"
 #include "cuda_common.cuh"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace {
@@ -196,8 +197,7 @@ void launch_general(const upfirdn2d_kernel_params& p, cudaStream_t stream) {
     const int64_t total = p.major * p.outH * p.outW;
     const int64_t input = p.major * p.inH * p.inW;
     const unsigned int blocks = grid_for(total, kThreads);
-    const bool narrow = use_index32(total + static_cast<int64_t>(blocks) * kThreads < (int64_t(1) << 31) &&
-                                    input < (int64_t(1) << 31));
+    const bool narrow = use_index32(std::max(total + static_cast<int64_t>(blocks) * kThreads, input));
     auto* kernel = narrow ? &upfirdn2d_general<T, A, NHWC, int32_t> : &upfirdn2d_general<T, A, NHWC, int64_t>;
     RLSE_LAUNCH(kernel, blocks, kThreads, 0, stream, p);
 }
