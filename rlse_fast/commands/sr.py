@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .engine_options import add_engine_args, config_from_args
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -16,33 +18,12 @@ def register(sub) -> None:
                     "and the weights' sha256.")
     p.add_argument("input", metavar="IN", help="low-resolution face image, or a folder of images")
     p.add_argument("output", metavar="OUT", help="output image (.png/.jpg/.webp), or a folder when IN is one")
-    p.add_argument("--weights", default=None,
-                   help="weights file (.pkl/.pt/.safetensors) or a name: ffhq, ffhq512, ffhq256, celeba64 "
-                        "(default: ffhq if downloaded, else the bundled celeba64)")
+    add_engine_args(p)
     p.add_argument("--scale", type=int, default=None,
                    help="upscaling factor, a power of two (default: the generator's resolution / the input's)")
-    p.add_argument("--mode", choices=["rlse", "pulse"], default="rlse", help="rlse (the paper) or pulse (baseline)")
-    p.add_argument("--no-semantic", action="store_true", help="ablation: drop the discriminator loss L_s")
-    p.add_argument("--no-finetune", action="store_true", help="ablation: keep the generator's weights fixed")
-    p.add_argument("--pixel-loss", choices=["norm", "mse"], default=None,
-                   help="L_p as the paper's L2 norm or PULSE's clamped MSE (default: the mode's)")
-    p.add_argument("--w-pixel", type=float, default=None, help="weight of L_p (default: the mode's, 100)")
-    p.add_argument("--w-semantic", type=float, default=None, help="weight of L_s (default: the mode's, rlse 0.5)")
-    p.add_argument("--w-geocross", type=float, default=None, help="weight of L_g (default: the mode's, rlse 500, pulse 0.05)")
-    p.add_argument("--steps", type=int, default=100, help="iterations per face")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise (per face)")
-    p.add_argument("--batch", type=int, default=1, help="faces optimised together (results do not depend on it)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
-    p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
-                   help="kernel implementation (ref: plain PyTorch)")
-    p.add_argument("--engine", choices=["auto", "eager", "fast"], default="auto",
-                   help="fast: static buffers, CUDA graphs, optional bf16 (same results in fp32); "
-                        "auto: fast on CUDA, eager on CPU. The eager fp32 baseline: --engine eager --impl ref")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="bf16 autocast with fp32 weights and optimizer state (fast engine); auto: bf16 on CUDA, else fp32")
-    p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
-    p.add_argument("--gaussian-samples", type=int, default=None,
-                   help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
+    p.add_argument("--fit", action="store_true",
+                   help="take a face crop of any size or aspect: pad it to a square (edge pixels replicated) and "
+                        "resize it (Lanczos) to the nearest valid input size (or resolution / --scale), with a note")
     p.add_argument("--size", type=int, default=None, help="resize the output to SIZE x SIZE pixels")
     p.add_argument("--save-steps", metavar="DIR", default=None,
                    help="save every iteration's high- and low-resolution images under DIR")
@@ -100,26 +81,13 @@ def run(args) -> int:
 
     from .. import weights as weights_mod
     from ..checkpoints import load_gan
-    from ..config import RLSEConfig
     from ..errors import UserError
     from ..explore import prepare_fit
     from ..fast import pick_device, pick_engine
     from ..fast import run as run_engine
     from ..imageio import load_image, save_image, save_json
 
-    if args.steps < 1 or args.batch < 1:
-        raise UserError("--steps and --batch must be >= 1")
-    overrides = {"steps": args.steps}
-    if args.pixel_loss:
-        overrides["pixel_loss"] = args.pixel_loss
-    if args.gaussian_samples:
-        overrides["gaussian_samples"] = args.gaussian_samples
-    for name in ("w_pixel", "w_semantic", "w_geocross"):
-        if getattr(args, name) is not None:
-            if getattr(args, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
-            overrides[name] = getattr(args, name)
-    cfg = RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
+    cfg = config_from_args(args)
     jobs, is_folder = _jobs(args)
     device = pick_device(args.device)
     fast, precision = pick_engine(args.engine, args.precision, device)
@@ -176,6 +144,8 @@ def run(args) -> int:
     for src, dst in todo:
         try:
             lr = load_image(src)
+            if args.fit:
+                lr = _fitted(lr, G.img_resolution, args, src.name)
             scale = _check_scale(lr, G.img_resolution, args.scale, src.name)
         except UserError as exc:
             if not is_folder:
@@ -194,6 +164,17 @@ def run(args) -> int:
     if is_folder and not args.quiet:
         print(f"{len(todo) - failed} faces written to {args.output}, {len(jobs) - len(todo)} already done, {failed} failed")
     return 1 if failed else 0
+
+
+def _fitted(lr, resolution: int, args, name: str):
+    from ..faces.fit import fit_crop
+
+    if args.scale is not None and (args.scale < 2 or args.scale & (args.scale - 1) or resolution % args.scale):
+        return lr  # _check_scale says what is wrong with --scale
+    lr, note = fit_crop(lr, resolution, args.scale)
+    if note and not args.quiet:
+        print(f"{name}: {note}", file=sys.stderr)
+    return lr
 
 
 def _step_saver(root: Path, stems: list[str], factor: int):

