@@ -67,17 +67,23 @@ def align(landmarks: np.ndarray, frame: Frame = FFHQ) -> Alignment:
     return Alignment(m, float(1.0 / np.sqrt(abs(np.linalg.det(m[:, :2])))))
 
 
+def valid_sizes(resolution: int) -> list[int]:
+    """Input sizes the generator's resolution can be super-resolved from: resolution / f for the
+    powers of two f = 2 .. `downsample.max_factor(resolution)`, largest first."""
+    sizes, f = [], 2
+    while f <= max_factor(resolution):
+        sizes.append(resolution // f)
+        f *= 2
+    return sizes
+
+
 def lr_size(side: float, resolution: int) -> int | None:
     """The input size a face whose aligned square spans `side` photo pixels is super-resolved from:
     the largest power-of-two divisor d of the generator's resolution with d <= 1.1 x side (so a
     face's pixels are never enlarged by more than 10% before the method), among the sizes the
     downscaler takes (factor 2 .. max_factor). A face smaller than the smallest size is enlarged only
     if that enlargement is below the factor the method then removes; else None (too small)."""
-    sizes = []
-    f = 2
-    while f <= max_factor(resolution):
-        sizes.append(resolution // f)
-        f *= 2
+    sizes = valid_sizes(resolution)
     fitting = [d for d in sizes if d <= 1.1 * side]
     if fitting:
         return max(fitting)

@@ -13,15 +13,7 @@ import math
 import numpy as np
 import torch
 
-from ..downsample import max_factor
-
-
-def valid_sizes(resolution: int) -> list[int]:
-    sizes, f = [], 2
-    while f <= max_factor(resolution):
-        sizes.append(resolution // f)
-        f *= 2
-    return sizes
+from .align import valid_sizes
 
 
 def nearest_size(side: int, resolution: int) -> int:
