@@ -47,7 +47,7 @@ def fast(weights):
 
 def test_photo_writes_image_sidecar_and_faces(tmp_path, weights, home):
     out = tmp_path / "out" / "group.png"
-    assert main(["photo", str(PHOTO), str(out), "--save-faces", "--upscale", "3", *fast(weights)]) == 0
+    assert main(["photo", str(PHOTO), str(out), "--save-faces", "--html", "--upscale", "3", *fast(weights)]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert Image.open(out).size == (384, 384) and meta["upscale"] == 3 and meta["output_size"] == [384, 384]
     assert len(meta["faces"]) == 3 and set(meta["stages"]) >= {"detect", "align", "super_resolve", "paste"}
@@ -58,6 +58,10 @@ def test_photo_writes_image_sidecar_and_faces(tmp_path, weights, home):
     faces = sorted(p.name for p in (tmp_path / "out" / "group_faces").iterdir())
     assert len(faces) == 6 and sum(n.endswith("_output.png") for n in faces) == 3
     assert not list((tmp_path / "out").glob("*.part"))
+    import re
+    page = (tmp_path / "out" / "group.html").read_text()
+    links = re.findall(r"src=['\"]([^'\"]+)['\"]", page)
+    assert len(links) == 3 + 2 * 3 and all((tmp_path / "out" / link).is_file() for link in links)
 
 
 def test_folder_resumes_and_reports_photo_without_faces(tmp_path, weights, home, capsys):

@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--upscale", type=int, default=None,
                    help="output size factor (default: 2-4 from the faces' sizes, capped at 64 MP of output)")
     p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
+    p.add_argument("--html", action="store_true",
+                   help="also write OUT-stem.html: the photo with its boxes, before/after, each face input -> output")
     add_engine_args(p, batch_help="faces super-resolved together (results do not depend on it)")
     p.set_defaults(batch=8)
     p.add_argument("--quiet", action="store_true", help="no progress bars or notices")
@@ -146,6 +148,10 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float) -> 
             if f.sr is not None:
                 save_image(f.lr, folder / f"face{i:03d}_input_{f.lr_size}px.png")
                 save_image(f.sr, folder / f"face{i:03d}_output.png")
+    if args.html:
+        from ..faces.page import write_page
+
+        write_page(dst.with_suffix(".html"), rgb, result, f"rlse-fast photo: {src.name}")
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}[dst.suffix.lower()]
     im = Image.fromarray(result.image)
     kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
