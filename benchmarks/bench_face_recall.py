@@ -6,7 +6,8 @@ For the three photos with ground truth (gt_boxes.json): each GT face counts as f
 overlaps it at IoU >= 0.5 (greedy, best score first, one detection per face); recall is given per GT
 width bin (<16, 16-32, 32-64, >64 px) and detections that overlap no GT face are false positives. For
 the other photos: how many faces were found, by detected width, against the counts in the photos'
-README. Detectors: MTCNN as `rlse-fast photo` runs it (min face 12 px), and with --dlib dlib's HOG
+README. Detectors: MTCNN (min face 12 px) with the cascade's own thresholds and with the score
+floor `rlse-fast photo` keeps by default (--min-score), and with --dlib dlib's HOG
 detector (`dlib-bin`; image upsampled 1x and 2x, as dlib's own examples do for small faces).
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+from rlse_fast.faces.detect import MIN_SCORE  # noqa: E402
+
 BINS = ((0, 16, "<16"), (16, 32, "16-32"), (32, 64, "32-64"), (64, 1e9, ">64"))
 
 
@@ -61,7 +64,7 @@ def detectors(use_dlib: bool):
     from rlse_fast.faces.mtcnn import MTCNN
 
     mtcnn = MTCNN.from_cache(min_face=12)
-    out = {"mtcnn": lambda rgb: mtcnn.detect(rgb)[:2]}
+    out = {"mtcnn": lambda rgb: mtcnn.detect(rgb)[:2]}  # the cascade's own thresholds (last stage 0.7)
     if use_dlib:
         import dlib
 
@@ -72,6 +75,22 @@ def detectors(use_dlib: bool):
                 return np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects]).reshape(-1, 4), np.array(scores)
             out[f"dlib-hog-up{up}"] = run
     return out
+
+
+def _row(name, path, rgb, boxes, scores, sec, gt_all) -> dict:
+    widths = [float(b[2] - b[0]) for b in boxes]
+    row = {"found": len(boxes), "seconds": round(sec, 2), "size": list(rgb.shape[1::-1]),
+           "found_by_width": {n: sum(bin_of(w) == n for w in widths) for _, _, n in BINS}}
+    if path.name in gt_all:
+        g = gt_all[path.name]
+        invalid = g.get("invalid") or [0] * len(g["boxes_xywh"])
+        per_bin, fp = score_against_gt(boxes, scores, g["boxes_xywh"], invalid)
+        row.update({"recall_by_width": per_bin, "false_positives": fp,
+                    "recall": [sum(v[0] for v in per_bin.values()), sum(v[1] for v in per_bin.values())]})
+    print(f"{name:16s} {path.name:24s} found {len(boxes):3d} in {sec:5.1f} s"
+          + (f"  recall {row['recall'][0]}/{row['recall'][1]} {row['recall_by_width']} FP {row['false_positives']}"
+             if "recall" in row else f"  by width {row['found_by_width']}"), flush=True)
+    return row
 
 
 def main() -> None:
@@ -95,19 +114,15 @@ def main() -> None:
             t = time.perf_counter()
             boxes, scores = det(rgb)
             sec = time.perf_counter() - t
-            widths = [float(b[2] - b[0]) for b in boxes]
-            row = {"found": len(boxes), "seconds": round(sec, 2), "size": list(rgb.shape[1::-1]),
-                   "found_by_width": {name: sum(bin_of(w) == name for w in widths) for _, _, name in BINS}}
-            if path.name in gt_all:
-                g = gt_all[path.name]
-                invalid = g.get("invalid") or [0] * len(g["boxes_xywh"])
-                per_bin, fp = score_against_gt(boxes, scores, g["boxes_xywh"], invalid)
-                row.update({"recall_by_width": per_bin, "false_positives": fp,
-                            "recall": [sum(v[0] for v in per_bin.values()), sum(v[1] for v in per_bin.values())]})
-            results.setdefault(det_name, {})[path.name] = row
-            print(f"{det_name:14s} {path.name:24s} found {len(boxes):3d} in {sec:5.1f} s"
-                  + (f"  recall {row['recall'][0]}/{row['recall'][1]} {row['recall_by_width']} FP {row['false_positives']}"
-                     if "recall" in row else f"  by width {row['found_by_width']}"), flush=True)
+            runs = [(det_name, boxes, np.asarray(scores))]
+            if det_name == "mtcnn":  # and as `rlse-fast photo` keeps them (--min-score default)
+                keep = np.asarray(scores) >= MIN_SCORE
+                runs.append((f"mtcnn-score{MIN_SCORE:g}", boxes[keep], np.asarray(scores)[keep]))
+            for name, b, sc in runs:
+                row = _row(name, path, rgb, b, sc, sec, gt_all)
+                results.setdefault(name, {})[path.name] = row
+
+
     if args.out:
         Path(args.out).write_text(json.dumps({"device": "cpu (2 cores, shared)", "torch": torch.__version__,
                                               "iou": 0.5, "results": results}, indent=1))

@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("output", metavar="OUT", help="output photo (.png/.jpg/.webp), or a folder when IN is one")
     p.add_argument("--min-face", type=float, default=12.0,
                    help="smallest face width in pixels to detect (12 at least: the detector's window)")
+    p.add_argument("--min-score", type=float, default=0.8,
+                   help="lowest detector score kept (0.7-1; lower finds more faces and more false ones)")
     p.add_argument("--max-faces", type=int, default=None, help="keep only the N widest faces (default: all)")
     p.add_argument("--upscale", type=int, default=None,
                    help="output size factor (default: 2-4 from the faces' sizes, capped at 64 MP of output)")
@@ -61,6 +63,8 @@ def _check(args) -> None:
 
     if args.min_face < 12:
         raise UserError(f"--min-face must be >= 12 (the detector's smallest window), got {args.min_face:g}")
+    if not 0.7 <= args.min_score <= 1:
+        raise UserError(f"--min-score must be in 0.7-1 (the detector keeps nothing below 0.7), got {args.min_score:g}")
     if args.max_faces is not None and args.max_faces < 1:
         raise UserError("--max-faces must be >= 1")
     if args.upscale is not None and not 1 <= args.upscale <= 8:
@@ -103,7 +107,8 @@ def run(args) -> int:
 
         try:
             result = restore_photo(rgb, session, min_face=args.min_face, max_faces=args.max_faces,
-                                   upscale=args.upscale, seed=args.seed, batch=args.batch, on_batch=progress)
+                                   upscale=args.upscale, seed=args.seed, batch=args.batch,
+                                   min_score=args.min_score, on_batch=progress)
         except (RuntimeError, ValueError) as exc:
             bar.close()
             if not is_folder:
@@ -160,7 +165,7 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float) -> 
     save_json({
         "input": str(src), "output": str(dst), "input_size": [int(rgb.shape[1]), int(rgb.shape[0])],
         "output_size": [int(result.image.shape[1]), int(result.image.shape[0])], "upscale": result.upscale,
-        "frame": result.frame, "resolution": res, "detector": "mtcnn", "min_face": args.min_face,
+        "frame": result.frame, "resolution": res, "detector": "mtcnn", "min_face": args.min_face, "min_score": args.min_score,
         "max_faces": args.max_faces, "seed": args.seed, "batch": args.batch,
         "weights": {"path": session.gan.path, "sha256": session.gan.sha256, "format": session.gan.source_format},
         "config": session.cfg.to_dict(), "device": str(session.device), "impl": session.impl,

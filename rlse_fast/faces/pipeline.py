@@ -18,7 +18,7 @@ import torch
 
 from ..evaluate.frames import FFHQ, weights_frame
 from .align import Alignment, align, lr_size, warp_face
-from .detect import Face, detect
+from .detect import MIN_SCORE, Face, detect
 from .paste import paste, upscale_photo
 
 MAX_OUTPUT_PIXELS = 64_000_000
@@ -75,13 +75,13 @@ def default_upscale(rgb: np.ndarray, faces: list[Face], resolution: int, sides: 
 
 
 def restore_photo(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int | None = None,
-                  upscale: float | None = None, seed: int = 0, batch: int = 8,
+                  upscale: float | None = None, seed: int = 0, batch: int = 8, min_score: float = MIN_SCORE,
                   on_batch=None) -> PhotoResult:
     """(H, W, 3) uint8 photo -> PhotoResult. Face i (top to bottom, left to right) gets seed `seed + i`.
     `session`: a `session.Session`. on_batch(done, total): progress callback."""
     stages = {}
     t = time.perf_counter()
-    faces = detect(rgb, min_face=min_face, max_faces=max_faces, device="cpu")
+    faces = detect(rgb, min_face=min_face, max_faces=max_faces, device="cpu", min_score=min_score)
     stages["detect"] = time.perf_counter() - t
 
     res = session.resolution
