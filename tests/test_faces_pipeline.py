@@ -3,7 +3,6 @@ detection, per-face records, batching by input size, seeds, and the paste-back."
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

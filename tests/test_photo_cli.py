@@ -1,11 +1,9 @@
 """`rlse-fast photo` end to end with a tiny GAN made here: outputs, sidecar, faces folder, resume,
 no-face and bad-input exits."""
 import json
-import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

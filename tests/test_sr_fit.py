@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from rlse_fast.faces.fit import fit_crop, nearest_size, valid_sizes

@@ -39,25 +39,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _jobs(args):
-    from ..errors import UserError
-    from ..imageio import IMAGE_SUFFIXES
-
-    src, dst = Path(args.input), Path(args.output)
-    if src.is_dir():
-        if dst.exists() and not dst.is_dir():
-            raise UserError(f"IN is a folder, so OUT must be a folder too; {dst} is a file")
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-        if not files:
-            raise UserError(f"{src} holds no .png/.jpg/.jpeg/.webp photos")
-        return [(f, dst / (f.stem + ".png")) for f in files], True
-    if not src.exists():
-        raise UserError(f"input not found: {src}")
-    if dst.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"OUT must end in .png, .jpg or .webp, got {dst.name!r}")
-    return [(src, dst)], False
-
-
 def _check(args) -> None:
     from ..errors import UserError
 
@@ -79,6 +60,7 @@ def run(args) -> int:
     from ..faces.photo_io import read_photo
     from ..faces.pipeline import restore_photo
     from ..metrics import assets
+    from .sr import _jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
 
     _check(args)
     cfg = config_from_args(args)
