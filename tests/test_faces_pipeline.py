@@ -81,3 +81,14 @@ def test_max_faces_keeps_the_widest_and_min_face_filters():
     assert len(one.faces) == 1 and one.faces[0].face.width == max(f.face.width for f in all3.faces)
     none = restore_photo(rgb, FlatSession(), min_face=40)
     assert none.faces == [] and none.image.shape[0] == 128 * none.upscale
+
+
+def test_exif_rotated_photo_face_found_only_upright():
+    # The README: stored 640x480 with Orientation=6; one face, found on the rotated pixels only.
+    from rlse_fast.faces.detect import detect
+
+    rgb = photo("exif_rotated.jpg")
+    assert rgb.shape[:2] == (640, 480)
+    upright = detect(rgb, min_face=40)
+    assert len(upright) == 1 and upright[0].width > 100
+    assert detect(rgb.transpose(1, 0, 2)[::-1].copy(), min_face=40) == []  # the stored orientation
