@@ -68,6 +68,10 @@ def run(args) -> int:
     for name in ASSET_NAMES:
         assets.require(name, "MTCNN face-detector weights")
     todo = [(s, d) for s, d in jobs if not (is_folder and d.exists() and d.with_suffix(".json").exists())]
+    if not todo:
+        if not args.quiet:
+            print(f"all {len(jobs)} photos already done in {args.output}")
+        return 0
     session = load_session(args, cfg)
     failed = 0
     for src, dst in tqdm(todo, unit="photo", disable=args.quiet or not is_folder):
