@@ -43,6 +43,8 @@ def run(args) -> int:
     isa = info["cpu_isa"]
     print(f"CPU build:  {isa + ' (of ' + ', '.join(info['cpu_isas']) + ')' if isa else 'none'}")
     for impl, state in info["impls"].items():
+        if impl == "triton" and state == "available" and not info["cuda_device"]:
+            state = "installed; runs on a GPU only (on a CPU only under its interpreter, TRITON_INTERPRET=1)"
         print(f"{impl + ':':11s} {state}")
     for device, rows in info["auto"].items():
         for dtype, row in rows.items():
