@@ -127,7 +127,7 @@ def check_writable(path: str | os.PathLike) -> None:
 
 
 def to_uint8(img01: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    """(3, H, W), clamped to [0, 1] -> (H, W, 3) uint8."""
     return (img01.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
@@ -154,7 +154,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 
 def save_image(img01: torch.Tensor, path: str | os.PathLike, size: int | None = None) -> None:
-    """(3, H, W) in [0, 1] -> an image file (format from the suffix), optionally resized to size x size."""
+    """(3, H, W), clamped to [0, 1] -> an image file (format from the suffix), optionally resized to size x size."""
     from PIL import Image
 
     path = Path(path)
