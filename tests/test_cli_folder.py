@@ -35,6 +35,13 @@ def test_name_clash_refused_up_front(tmp_path, weights, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_output_folder_is_not_the_input_folder(tmp_path, weights, capsys):
+    src = _folder(tmp_path / "in", ["a.jpg"])
+    code, _, err = cli(capsys, "sr", src, src, "--weights", weights, *FAST)
+    assert "OUT is IN" in one_line_error(code, err)
+    assert tree(src) == ["a.jpg"]
+
+
 def test_rerun_keeps_same_settings_and_stops_on_others(tmp_path, weights, capsys):
     src, out = _folder(tmp_path / "in", ["a.png", "b.png"]), tmp_path / "out"
     args = ["sr", src, out, "--weights", weights, "--steps", "2", "--gaussian-samples", "4096"]

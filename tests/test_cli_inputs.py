@@ -275,3 +275,22 @@ def test_result_images_are_the_unclamped_best_iterate(weights):
     for i, step in enumerate(result.best_step):
         assert torch.equal(result.images[i], seen[step][i])
     assert result.images.min() < 0 or result.images.max() > 1  # this random generator overshoots
+
+
+def test_readme_install_and_inputs(capsys):
+    # The install line takes PyTorch's CPU wheel on any machine, says what a GPU user runs instead,
+    # and keeps two commands; the Inputs section and `sr --help` say how faces must be framed.
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"## Install and run.*?```bash\n(.*?)```(.*?)\n## ", readme, re.S)
+    lines = block.group(1).strip().splitlines()
+    assert len(lines) == 2 and "--index-url https://download.pytorch.org/whl/cpu" in lines[0]
+    assert "With an NVIDIA GPU" in block.group(2) and lines[1].endswith("out/face.png")
+    inputs = readme.split("### Inputs", 1)[1].split("###", 1)[0]
+    for words in ("CelebA framing", "FFHQ framing", "I;16", "composited on white", "EXIF", "header"):
+        assert words in inputs, words
+    with pytest.raises(SystemExit):
+        cli(capsys, "sr", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "CelebA framing" in text and "FFHQ framing" in text

@@ -13,6 +13,8 @@ from ..imageio import IMAGE_SUFFIXES
 def plan(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
     """[(input path, output path)] and whether IN is a folder. In a folder, faces whose names differ
     only in the extension (face.png, face.jpg) would write the same output: refused, naming them."""
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise UserError(f"OUT is IN ({src}): the results would overwrite or mix with the inputs; choose another OUT")
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
             raise UserError(f"IN is a folder, so OUT must be a folder too; {dst} is a file")
