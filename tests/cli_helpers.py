@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from gan_files import tiny_gan
@@ -11,6 +12,20 @@ from rlse_fast.checkpoints import save_gan
 from rlse_fast.downsample import bicubic_downsample_ref
 
 FAST = ["--steps", "2", "--gaussian-samples", "4096", "--quiet"]
+
+
+# Fixtures the CLI test modules import (pytest finds fixtures in a module's namespace).
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """The tiny GAN's weights file, made once per module."""
+    return make_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh cache folder (Gaussian fits) per test."""
+    monkeypatch.setenv("RLSE_FAST_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 def make_weights(root: Path, nan: bool = False) -> Path:

@@ -13,19 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import FAST, cli, make_faces, make_weights, one_line_error, tree
+from cli_helpers import FAST, cli, home, make_faces, make_weights, one_line_error, tree, weights  # noqa: F401
 from rlse_fast.imageio import MAX_PIXELS, load_image, save_image
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return make_weights(tmp_path_factory.mktemp("weights"))
-
-
 @pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("RLSE_FAST_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+def _home(home):
+    return home
 
 
 # ----------------------------------------------------------------------------- image modes
