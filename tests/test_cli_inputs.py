@@ -156,6 +156,17 @@ def test_bad_option_refused_up_front(tmp_path, capsys, option):
     assert tree(tmp_path) == []
 
 
+def test_impl_that_cannot_run_refused_before_work(tmp_path, weights, home, capsys, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    save_image(make_faces(1)[0], tmp_path / "a.png")
+    for impl in ("cuda", "triton"):
+        code, _, err = cli(capsys, "sr", tmp_path / "a.png", tmp_path / "o.png", "--weights", weights, "--impl", impl, *FAST)
+        assert f"--impl {impl}" in one_line_error(code, err)
+    assert not (home / "gaussian_fit").exists() and not (tmp_path / "o.png").exists()
+
+
 def test_output_under_a_file_refused_before_work(tmp_path, weights, home, capsys):
     save_image(make_faces(1)[0], tmp_path / "a.png")
     (tmp_path / "file").write_text("x")

@@ -97,6 +97,21 @@ def build_config(args):
     return RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
 
 
+def _check_impl(impl: str, device) -> None:
+    """--impl cpp/cuda/triton must be able to run on the device: refused now, not after the fit."""
+    import torch
+
+    from ..errors import UserError
+    from ..ops import dispatch
+
+    if impl in ("auto", "ref"):
+        return
+    try:
+        dispatch.pick("bias_act", impl, torch.empty(1, device=device))
+    except RuntimeError as exc:
+        raise UserError(f"--impl {impl}: {str(exc).splitlines()[0].split(': ', 1)[1]}") from None
+
+
 def _input_sizes(hr_res: int, largest: int) -> str:
     """'32, 16, 8 or 4 px': the input sizes a generator of hr_res px can upscale."""
     sizes = [hr_res >> k for k in range(1, largest.bit_length()) if hr_res % (1 << k) == 0]
@@ -147,6 +162,7 @@ def run(args) -> int:
         check_writable(args.save_steps)
     device = pick_device(args.device)
     fast, precision = pick_engine(args.engine, args.precision, device)
+    _check_impl(args.impl, device)
 
     gan = load_gan(weights_mod.resolve(args.weights, quiet=args.quiet))
     if cfg.semantic and gan.discriminator is None:
