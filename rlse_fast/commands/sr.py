@@ -109,7 +109,7 @@ def _check_impl(impl: str, device) -> None:
     try:
         dispatch.pick("bias_act", impl, torch.empty(1, device=device))
     except RuntimeError as exc:
-        raise UserError(f"--impl {impl}: {str(exc).splitlines()[0].split(': ', 1)[1]}") from None
+        raise UserError(f"--impl {impl}: {str(exc).splitlines()[0].split(': ', 1)[-1]}") from None
 
 
 def _input_sizes(hr_res: int, largest: int) -> str:
@@ -181,7 +181,7 @@ def run(args) -> int:
     first = read(todo[0][0]) if todo and not is_folder else None  # a bad single input fails before the fit
     G = gan.generator.to(device)
     D = gan.discriminator.to(device) if gan.discriminator is not None else None
-    fit = prepare_fit(gan, cfg, device=device)
+    fit = prepare_fit(gan, cfg, device=device) if todo else None  # a rerun with everything kept needs no fit
 
     failed = 0
     bar = tqdm(total=len(todo), unit="face", disable=args.quiet or not is_folder)
