@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe (`| head`) shows here, where it is handled
     except BrokenPipeError:
         # The reader went away: nothing more to say, and no traceback from the exit's flush.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no file (captured): nothing to flush at exit
+            pass
         return 141
     except (UserError, RunFailure) as exc:
         if args.debug:
