@@ -3,7 +3,11 @@ batch, device, kernels, engine, precision): the one place they are declared and 
 from __future__ import annotations
 
 
-def add_engine_args(p, batch_help: str = "faces optimised together (results do not depend on it)") -> None:
+BATCH_HELP = ("faces optimised together: each face's result equals its result alone up to float rounding, "
+              "which the optimiser's steps can amplify into visible per-pixel differences")
+
+
+def add_engine_args(p, batch_help: str = BATCH_HELP) -> None:
     p.add_argument("--weights", default=None,
                    help="weights file (.pkl/.pt/.safetensors) or a name: ffhq, ffhq512, ffhq256, celeba64 "
                         "(default: ffhq if downloaded, else the bundled celeba64)")
@@ -31,13 +35,28 @@ def add_engine_args(p, batch_help: str = "faces optimised together (results do n
                    help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
 
 
-def config_from_args(args):
-    """The RLSEConfig of the parsed engine flags; UserError for values out of range."""
-    from ..config import RLSEConfig
+def validate_engine_args(args) -> None:
+    """The engine flags' values checked before any work; UserError (exit 2) naming the flag."""
+    import math
+
     from ..errors import UserError
 
-    if args.steps < 1 or args.batch < 1:
-        raise UserError("--steps and --batch must be >= 1")
+    for name, low in (("steps", 1), ("batch", 1), ("gaussian_samples", 2), ("seed", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.seed >= 2 ** 63:
+        raise UserError(f"--seed must be below 2**63, got {args.seed}")
+    for name in ("w_pixel", "w_semantic", "w_geocross"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+
+
+def build_config(args):
+    """The RLSEConfig of the engine flags (the one place they are converted)."""
+    from ..config import RLSEConfig
+
     overrides = {"steps": args.steps}
     if args.pixel_loss:
         overrides["pixel_loss"] = args.pixel_loss
@@ -45,8 +64,6 @@ def config_from_args(args):
         overrides["gaussian_samples"] = args.gaussian_samples
     for name in ("w_pixel", "w_semantic", "w_geocross"):
         if getattr(args, name) is not None:
-            if getattr(args, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
             overrides[name] = getattr(args, name)
     return RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
 
@@ -55,6 +72,6 @@ def load_session(args, cfg=None):
     """A `session.Session` for the parsed engine flags (weights loaded, device and engine picked)."""
     from ..session import Session
 
-    return Session.load(args.weights, cfg or config_from_args(args), device=args.device, engine=args.engine,
+    return Session.load(args.weights, cfg or build_config(args), device=args.device, engine=args.engine,
                         precision=args.precision, graphs=not args.no_graphs, impl=args.impl,
                         quiet=getattr(args, "quiet", False))

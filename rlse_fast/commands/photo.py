@@ -1,18 +1,18 @@
 """`rlse-fast photo IN OUT`: find every face in a photo, super-resolve it, paste it back."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from .engine_options import add_engine_args, config_from_args, load_session
+from .engine_options import add_engine_args, build_config, load_session, validate_engine_args
+from .help_format import DefaultsOnce
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "photo", help="super-resolve every face in a whole photo (or a folder of photos) and paste them back",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnce,
         description="Detect faces with 5 landmarks (MTCNN, offline: run `rlse-fast fetch-assets` once), align "
                     "each to the generator's frame, super-resolve them in batches, and paste them back into the "
                     "photo upscaled by --upscale with a feathered mask. Only faces are super-resolved: the rest "
@@ -57,14 +57,17 @@ def run(args) -> int:
 
     from ..errors import RunFailure, UserError
     from ..faces.mtcnn import ASSET_NAMES
+    from ..imageio import check_writable
     from ..faces.photo_io import read_photo
     from ..faces.pipeline import restore_photo
     from ..metrics import assets
-    from .sr import _jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
+    from . import sr_jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
 
     _check(args)
-    cfg = config_from_args(args)
-    jobs, is_folder = _jobs(args)
+    validate_engine_args(args)
+    cfg = build_config(args)
+    jobs, is_folder = sr_jobs.plan(Path(args.input), Path(args.output))
+    check_writable(args.output)
     for name in ASSET_NAMES:
         assets.require(name, "MTCNN face-detector weights")
     todo = [(s, d) for s, d in jobs if not (is_folder and d.exists() and d.with_suffix(".json").exists())]
