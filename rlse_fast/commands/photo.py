@@ -33,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
     p.add_argument("--html", action="store_true",
                    help="also write OUT-stem.html: the photo with its boxes, before/after, each face input -> output")
-    add_engine_args(p, batch_help="faces super-resolved together (results do not depend on it)")
+    add_engine_args(p)
     p.set_defaults(batch=8)
     p.add_argument("--quiet", action="store_true", help="no progress bars or notices")
     p.set_defaults(func=run)
