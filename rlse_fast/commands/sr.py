@@ -96,14 +96,14 @@ def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
 
 def run(args) -> int:
     import torch
-    from tqdm import tqdm
 
+    from .. import launch
     from .. import weights as weights_mod
     from ..checkpoints import load_gan
     from ..config import RLSEConfig
     from ..errors import UserError
     from ..explore import prepare_fit
-    from ..fast import pick_device, pick_engine
+    from ..fast import pick_engine
     from ..fast import run as run_engine
     from ..imageio import load_image, save_image, save_json
 
@@ -121,16 +121,16 @@ def run(args) -> int:
             overrides[name] = getattr(args, name)
     cfg = RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
     jobs, is_folder = _jobs(args)
-    device = pick_device(args.device)
+    device = launch.start(args.device)  # under torchrun: this rank's GPU or share of the cores
     fast, precision = pick_engine(args.engine, args.precision, device)
 
-    gan = load_gan(weights_mod.resolve(args.weights, quiet=args.quiet))
+    gan = load_gan(launch.in_turn(lambda: weights_mod.resolve(args.weights, quiet=args.quiet)))
     if cfg.semantic and gan.discriminator is None:
         raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
                         "use --no-semantic or --mode pulse, or weights with a discriminator")
     G = gan.generator.to(device)
     D = gan.discriminator.to(device) if gan.discriminator is not None else None
-    fit = prepare_fit(gan, cfg, device=device)
+    fit = launch.in_turn(lambda: prepare_fit(gan, cfg, device=device))  # one process fills the cache
 
     todo = []
     for src, dst in jobs:
@@ -138,7 +138,8 @@ def run(args) -> int:
             continue  # done in an earlier run
         todo.append((src, dst))
     failed = 0
-    bar = tqdm(total=len(todo), unit="face", disable=args.quiet or not is_folder)
+    bar = launch.Progress(total=len(todo), unit="face", disable=args.quiet or not is_folder)  # the whole job, on rank 0
+    mine = launch.shard(todo)  # under torchrun: this rank's share of what is not done yet
 
     def process(chunk) -> int:
         """Super-resolve one batch of faces of the same input size; returns how many failed."""
@@ -150,7 +151,7 @@ def run(args) -> int:
         except (RuntimeError, ValueError) as exc:
             if not is_folder:
                 raise UserError(str(exc).splitlines()[0]) from None
-            tqdm.write(f"failed {', '.join(c[0].name for c in chunk)}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            bar.write(f"failed {', '.join(c[0].name for c in chunk)}: {str(exc).splitlines()[0]}", file=sys.stderr)
             bar.update(len(chunk))
             return len(chunk)
         for i, (src, dst, lr, scale) in enumerate(chunk):
@@ -173,7 +174,7 @@ def run(args) -> int:
     # A batch holds faces of one input size (a folder may mix 8 px and 16 px faces): each size
     # fills its own batch, run when full, and the partial ones at the end.
     pending: dict[tuple, list] = {}
-    for src, dst in todo:
+    for src, dst in mine:
         try:
             lr = load_image(src)
             scale = _check_scale(lr, G.img_resolution, args.scale, src.name)
@@ -181,7 +182,7 @@ def run(args) -> int:
             if not is_folder:
                 raise
             failed += 1
-            tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            bar.write(f"skipped: {exc}", file=sys.stderr)
             bar.update(1)
             continue
         group = pending.setdefault(tuple(lr.shape), [])
@@ -190,8 +191,9 @@ def run(args) -> int:
             failed += process(pending.pop(tuple(lr.shape)))
     for group in pending.values():
         failed += process(group)
-    bar.close()
-    if is_folder and not args.quiet:
+    bar.close()  # under torchrun: waits for every rank
+    failed, = launch.total(failed)
+    if is_folder and not args.quiet and launch.is_main():
         print(f"{len(todo) - failed} faces written to {args.output}, {len(jobs) - len(todo)} already done, {failed} failed")
     return 1 if failed else 0
 
