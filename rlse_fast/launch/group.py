@@ -21,13 +21,21 @@ def init(w: World, device) -> None:
     _state["world"] = w
     if not w.distributed or dist.is_initialized():
         return
-    cuda = getattr(device, "type", str(device)) == "cuda"
-    dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
-    # torchrun's store holds keys across restarts of the job: prefix ours by the restart count.
     import os
+    import signal
+    import sys
 
-    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    _state["store"] = dist.PrefixStore(f"rlse_fast/{restart}/", dist.distributed_c10d._get_default_store())
+    cuda = getattr(device, "type", str(device)) == "cuda"
+    # torchrun's store outlives a restart of the workers (--max-restarts) with the old ranks' keys in
+    # it: ours, and the group's own, go under a prefix of the restart count.
+    store, _, _ = next(dist.rendezvous("env://", w.rank, w.size))
+    store = dist.PrefixStore(f"rlse_fast/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", store)
+    dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=w.rank, world_size=w.size,
+                            device_id=device if cuda else None)
+    _state["store"] = dist.PrefixStore("wait/", store)
+    # torchrun stops the other ranks with SIGTERM when one fails: exit through Python, so that an
+    # atomic write in progress removes its temporary file.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def destroy() -> None:
