@@ -91,7 +91,7 @@ def test_sr_two_ranks_write_what_one_process_writes(data, one_process):
     _same_outputs(one_process, out)
     # One summary line, from rank 0, counting both ranks' faces.
     lines = [ln for ln in res.stdout.splitlines() if "faces written" in ln]
-    assert lines == [f"{len(FACES)} faces written to {out}, 0 already done, 0 failed"], res.stdout
+    assert lines == [f"{len(FACES)} faces written to {out}, 0 kept from an earlier run with the same settings, 0 failed"], res.stdout
 
 
 def _rank_pid(parent: int, rank: int) -> int | None:
@@ -135,7 +135,7 @@ def test_killed_rank_loses_nothing_and_a_one_process_rerun_finishes(data, one_pr
     assert "b" in done and "h" not in done, sorted(done)  # midway: rank 1 did b, not yet h
     res = launch("sr", root / "lr", out, "--weights", root / "tiny.safetensors", *FAST[:-1], nproc=0, env=env)
     assert res.returncode == 0, res.stderr
-    assert f"{len(FACES) - len(done)} faces written to {out}, {len(done)} already done, 0 failed" in res.stdout
+    assert f"{len(FACES) - len(done)} faces written to {out}, {len(done)} kept from an earlier run with the same settings, 0 failed" in res.stdout
     # Nothing written twice: every finished face kept its files untouched ...
     for p, stamp in written.items():
         if p.stem in done:
