@@ -7,9 +7,7 @@ what tensors and plain containers need and refuses any other global with a one-l
 """
 from __future__ import annotations
 
-import collections
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -17,11 +15,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .errors import UserError
 from .imageio import atomic_write
+from .loaders.architecture import channel_params as _channel_params
+from .loaders.safe_unpickler import PersistentObject, RefusedGlobal, safe_unpickle, short as _short  # noqa: F401
 from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_dict
 
 FORMAT_NAME = "rlse-fast"
@@ -50,16 +49,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 # ----------------------------------------------------------------------------- architecture inference
-
-
-def _channel_params(channels: dict[int, int], what: str) -> tuple[int, int]:
-    """(channel_base, channel_max) reproducing channels[res] = min(base // res, max) for every res."""
-    cmax = max(channels.values())
-    below = sorted(res for res, ch in channels.items() if ch < cmax)
-    base = channels[below[0]] * below[0] if below else cmax * max(channels)
-    if any(min(base // res, cmax) != ch for res, ch in channels.items()):
-        raise UserError(f"{what}: channel counts {channels} do not follow min(base // res, max); unsupported architecture")
-    return base, cmax
 
 
 def infer_generator_config(sd: dict[str, torch.Tensor], conv_clamp=None) -> GeneratorConfig:
@@ -166,130 +155,6 @@ def _load_safetensors(path: Path):
 
 
 # ----------------------------------------------------------------------------- NVIDIA pickles
-
-
-class PersistentObject:
-    """Stand-in for an object of a `torch_utils.persistence` class: its state, never its source."""
-
-    def __init__(self, meta):
-        if not isinstance(meta, dict) or meta.get("type") != "class":
-            raise pickle.UnpicklingError("unexpected persistent-object metadata")
-        self.class_name = meta.get("class_name")
-        self.state = meta.get("state") or {}
-
-    def state_dict(self, prefix="") -> dict[str, torch.Tensor]:
-        """Flatten the nn.Module state (parameters, persistent buffers, submodules) like Module.state_dict."""
-        out = {}
-        skip = set(self.state.get("_non_persistent_buffers_set") or ())
-        for name, t in (self.state.get("_parameters") or {}).items():
-            if t is not None:
-                out[prefix + name] = t.detach()
-        for name, t in (self.state.get("_buffers") or {}).items():
-            if t is not None and name not in skip:
-                out[prefix + name] = t.detach()
-        for name, mod in (self.state.get("_modules") or {}).items():
-            if isinstance(mod, PersistentObject):
-                out.update(mod.state_dict(prefix + name + "."))
-        return out
-
-    def init_kwargs(self) -> dict:
-        return dict(self.state.get("_init_kwargs") or {})
-
-
-class _EasyDict(dict):
-    """dnnlib.util.EasyDict, as a plain dict."""
-
-
-def _reconstruct_persistent_obj(meta):
-    return PersistentObject(meta)
-
-
-def _load_storage_bytes(b):
-    # torch pickles storages as torch.save() bytes; read them back without executing code.
-    return torch.load(io.BytesIO(b), weights_only=True)
-
-
-def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise pickle.UnpicklingError("numpy object scalars are not allowed")
-    return np.frombuffer(data, dtype=dtype)[0] if data is not None else dtype.type()
-
-
-def _numpy_reconstruct(cls, shape, dtype):
-    if cls is not np.ndarray:
-        raise pickle.UnpicklingError("only plain numpy arrays are allowed")
-    return np.ndarray.__new__(cls, shape, dtype)
-
-
-def _numpy_dtype(name, align=False, copy=False):
-    dt = np.dtype(name, align, copy)
-    if dt.hasobject:
-        raise pickle.UnpicklingError("numpy object dtypes are not allowed")
-    return dt
-
-
-def _rebuild_from_type_v2(func, new_type, args, state):
-    if new_type not in (torch.Tensor, torch.nn.Parameter):
-        raise pickle.UnpicklingError(f"tensor subclass {new_type} is not allowed")
-    ret = func(*args)
-    if type(ret) is not new_type:
-        ret = ret.as_subclass(new_type)
-    return ret
-
-
-_ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-    ("torch", "Tensor"): torch.Tensor,
-    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
-    ("torch", "device"): torch.device,
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
-    ("dnnlib", "EasyDict"): _EasyDict,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _numpy_dtype,
-}
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    def __init__(self, module, name):
-        super().__init__(f"{module}.{name}")
-        self.qualname = f"{module}.{name}"
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise RefusedGlobal(module, name) from None
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("persistent ids are not allowed in a pickle (is this a torch.save file?)")
-
-
-def safe_unpickle(path: Path):
-    """Unpickle with the allow-list; a refused global becomes a one-line UserError naming it."""
-    try:
-        with open(path, "rb") as f:
-            return _SafeUnpickler(f).load()
-    except RefusedGlobal as exc:
-        raise UserError(f"{path}: refusing to load: the pickle references {exc.qualname}, which is not allowed "
-                        "(only tensors and plain containers are); use a trusted StyleGAN2 checkpoint") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
-        raise UserError(f"{path}: not a readable StyleGAN2 pickle ({_short(exc)}); the file may be truncated, re-download it") from None
 
 
 def _load_nvidia_pickle(path: Path):
@@ -442,9 +307,3 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, dtype=torch.float32)
              extra_metadata={"converted_from": Path(src).name, "source_sha256": gan.sha256,
                              "source_format": gan.source_format})
     return gan
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
-
