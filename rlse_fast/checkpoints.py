@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,10 @@ from .errors import UserError
 from .imageio import atomic_write
 from .loaders.architecture import channel_params as _channel_params
 from .loaders.safe_unpickler import PersistentObject, RefusedGlobal, safe_unpickle, short as _short  # noqa: F401
+from .loaders import pulse, tf_pickle
+from .models import stylegan1, stylegan1_discriminator
+from .models.stylegan1 import Generator as Generator1, GeneratorConfig as GeneratorConfig1
+from .models.stylegan1_discriminator import Discriminator as Discriminator1, DiscriminatorConfig as DiscriminatorConfig1
 from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_dict
 
 FORMAT_NAME = "rlse-fast"
@@ -36,7 +39,7 @@ class GAN:
     path: str
     sha256: str
     source_format: str
-    """'safetensors', 'nvidia-pickle' or 'rosinality'."""
+    """'safetensors', 'nvidia-pickle', 'rosinality', 'tf-pickle' (StyleGAN v1) or 'pulse' (StyleGAN v1)."""
     metadata: dict = field(default_factory=dict)
 
 
@@ -91,14 +94,15 @@ def infer_discriminator_config(sd: dict[str, torch.Tensor], conv_clamp=None, mbs
     )
 
 
-def build_generator(cfg: GeneratorConfig, sd: dict[str, torch.Tensor]) -> Generator:
-    G = Generator(cfg)
+def build_generator(cfg, sd: dict[str, torch.Tensor]) -> Generator:
+    """The generator of `cfg`'s architecture (a StyleGAN2 or a StyleGAN v1 config) with weights `sd`."""
+    G = (Generator1 if isinstance(cfg, GeneratorConfig1) else Generator)(cfg)
     _load_strict(G, sd, "generator")
     return G.eval().requires_grad_(False)
 
 
-def build_discriminator(cfg: DiscriminatorConfig, sd: dict[str, torch.Tensor]) -> Discriminator:
-    D = Discriminator(cfg)
+def build_discriminator(cfg, sd: dict[str, torch.Tensor]) -> Discriminator:
+    D = (Discriminator1 if isinstance(cfg, DiscriminatorConfig1) else Discriminator)(cfg)
     _load_strict(D, sd, "discriminator")
     return D.eval().requires_grad_(False)
 
@@ -126,12 +130,29 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, dt
     from safetensors.torch import save_file
 
     tensors = {f"G.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in generator.state_dict().items()}
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": json.dumps(config_dict(generator.cfg))}
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": json.dumps(_config_dict(generator.cfg))}
     if discriminator is not None:
         tensors.update({f"D.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in discriminator.state_dict().items()})
-        meta["discriminator"] = json.dumps(config_dict(discriminator.cfg))
+        meta["discriminator"] = json.dumps(_config_dict(discriminator.cfg))
     meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def _config_dict(cfg) -> dict:
+    """A config as JSON-able dict; StyleGAN v1 ones carry 'architecture': 'stylegan1' (absent: StyleGAN2)."""
+    if isinstance(cfg, GeneratorConfig1):
+        return stylegan1.config_dict(cfg)
+    if isinstance(cfg, DiscriminatorConfig1):
+        return stylegan1_discriminator.config_dict(cfg)
+    return config_dict(cfg)
+
+
+def _config_from_json(text: str, v2, v1):
+    d = json.loads(text)
+    arch = d.pop("architecture", "stylegan2")
+    if arch not in ("stylegan2", stylegan1.ARCHITECTURE):
+        raise UserError(f"weights of architecture {arch!r} are unsupported (stylegan2, stylegan1); update rlse-fast")
+    return (v1 if arch == stylegan1.ARCHITECTURE else v2)(**d)
 
 
 def _load_safetensors(path: Path):
@@ -148,8 +169,9 @@ def _load_safetensors(path: Path):
         raise UserError(f"{path}: safetensors file without rlse-fast metadata; convert it with `rlse-fast convert`")
     g_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
     d_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
-    g_cfg = GeneratorConfig(**json.loads(meta["generator"]))
-    d_cfg = DiscriminatorConfig(**json.loads(meta["discriminator"])) if "discriminator" in meta else None
+    g_cfg = _config_from_json(meta["generator"], GeneratorConfig, GeneratorConfig1)
+    d_cfg = (_config_from_json(meta["discriminator"], DiscriminatorConfig, DiscriminatorConfig1)
+             if "discriminator" in meta else None)
     extra = {k: v for k, v in meta.items() if k not in ("generator", "discriminator")}
     return g_cfg, g_sd, d_cfg, (d_sd if d_cfg else None), extra
 
@@ -159,6 +181,8 @@ def _load_safetensors(path: Path):
 
 def _load_nvidia_pickle(path: Path):
     data = safe_unpickle(path)
+    if tf_pickle.is_tf_networks(data):  # NVIDIA's TF StyleGAN (v1): (G, D, Gs)
+        return tf_pickle.load(data, path)
     if not isinstance(data, dict) or not any(k in data for k in ("G_ema", "G")):
         raise UserError(f"{path}: pickle without 'G_ema' or 'G'; not a StyleGAN2-ADA / StyleGAN3 network pickle")
     g_obj = data.get("G_ema") or data.get("G")
@@ -247,14 +271,22 @@ def rosinality_to_official(g_ema: dict[str, torch.Tensor] | None, d: dict[str, t
     return g_sd, d_sd
 
 
-def _load_rosinality(path: Path):
+def _torch_load(path: Path):
     import argparse
 
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UserError(f"{path}: not a loadable torch checkpoint ({_short(exc)}); the file may be truncated or unsafe") from None
+
+
+def _load_rosinality(path: Path):
+    ckpt = _torch_load(path)
+    if pulse.is_pulse_synthesis(ckpt):  # PULSE's StyleGAN v1 synthesis.pt (mapping.pt beside it)
+        return pulse.load(ckpt, path, _torch_load)
+    if pulse.is_pulse_mapping(ckpt):
+        raise UserError(f"{path} is PULSE's mapping network alone; pass its synthesis.pt (with mapping.pt beside it)")
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
         raise UserError(f"{path}: torch checkpoint without 'g_ema'; expected a rosinality StyleGAN2 checkpoint")
     try:
@@ -297,6 +329,7 @@ def load_gan(path: str | os.PathLike, with_discriminator: bool = True) -> GAN:
     g_cfg, g_sd, d_cfg, d_sd, extra = _LOADERS[fmt](path)
     G = build_generator(g_cfg, g_sd)
     D = build_discriminator(d_cfg, d_sd) if (with_discriminator and d_cfg is not None) else None
+    fmt = extra.pop("source_format", fmt)
     return GAN(generator=G, discriminator=D, path=str(path), sha256=sha256_file(path), source_format=fmt, metadata=extra)
 
 
