@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["rlse", "pulse"], default="rlse", help="rlse (the paper) or pulse (baseline)")
     p.add_argument("--no-semantic", action="store_true", help="ablation: drop the discriminator loss L_s")
     p.add_argument("--no-finetune", action="store_true", help="ablation: keep the generator's weights fixed")
+    p.add_argument("--semantic-input", choices=["auto", "native", "upsampled"], default="auto",
+                   help="how the low-res images enter D for L_s: native (their own resolution's fromRGB; StyleGAN v1 "
+                        "only), upsampled (bicubic to D's size), auto (native on StyleGAN v1, upsampled on StyleGAN2)")
     p.add_argument("--pixel-loss", choices=["norm", "mse"], default=None,
                    help="L_p as the paper's L2 norm or PULSE's clamped MSE (default: the mode's)")
     p.add_argument("--w-pixel", type=float, default=None, help="weight of L_p (default: the mode's, 100)")
@@ -109,7 +112,7 @@ def run(args) -> int:
 
     if args.steps < 1 or args.batch < 1:
         raise UserError("--steps and --batch must be >= 1")
-    overrides = {"steps": args.steps}
+    overrides = {"steps": args.steps, "semantic_input": getattr(args, "semantic_input", "auto")}
     if args.pixel_loss:
         overrides["pixel_loss"] = args.pixel_loss
     if args.gaussian_samples:
@@ -128,6 +131,9 @@ def run(args) -> int:
     if cfg.semantic and gan.discriminator is None:
         raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
                         "use --no-semantic or --mode pulse, or weights with a discriminator")
+    if cfg.semantic and cfg.semantic_input == "native" and not hasattr(gan.discriminator, "reachable"):
+        raise UserError("--semantic-input native needs a progressive StyleGAN v1 discriminator (a fromRGB at every "
+                        "resolution); these weights' StyleGAN2 D takes only upsampled images: use --semantic-input upsampled")
     G = gan.generator.to(device)
     D = gan.discriminator.to(device) if gan.discriminator is not None else None
     fit = prepare_fit(gan, cfg, device=device)
