@@ -130,15 +130,15 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, dt
     from safetensors.torch import save_file
 
     tensors = {f"G.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in generator.state_dict().items()}
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": json.dumps(_config_dict(generator.cfg))}
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": json.dumps(config_as_dict(generator.cfg))}
     if discriminator is not None:
         tensors.update({f"D.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in discriminator.state_dict().items()})
-        meta["discriminator"] = json.dumps(_config_dict(discriminator.cfg))
+        meta["discriminator"] = json.dumps(config_as_dict(discriminator.cfg))
     meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def _config_dict(cfg) -> dict:
+def config_as_dict(cfg) -> dict:
     """A config as JSON-able dict; StyleGAN v1 ones carry 'architecture': 'stylegan1' (absent: StyleGAN2)."""
     if isinstance(cfg, GeneratorConfig1):
         return stylegan1.config_dict(cfg)

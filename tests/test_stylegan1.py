@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlse_fast.checkpoints import load_gan, save_gan
+from gan_files import write_pulse_files
+from rlse_fast.checkpoints import load_gan
 from rlse_fast.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,42 +108,9 @@ def test_build_source_marker_works_when_run_deliberately(tmp_path):
     assert marker.read_text() == "build_module_src was executed"
 
 
-def _pulse_files(gan, folder: Path, with_mapping=True):
-    """PULSE's synthesis.pt / mapping.pt layout (stylegan.py's G_synthesis / G_mapping names)."""
-    sd = {k: v.clone() for k, v in gan.generator.state_dict().items()}
-    syn, mapping = {}, {}
-    n = gan.generator.num_ws
-    for i in range(gan.generator.cfg.mapping_layers):
-        mapping[f"dense{i}.weight"] = sd[f"mapping.fc{i}.weight"]
-        mapping[f"dense{i}.bias"] = sd[f"mapping.fc{i}.bias"]
-    syn["blocks.4x4.const"] = sd["synthesis.const"][None]
-    for i in range(n):
-        s = 2 ** (i // 2 + 2)
-        b = f"blocks.{s}x{s}"
-        epi = f"{b}.epi{i % 2 + 1}"
-        conv = "conv" if s == 4 else ("conv0_up" if i % 2 == 0 else "conv1")
-        if i == 0:
-            syn[f"{b}.bias"] = sd["synthesis.layer0.bias"]
-        else:
-            syn[f"{b}.{conv}.weight"] = sd[f"synthesis.layer{i}.weight"]
-            syn[f"{b}.{conv}.bias"] = sd[f"synthesis.layer{i}.bias"]
-            if conv == "conv0_up":
-                syn[f"{b}.conv0_up.intermediate.kernel"] = torch.tensor([[1., 2, 1], [2, 4, 2], [1, 2, 1]])[None, None] / 16
-        syn[f"{epi}.noise.weight"] = sd[f"synthesis.layer{i}.noise_strength"]
-        syn[f"{epi}.style_mod.lin.weight"] = sd[f"synthesis.layer{i}.style.weight"]
-        syn[f"{epi}.style_mod.lin.bias"] = sd[f"synthesis.layer{i}.style.bias"]
-    syn["torgb.weight"] = sd["synthesis.torgb.weight"]
-    syn["torgb.bias"] = sd["synthesis.torgb.bias"]
-    torch.save(syn, folder / "synthesis.pt")
-    if with_mapping:
-        torch.save(mapping, folder / "mapping.pt")
-    return folder / "synthesis.pt"
-
-
 def test_pulse_files_match_reference(gan, ref, tmp_path):
-    g = load_gan(_pulse_files(gan, tmp_path))
+    g = load_gan(write_pulse_files(gan, tmp_path))
     assert g.source_format == "pulse" and g.discriminator is None
-    noise = [torch.tensor(0.0)] * 0
     with torch.no_grad():
         noise = [layer.noise_const.reshape(1, 1, *layer.noise_const.shape) for layer in gan.generator.synthesis.layers()]
         assert _max(g.generator.mapping(ref["z"], broadcast=False), ref["w"]) <= TOL
@@ -150,7 +118,7 @@ def test_pulse_files_match_reference(gan, ref, tmp_path):
 
 
 def test_pulse_synthesis_without_mapping_says_where(gan, tmp_path):
-    path = _pulse_files(gan, tmp_path, with_mapping=False)
+    path = write_pulse_files(gan, tmp_path, with_mapping=False)
     with pytest.raises(UserError, match="mapping.pt"):
         load_gan(path)
 
