@@ -110,3 +110,45 @@ def test_cli_pulse_files_rlse_needs_a_discriminator_pulse_runs(gan, tmp_path):
     assert meta["scale"] == 8 and len(meta["losses"]) == 2
     info = cli("info", weights, "--json")
     assert info.returncode == 0 and json.loads(info.stdout)["architecture"] == "stylegan1"
+
+
+@pytest.mark.parametrize("mode,semantic_input", [("rlse", "native"), ("rlse", "upsampled"), ("pulse", "auto")])
+def test_flops_match_flop_counter(mode, semantic_input):
+    """flops' StyleGAN v1 count = FlopCounterMode over one eager iteration (steps 2 minus 1), on a
+    small random v1 pair whose fused up/down convolutions start at 16 px (both paths counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from rlse_fast import flops
+    from rlse_fast.fast import ops_impl
+    from rlse_fast.models.stylegan1 import Generator, GeneratorConfig
+    from rlse_fast.models.stylegan1_discriminator import Discriminator, DiscriminatorConfig
+
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=256,
+                                  channel_max=32, fused_min_resolution=16)).eval().requires_grad_(False)
+    D = Discriminator(DiscriminatorConfig(img_resolution=32, channel_base=256, channel_max=32,
+                                          fused_min_resolution=16)).eval().requires_grad_(False)
+    fit = gaussian_fit.compute(G, 1000)
+    lr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cfg = RLSEConfig.from_mode(mode, semantic_input=semantic_input)
+
+    def counted(steps):
+        with ops_impl("ref"), FlopCounterMode(display=False) as counter:
+            super_resolve(G, D if mode == "rlse" else None, lr, RLSEConfig.from_mode(mode, steps=steps,
+                          semantic_input=semantic_input), fit, impl="ref")
+        return counter.get_total_flops()
+
+    measured = counted(2) - counted(1)
+    model = flops.for_config(G, D, cfg, batch=1, factor=4)
+    assert model.total == pytest.approx(measured, rel=0.05)
+    assert (model.discriminator > 0) == (mode == "rlse")
+
+
+def test_ffhq_v1_iteration_is_about_a_third_of_stylegan2():
+    from rlse_fast import flops
+
+    v1 = flops.iteration_flops(flops.FFHQ_V1, flops.FFHQ_V1_D, batch=1, factor=16)
+    v2 = flops.iteration_flops(flops.CONFIG_F, flops.CONFIG_F_D, batch=1, factor=16)
+    up = flops.iteration_flops(flops.FFHQ_V1, flops.FFHQ_V1_D, batch=1, factor=16, semantic_input="upsampled")
+    assert v1.generator < 0.5 * v2.generator and v1.discriminator < up.discriminator < v2.discriminator
+    assert 0.2e12 < v1.total < 0.3e12
