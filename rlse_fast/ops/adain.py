@@ -44,3 +44,34 @@ def adain_epilogue(x, noise, strength, bias, scale, shift, impl: str = "auto"):
     if fn is None:
         return _adain_epilogue_ref(x, noise, strength, bias, scale, shift)
     return fn(x, noise, strength, bias, scale, shift)
+
+
+def backward_from_stats(dy, x, noise, strength, bias, scale, stats, alpha=ALPHA):
+    """Gradients of the epilogue from the forward's per-plane (mean, rstd) stats (B, C, 2), in
+    float32: (dx, dnoise, dstrength, dbias, dscale, dshift), each reduced to its input's shape.
+    The native forward kernels share this backward (elementwise passes and plane reductions)."""
+    batch, c = x.shape[:2]
+    mean, rstd = stats[..., 0, None, None], stats[..., 1, None, None]
+    u = x.float() + _per_channel(bias, batch, x.float())
+    if noise is not None:
+        u = u + noise.float() * _per_channel(strength, batch, x.float())
+    xhat = (torch.where(u > 0, u, u * alpha) - mean) * rstd
+    g = dy.float()
+    dscale = (g * xhat).sum((2, 3))
+    dshift = g.sum((2, 3))
+    dxhat = g * _per_channel(scale, batch, g)
+    dv = rstd * (dxhat - dxhat.mean((2, 3), keepdim=True) - xhat * (dxhat * xhat).mean((2, 3), keepdim=True))
+    du = torch.where(u > 0, dv, dv * alpha)
+
+    def fit(t, like):  # sum a per-sample gradient over the batch where the input was shared
+        return t.sum(0) if like.ndim == 1 else t
+
+    dnoise = dstrength = None
+    if noise is not None:
+        dstrength = fit((du * noise.float()).sum((2, 3)), strength).to(strength.dtype)
+        dnoise = (du * _per_channel(strength, batch, du)).sum(1, keepdim=True)
+        if noise.shape[0] == 1 and batch > 1:
+            dnoise = dnoise.sum(0, keepdim=True)
+        dnoise = dnoise.to(noise.dtype)
+    dbias = fit(du.sum((2, 3)), bias).to(bias.dtype)
+    return du.to(x.dtype), dnoise, dstrength, dbias, dscale.to(scale.dtype), dshift.to(scale.dtype)
