@@ -9,12 +9,12 @@ AdaIN with its own W+ row; a 1x1 toRGB at the final resolution. Images (B, 3, R,
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from . import stylegan2
 from .stylegan1_layers import conv2d, conv_weight, dense, epilogue, blur, up_conv
 
 ARCHITECTURE = "stylegan1"
@@ -38,25 +38,17 @@ class GeneratorConfig:
     truncation_layers: int = 8
     """Rows that truncation moves toward w_avg (TF truncation_cutoff)."""
 
-    def channels(self, res: int) -> int:
-        return min(self.channel_base // res, self.channel_max)
-
-    @property
-    def block_resolutions(self) -> list[int]:
-        return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
-
-    @property
-    def num_ws(self) -> int:
-        return 2 * len(self.block_resolutions)
+    # The same resolution ladder as StyleGAN2's: channels(res), block_resolutions (4..R), num_ws
+    # (two per resolution), the power-of-two check.
+    channels = stylegan2.GeneratorConfig.channels
+    block_resolutions = stylegan2.GeneratorConfig.block_resolutions
+    num_ws = stylegan2.GeneratorConfig.num_ws
+    __post_init__ = stylegan2.GeneratorConfig.__post_init__
 
     @property
     def num_noise(self) -> int:
+        """One noise input per layer (StyleGAN2 has none on its first)."""
         return self.num_ws
-
-    def __post_init__(self):
-        r = self.img_resolution
-        if r < 4 or r & (r - 1):
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {r}")
 
 
 def config_dict(cfg) -> dict:
@@ -99,10 +91,16 @@ class MappingNetwork(nn.Module):
 
 
 class _Dense(nn.Module):
-    def __init__(self, in_features, out_features, init_std=1.0):
+    """Raw dense weights; `forward` is the equalised-lr layer (gain, lrelu or linear, no lr multiplier)."""
+
+    def __init__(self, in_features, out_features, init_std=1.0, gain=1.0, act="linear"):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) * init_std)
         self.bias = nn.Parameter(torch.zeros(out_features))
+        self.gain, self.act = gain, act
+
+    def forward(self, x):
+        return dense(x, self.weight, self.bias, gain=self.gain, act=self.act)
 
 
 class SynthesisLayer(nn.Module):

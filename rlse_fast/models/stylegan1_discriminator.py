@@ -9,15 +9,14 @@ progressive network scores a low-resolution image, as TF StyleGAN does at lod lo
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from .stylegan1 import ARCHITECTURE
-from .stylegan1_layers import blur, conv2d, conv_down, conv_weight, dense
-from .stylegan2 import MinibatchStdLayer
+from . import stylegan2
+from .stylegan1 import ARCHITECTURE, _Dense
+from .stylegan1_layers import SQRT2, blur, conv2d, conv_down, conv_weight
 from ..ops import bias_act
 
 
@@ -32,22 +31,15 @@ class DiscriminatorConfig:
     fused_min_resolution: int = 128
     """Blocks whose input is at least this large use TF's fused down-sampling convolution ('auto')."""
 
-    def channels(self, res: int) -> int:
-        return min(self.channel_base // res, self.channel_max)
-
-    @property
-    def block_resolutions(self) -> list[int]:
-        """Resolutions of the blocks, from the input down to 8 (each halves it)."""
-        return [2**i for i in range(int(math.log2(self.img_resolution)), 2, -1)]
+    # As StyleGAN2's: channels(res); block_resolutions from the input down to 8 (each halves it).
+    channels = stylegan2.DiscriminatorConfig.channels
+    block_resolutions = stylegan2.DiscriminatorConfig.block_resolutions
 
     @property
     def input_resolutions(self) -> list[int]:
         return self.block_resolutions + [4]
 
-    def __post_init__(self):
-        r = self.img_resolution
-        if r < 8 or r & (r - 1):
-            raise ValueError(f"discriminator resolution must be a power of two >= 8, got {r}")
+    __post_init__ = stylegan2.DiscriminatorConfig.__post_init__
 
 
 def config_dict(cfg) -> dict:
@@ -66,13 +58,6 @@ class _Conv(nn.Module):
         return bias_act(y, self.bias.to(x.dtype), act="lrelu", gain=1.0)
 
 
-class _Dense(nn.Module):
-    def __init__(self, in_features, out_features):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features))
-
-
 class DiscriminatorBlock(nn.Module):
     def __init__(self, in_channels, out_channels, resolution, fused: bool):
         super().__init__()
@@ -87,22 +72,15 @@ class DiscriminatorBlock(nn.Module):
         return bias_act(y, self.conv1.bias.to(x.dtype), act="lrelu", gain=1.0)
 
 
-class DiscriminatorEpilogue(nn.Module):
-    def __init__(self, channels, group_size, num_channels):
-        super().__init__()
-        self.mbstd = MinibatchStdLayer(group_size, num_channels) if num_channels > 0 else None
-        self.conv = _Conv(channels + num_channels, channels, 3)
-        self.fc = _Dense(channels * 16, channels)
-        self.out = _Dense(channels, 1)
+class DiscriminatorEpilogue(stylegan2.DiscriminatorEpilogue):
+    """StyleGAN2's epilogue (mbstd, 3x3 conv, two dense layers; its forward) with v1's layers."""
 
-    def forward(self, x, features=None):
-        if self.mbstd is not None:
-            x = self.mbstd(x)
-        x = self.conv(x)
-        if features is not None:
-            features["b4"] = x
-        x = dense(x.flatten(1), self.fc.weight, self.fc.bias, act="lrelu")
-        return dense(x, self.out.weight, self.out.bias, gain=1.0)
+    def __init__(self, channels, group_size, num_channels):
+        nn.Module.__init__(self)
+        self.mbstd = stylegan2.MinibatchStdLayer(group_size, num_channels) if num_channels > 0 else None
+        self.conv = _Conv(channels + num_channels, channels, 3)
+        self.fc = _Dense(channels * 16, channels, gain=SQRT2, act="lrelu")
+        self.out = _Dense(channels, 1)
 
 
 class Discriminator(nn.Module):
