@@ -208,27 +208,15 @@ def _sub(params: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-class Generator(nn.Module):
-    """Mapping + synthesis. `G(z)` -> images (B, C, R, R) in about [-1, 1]."""
+class Generator(stylegan2.Generator):
+    """Mapping + synthesis (StyleGAN2's Generator with v1's networks). `G(z)` -> images (B, C, R, R)
+    in about [-1, 1]."""
 
     architecture = ARCHITECTURE
     mapping_act_gain = 1.0
     """The mapping's leaky ReLU has no gain in v1 (it is in the weights): W = lrelu(pre-activation)."""
-
-    def __init__(self, cfg: GeneratorConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.z_dim = cfg.z_dim
-        self.w_dim = cfg.w_dim
-        self.img_resolution = cfg.img_resolution
-        self.img_channels = cfg.img_channels
-        self.num_ws = cfg.num_ws
-        self.mapping = MappingNetwork(cfg)
-        self.synthesis = SynthesisNetwork(cfg)
-
-    def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, **synthesis_kwargs):
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, **synthesis_kwargs)
+    mapping_class = MappingNetwork
+    synthesis_class = SynthesisNetwork
 
 
 __all__ = ["ARCHITECTURE", "Generator", "GeneratorConfig", "MappingNetwork", "SynthesisNetwork", "config_dict"]
