@@ -4,13 +4,16 @@ __version__ = "0.1.0"
 
 
 def load_gan(path):
-    """Load a GAN checkpoint (official StyleGAN2-ADA .pkl, rosinality .pt or rlse-fast .safetensors).
+    """Load a GAN checkpoint (official StyleGAN2-ADA .pkl, rosinality .pt or rlse-fast .safetensors),
+    by path or by the names `--weights` takes (ffhq, ffhq512, ffhq256: downloaded on first use;
+    celeba64: the bundled prior).
 
     Returns an object with `.generator` and `.discriminator` (eval mode, float32, CPU).
     """
     from .checkpoints import load_gan as _load
+    from .weights import resolve
 
-    return _load(path)
+    return _load(resolve(str(path), quiet=True))
 
 
 __all__ = ["load_gan", "__version__"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import RunFailure, UserError
@@ -32,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # CPU runs: no page-faulting of every large temporary (see memory.py)
     try:
         code = args.func(args)
+        sys.stdout.flush()  # a closed pipe (`| head`) shows here, where it is handled
+    except BrokenPipeError:
+        # The reader went away: nothing more to say, and no traceback from the exit's flush.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no file (captured): nothing to flush at exit
+            pass
+        return 141
     except (UserError, RunFailure) as exc:
         if args.debug:
             raise

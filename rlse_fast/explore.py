@@ -25,7 +25,8 @@ from .spherical import SphericalOptimizer
 @dataclass
 class Result:
     images: torch.Tensor
-    """(B, 3, R, R) in [0, 1]: each face's best iterate."""
+    """(B, 3, R, R): each face's best iterate, (G's output + 1) / 2, not clamped (about [0, 1], values a
+    little outside occur); clamp before use as an image (`imageio.save_image` does)."""
     lr_images: torch.Tensor
     """(B, 3, h, w) in [0, 1]: the best iterates downscaled."""
     best_loss: torch.Tensor

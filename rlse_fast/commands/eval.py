@@ -1,10 +1,11 @@
 """`rlse-fast eval`: bicubic, bilinear, PULSE and RLSE on a folder of faces; metrics.csv, summary.md, report.html."""
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
+
+from .help_format import DefaultsOnce
 
 
 def register(sub) -> None:
@@ -12,7 +13,7 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "eval", help="score super-resolution methods on a folder of faces and write a report",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnce,
         description="With --hr: resize each face to the generator's resolution, bicubic-downscale it by each "
                     "--scale, super-resolve it with each method and score PSNR/SSIM (Y and RGB) and LPIPS "
                     "against it. With --lr (real low-resolution faces, no ground truth): NIQE of the outputs. "

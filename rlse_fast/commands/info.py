@@ -5,8 +5,9 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("info", help="describe a weights file (any supported format)",
                        description="Print the architecture, resolution, parameter counts and sha256 of a GAN checkpoint.")
-    p.add_argument("weights", help="an official StyleGAN2-ADA .pkl or StyleGAN (v1) TF .pkl, a rosinality .pt, "
-                                   "PULSE's synthesis.pt (mapping.pt beside it) or an rlse-fast .safetensors")
+    p.add_argument("weights", help="an official StyleGAN2-ADA .pkl or StyleGAN (v1) TF .pkl, a rosinality .pt, PULSE's "
+                                   "synthesis.pt (mapping.pt beside it) or an rlse-fast .safetensors, or a name "
+                                   "--weights takes (ffhq, ffhq512, ffhq256, celeba64)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
@@ -39,8 +40,9 @@ def run(args) -> int:
     import json
 
     from ..checkpoints import load_gan
+    from ..weights import resolve
 
-    info = describe(load_gan(args.weights))
+    info = describe(load_gan(resolve(args.weights)))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

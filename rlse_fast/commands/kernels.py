@@ -43,9 +43,18 @@ def run(args) -> int:
     isa = info["cpu_isa"]
     print(f"CPU build:  {isa + ' (of ' + ', '.join(info['cpu_isas']) + ')' if isa else 'none'}")
     for impl, state in info["impls"].items():
+        if impl == "triton" and state == "available" and not info["cuda_device"]:
+            state = ("available under its interpreter (TRITON_INTERPRET=1: slow, for tests)" if _interpreted()
+                     else "installed; runs on a GPU only (on a CPU only under its interpreter, TRITON_INTERPRET=1)")
         print(f"{impl + ':':11s} {state}")
     for device, rows in info["auto"].items():
         for dtype, row in rows.items():
             picks = ", ".join(f"{op} {impl}" for op, impl in row.items())
             print(f"auto on {device} {dtype}: {picks}")
     return 0
+
+
+def _interpreted() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

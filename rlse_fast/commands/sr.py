@@ -1,26 +1,34 @@
 """`rlse-fast sr IN OUT`: super-resolve one face or a folder of faces."""
 from __future__ import annotations
 
-import argparse
+import math
 import sys
 from pathlib import Path
+
+from .help_format import DefaultsOnce
+
+MAX_SIZE = 16384  # --size: a larger output is a typo, not a face
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "sr", help="super-resolve a low-resolution face (or a folder of them)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnce,
         description="Super-resolve aligned low-resolution faces with RLSE (or PULSE). IN is an image "
                     "(PNG/JPEG/WebP, square) or a folder of them; OUT is then an image path or a folder. "
+                    "Faces must be aligned and framed like the generator's training faces (CelebA "
+                    "framing for the bundled celeba64 prior, FFHQ framing for the ffhq weights); any "
+                    "other crop still gives a face of the generator's kind, but not the input's. The "
+                    "output has the generator's resolution (1024 px for ffhq) unless --size. "
                     "A JSON sidecar beside each output records the config, seed, per-step losses, time "
-                    "and the weights' sha256.")
+                    "and the weights' sha256; a folder rerun keeps outputs made with the same settings.")
     p.add_argument("input", metavar="IN", help="low-resolution face image, or a folder of images")
     p.add_argument("output", metavar="OUT", help="output image (.png/.jpg/.webp), or a folder when IN is one")
     p.add_argument("--weights", default=None,
                    help="weights file (.pkl/.pt/.safetensors) or a name: ffhq, ffhq512, ffhq256, celeba64 "
                         "(default: ffhq if downloaded, else the bundled celeba64)")
     p.add_argument("--scale", type=int, default=None,
-                   help="upscaling factor, a power of two (default: the generator's resolution / the input's)")
+                   help="upscaling factor, a power of two >= 2 (default: the generator's resolution / the input's)")
     p.add_argument("--mode", choices=["rlse", "pulse"], default="rlse", help="rlse (the paper) or pulse (baseline)")
     p.add_argument("--no-semantic", action="store_true", help="ablation: drop the discriminator loss L_s")
     p.add_argument("--no-finetune", action="store_true", help="ablation: keep the generator's weights fixed")
@@ -34,7 +42,8 @@ def register(sub) -> None:
     p.add_argument("--w-geocross", type=float, default=None, help="weight of L_g (default: the mode's, rlse 500, pulse 0.05)")
     p.add_argument("--steps", type=int, default=100, help="iterations per face")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise (per face)")
-    p.add_argument("--batch", type=int, default=1, help="faces optimised together (results do not depend on it)")
+    p.add_argument("--batch", type=int, default=1, help="faces optimised together: each face's result equals its result alone up to float rounding, "
+                        "which the optimiser's steps can amplify into visible per-pixel differences")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
     p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
                    help="kernel implementation (ref: plain PyTorch)")
@@ -49,28 +58,67 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=None, help="resize the output to SIZE x SIZE pixels")
     p.add_argument("--save-steps", metavar="DIR", default=None,
                    help="save every iteration's high- and low-resolution images under DIR")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or notices")
+    p.add_argument("--overwrite", action="store_true",
+                   help="folder mode: redo outputs that already exist (by default those made with the same "
+                        "settings are kept and those made with other settings stop the run)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or notices (a single image's result line stays)")
     p.set_defaults(func=run)
 
 
-def _jobs(args):
-    """[(input path, output path)] and whether IN is a folder."""
+def validate(args) -> None:
+    """Every option checked before any work (other helpers' options join here)."""
     from ..errors import UserError
-    from ..imageio import IMAGE_SUFFIXES
 
-    src, dst = Path(args.input), Path(args.output)
-    if src.is_dir():
-        if dst.exists() and not dst.is_dir():
-            raise UserError(f"IN is a folder, so OUT must be a folder too; {dst} is a file")
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-        if not files:
-            raise UserError(f"{src} holds no .png/.jpg/.jpeg/.webp images")
-        return [(f, dst / (f.stem + ".png")) for f in files], True
-    if not src.exists():
-        raise UserError(f"input not found: {src}")
-    if dst.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"OUT must end in .png, .jpg or .webp, got {dst.name!r}")
-    return [(src, dst)], False
+    for name, low in (("steps", 1), ("batch", 1), ("size", 1), ("gaussian_samples", 2), ("seed", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.size is not None and args.size > MAX_SIZE:
+        raise UserError(f"--size must be at most {MAX_SIZE}, got {args.size}")
+    if args.seed >= 2 ** 63:
+        raise UserError(f"--seed must be below 2**63, got {args.seed}")
+    if args.scale is not None and (args.scale < 2 or args.scale & (args.scale - 1)):
+        raise UserError(f"--scale must be a power of two >= 2 (2, 4, 8, ...), got {args.scale}")
+    for name in ("w_pixel", "w_semantic", "w_geocross"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+
+
+def build_config(args):
+    """The RLSEConfig of the command-line flags (the one place they are converted)."""
+    from ..config import RLSEConfig
+
+    overrides = {"steps": args.steps, "semantic_input": getattr(args, "semantic_input", "auto")}
+    if args.pixel_loss:
+        overrides["pixel_loss"] = args.pixel_loss
+    if args.gaussian_samples:
+        overrides["gaussian_samples"] = args.gaussian_samples
+    for name in ("w_pixel", "w_semantic", "w_geocross"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    return RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
+
+
+def _check_impl(impl: str, device) -> None:
+    """--impl cpp/cuda/triton must be able to run on the device: refused now, not after the fit."""
+    import torch
+
+    from ..errors import UserError
+    from ..ops import dispatch
+
+    if impl in ("auto", "ref"):
+        return
+    try:
+        dispatch.pick("bias_act", impl, torch.empty(1, device=device))
+    except RuntimeError as exc:
+        raise UserError(f"--impl {impl}: {str(exc).splitlines()[0].split(': ', 1)[-1]}") from None
+
+
+def _input_sizes(hr_res: int, largest: int) -> str:
+    """'32, 16, 8 or 4 px': the input sizes a generator of hr_res px can upscale."""
+    sizes = [hr_res >> k for k in range(1, largest.bit_length()) if hr_res % (1 << k) == 0]
+    return (", ".join(map(str, sizes[:-1])) + " or " + str(sizes[-1]) if len(sizes) > 1 else str(sizes[0])) + " px"
 
 
 def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
@@ -81,19 +129,18 @@ def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
     largest = max_factor(hr_res)
     if h != w:
         raise UserError(f"{name}: the face must be square (aligned and cropped), got {w}x{h}")
-    if scale is not None:
-        if scale < 1 or scale & (scale - 1):
-            raise UserError(f"--scale must be a power of two, got {scale}")
-        if h * scale != hr_res:
-            raise UserError(f"{name}: {h}px x{scale} is {h * scale}px, but the weights make {hr_res}px faces; "
-                            f"give a {hr_res // scale}px input or --scale {hr_res // h if hr_res % h == 0 else '?'}")
-    elif hr_res % h or (hr_res // h) & (hr_res // h - 1) or hr_res // h < 2:
-        raise UserError(f"{name}: a {h}px input cannot be upscaled to the weights' {hr_res}px by a power of two >= 2; "
-                        f"resize it to {hr_res // 8}px or {hr_res // 16}px")
+    if scale is not None and h * scale != hr_res:
+        fix = f" or --scale {hr_res // h}" if hr_res % h == 0 and hr_res // h >= 2 and not (hr_res // h) & (hr_res // h - 1) else ""
+        need = hr_res // scale
+        raise UserError(f"{name}: {h} px x{scale} is {h * scale} px, but the weights make {hr_res} px faces; "
+                        f"give an input of {need} px{fix}")
+    if scale is None and (hr_res % h or (hr_res // h) & (hr_res // h - 1) or hr_res // h < 2):
+        raise UserError(f"{name}: a {h} px input cannot be upscaled to the weights' {hr_res} px by a power of two >= 2; "
+                        f"resize it to {_input_sizes(hr_res, largest)}")
     scale = scale or hr_res // h
     if scale > largest:  # PULSE's downscaler pads by 1.5x the factor, inside the generated image
-        raise UserError(f"{name}: x{scale} is more than the {hr_res}px weights allow (x{largest} at most: the "
-                        f"downscaler needs faces larger than 1.5x the factor); give a {hr_res // largest}px or larger input")
+        raise UserError(f"{name}: x{scale} is more than the {hr_res} px weights allow (x{largest} at most: the "
+                        f"downscaler needs faces larger than 1.5x the factor); give an input of {_input_sizes(hr_res, largest)}")
     return scale
 
 
@@ -103,29 +150,22 @@ def run(args) -> int:
 
     from .. import weights as weights_mod
     from ..checkpoints import load_gan
-    from ..config import RLSEConfig
-    from ..errors import UserError
+    from ..errors import RunFailure, UserError
     from ..explore import prepare_fit
     from ..fast import pick_device, pick_engine
     from ..fast import run as run_engine
-    from ..imageio import load_image, save_image, save_json
+    from ..imageio import check_writable, load_image, save_image, save_json
+    from . import sr_jobs
 
-    if args.steps < 1 or args.batch < 1:
-        raise UserError("--steps and --batch must be >= 1")
-    overrides = {"steps": args.steps, "semantic_input": getattr(args, "semantic_input", "auto")}
-    if args.pixel_loss:
-        overrides["pixel_loss"] = args.pixel_loss
-    if args.gaussian_samples:
-        overrides["gaussian_samples"] = args.gaussian_samples
-    for name in ("w_pixel", "w_semantic", "w_geocross"):
-        if getattr(args, name) is not None:
-            if getattr(args, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
-            overrides[name] = getattr(args, name)
-    cfg = RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
-    jobs, is_folder = _jobs(args)
+    validate(args)
+    cfg = build_config(args)
+    jobs, is_folder = sr_jobs.plan(Path(args.input), Path(args.output))
+    check_writable(args.output)
+    if args.save_steps:
+        check_writable(args.save_steps)
     device = pick_device(args.device)
     fast, precision = pick_engine(args.engine, args.precision, device)
+    _check_impl(args.impl, device)
 
     gan = load_gan(weights_mod.resolve(args.weights, quiet=args.quiet))
     if cfg.semantic and gan.discriminator is None:
@@ -134,17 +174,29 @@ def run(args) -> int:
     if cfg.semantic and cfg.semantic_input == "native" and not hasattr(gan.discriminator, "reachable"):
         raise UserError("--semantic-input native needs a progressive StyleGAN v1 discriminator (a fromRGB at every "
                         "resolution); these weights' StyleGAN2 D takes only upsampled images: use --semantic-input upsampled")
+    hr_res = gan.generator.img_resolution
+    common = {"seed": args.seed, "config": cfg.to_dict(), "weights_sha256": gan.sha256,
+              "engine": "fast" if fast else "eager", "precision": precision, "size": args.size}
+    todo, kept = sr_jobs.select(jobs, common, args.overwrite) if is_folder else (jobs, [])
+
+    def read(src):
+        """(lr, scale) of an input; a too-large image is refused from its header, before decoding."""
+        lr = load_image(src, max_side=hr_res // 2, what=f"input that {hr_res} px weights upscale (x2 at least)")
+        return lr, _check_scale(lr, hr_res, args.scale, src.name)
+
+    first = read(todo[0][0]) if todo and not is_folder else None  # a bad single input fails before the fit
     G = gan.generator.to(device)
     D = gan.discriminator.to(device) if gan.discriminator is not None else None
-    fit = prepare_fit(gan, cfg, device=device)
+    fit = prepare_fit(gan, cfg, device=device) if todo else None  # a rerun with everything kept needs no fit
 
-    todo = []
-    for src, dst in jobs:
-        if is_folder and dst.exists() and dst.with_suffix(".json").exists():
-            continue  # done in an earlier run
-        todo.append((src, dst))
     failed = 0
     bar = tqdm(total=len(todo), unit="face", disable=args.quiet or not is_folder)
+
+    def fail(chunk, why: str) -> int:
+        if not is_folder:
+            raise RunFailure(why)
+        tqdm.write(f"failed {', '.join(c[0].name for c in chunk)}: {why}", file=sys.stderr)
+        return len(chunk)
 
     def process(chunk) -> int:
         """Super-resolve one batch of faces of the same input size; returns how many failed."""
@@ -156,33 +208,38 @@ def run(args) -> int:
         except (RuntimeError, ValueError) as exc:
             if not is_folder:
                 raise UserError(str(exc).splitlines()[0]) from None
-            tqdm.write(f"failed {', '.join(c[0].name for c in chunk)}: {str(exc).splitlines()[0]}", file=sys.stderr)
             bar.update(len(chunk))
-            return len(chunk)
+            return fail(chunk, str(exc).splitlines()[0])
+        bad = 0
         for i, (src, dst, lr, scale) in enumerate(chunk):
+            loss = float(result.best_loss[i])
+            if not math.isfinite(loss):
+                bad += fail([chunk[i]], f"the loss is not finite ({loss}): the weights or the options "
+                                        "(--w-*) make the optimisation diverge; nothing written")
+                continue
             save_image(result.images[i], dst, size=args.size)
             save_json({
                 "input": str(src), "output": str(dst), "scale": scale, "seed": args.seed,
+                "settings": sr_jobs.settings(src, common),
                 "weights": {"path": gan.path, "sha256": gan.sha256, "format": gan.source_format},
                 "config": cfg.to_dict(), "device": str(device), "impl": args.impl, "batch": len(chunk),
                 "engine": "fast" if fast else "eager", "precision": precision,
                 "graphs": fast and device.type == "cuda" and not args.no_graphs,
                 "seconds": result.seconds / len(chunk), "best_step": result.best_step[i],
-                "best_loss": float(result.best_loss[i]),
+                "best_loss": loss,
                 "losses": [{k: (v[i] if isinstance(v, list) else v) for k, v in h.items()} for h in result.history],
             }, dst.with_suffix(".json"))
-            if not is_folder and not args.quiet:
-                print(f"wrote {dst} ({scale}x, {cfg.mode}, {result.seconds:.1f} s, loss {float(result.best_loss[i]):.4g})")
+            if not is_folder:
+                print(f"wrote {dst} ({scale}x, {cfg.mode}, {result.seconds:.1f} s, loss {loss:.4g})")
         bar.update(len(chunk))
-        return 0
+        return bad
 
     # A batch holds faces of one input size (a folder may mix 8 px and 16 px faces): each size
     # fills its own batch, run when full, and the partial ones at the end.
     pending: dict[tuple, list] = {}
     for src, dst in todo:
         try:
-            lr = load_image(src)
-            scale = _check_scale(lr, G.img_resolution, args.scale, src.name)
+            lr, scale = first if first is not None else read(src)
         except UserError as exc:
             if not is_folder:
                 raise
@@ -198,7 +255,8 @@ def run(args) -> int:
         failed += process(group)
     bar.close()
     if is_folder and not args.quiet:
-        print(f"{len(todo) - failed} faces written to {args.output}, {len(jobs) - len(todo)} already done, {failed} failed")
+        print(f"{len(todo) - failed} faces written to {args.output}, {len(kept)} kept from an earlier run with "
+              f"the same settings, {failed} failed")
     return 1 if failed else 0
 
 

@@ -1,0 +1,88 @@
+"""What `rlse-fast sr` has to do: the (input, output) pairs, output name clashes in folder mode, and
+which earlier results a rerun keeps (same settings) or refuses to overwrite silently (other settings)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import UserError
+from ..imageio import IMAGE_SUFFIXES
+
+
+def plan(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
+    """[(input path, output path)] and whether IN is a folder. In a folder, faces whose names differ
+    only in the extension (face.png, face.jpg) would write the same output: refused, naming them."""
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise UserError(f"OUT is IN ({src}): the results would overwrite or mix with the inputs; choose another OUT")
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            raise UserError(f"IN is a folder, so OUT must be a folder too; {dst} is a file")
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not files:
+            raise UserError(f"{src} holds no .png/.jpg/.jpeg/.webp images")
+        by_stem: dict[str, list[Path]] = {}
+        for f in files:
+            by_stem.setdefault(f.stem.casefold(), []).append(f)
+        clashes = [group for group in by_stem.values() if len(group) > 1]
+        if clashes:
+            names = "; ".join(" and ".join(p.name for p in group) for group in clashes[:3])
+            more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
+            raise UserError(f"{names}{more} in {src} would write the same output (OUT/<name>.png); "
+                            "rename or move one of each")
+        return [(f, dst / (f.stem + ".png")) for f in files], True
+    if not src.exists():
+        raise UserError(f"input not found: {src}")
+    if dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"OUT must end in .png, .jpg or .webp, got {dst.name!r}")
+    if dst.is_dir():
+        raise UserError(f"OUT {dst} is a folder; give an image path (e.g. {dst / (src.stem + '.png')})")
+    return [(src, dst)], False
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def settings(src: Path, common: dict) -> dict:
+    """What decides an output: the input's bytes plus the run's settings (seed, config, weights,
+    engine, precision, size), as the sidecar stores them (JSON types)."""
+    return json.loads(json.dumps({"input_sha256": file_sha256(src), **common}))
+
+
+def select(jobs, common: dict, overwrite: bool):
+    """Split folder jobs into (todo, kept): an output whose sidecar records the same settings is
+    kept; one made with other settings stops the run (before any work) unless `overwrite`."""
+    todo, kept, differ = [], [], []
+    for src, dst in jobs:
+        side = dst.with_suffix(".json")
+        if overwrite or not (dst.is_file() and side.is_file()):
+            todo.append((src, dst))
+            continue
+        try:
+            old = json.loads(side.read_text()).get("settings")
+        except (OSError, ValueError, AttributeError):
+            old = None
+        new = settings(src, common)
+        if old == new:
+            kept.append((src, dst))
+        else:
+            differ.append((dst, _what_differs(old, new)))
+    if differ:
+        names = ", ".join(d.name for d, _ in differ[:3]) + (f" and {len(differ) - 3} more" if len(differ) > 3 else "")
+        raise UserError(f"{names} in {differ[0][0].parent} were made with other settings ({differ[0][1]}); "
+                        "rerun with --overwrite to redo them, or choose another OUT")
+    return todo, kept
+
+
+def _what_differs(old, new: dict) -> str:
+    if not isinstance(old, dict):
+        return "not recorded in the sidecar"
+    keys = [k for k in new if old.get(k) != new[k]]
+    if keys == ["config"]:
+        keys = [f"config.{k}" for k in new["config"] if old["config"].get(k) != new["config"][k]]
+    return "different " + ", ".join(k.replace("_sha256", "") for k in keys)
