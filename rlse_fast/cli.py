@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rlse-fast {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from .launch import end
+
+        end()  # leave the torchrun job's process group, if the command joined one
     return int(code or 0)
 
 

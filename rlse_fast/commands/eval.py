@@ -29,7 +29,9 @@ def register(sub) -> None:
                    help=f"comma-separated subset of {','.join(METHODS)} (rlse-noft: RLSE without fine-tuning)")
     p.add_argument("--weights", default=None,
                    help="weights file or name (ffhq, ffhq512, ffhq256, celeba64); default as in `sr`")
-    p.add_argument("--n", type=int, default=None, help="evaluate the first N faces (sorted by name); default all")
+    p.add_argument("-n", "--n", type=int, default=None,
+                   help="evaluate the first N faces (sorted by name); default all. Under torchrun write -n: "
+                        "torchrun's own parser takes --n for an abbreviation of its options")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise, the same for every face")
     p.add_argument("--steps", type=int, default=100, help="iterations per face of the GAN methods")
     p.add_argument("--hr-size", type=int, default=None,
@@ -80,7 +82,9 @@ def run(args) -> int:
         gaussian_samples=args.gaussian_samples, grid=args.grid, lpips=not args.no_lpips, threads=args.threads,
         quiet=args.quiet, command=_command_line())
     run_eval(opt)
-    if not args.quiet:
+    from ..launch import is_main
+
+    if not args.quiet and is_main():
         print(f"wrote {opt.out / 'metrics.csv'}, {opt.out / 'summary.md'}, {opt.out / 'report.html'}")
     return 0
 

@@ -146,13 +146,13 @@ def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
 
 def run(args) -> int:
     import torch
-    from tqdm import tqdm
 
+    from .. import launch
     from .. import weights as weights_mod
     from ..checkpoints import load_gan
     from ..errors import RunFailure, UserError
     from ..explore import prepare_fit
-    from ..fast import pick_device, pick_engine
+    from ..fast import pick_engine
     from ..fast import run as run_engine
     from ..imageio import check_writable, load_image, save_image, save_json
     from . import sr_jobs
@@ -163,11 +163,11 @@ def run(args) -> int:
     check_writable(args.output)
     if args.save_steps:
         check_writable(args.save_steps)
-    device = pick_device(args.device)
+    device = launch.start(args.device)  # under torchrun: this rank's GPU or share of the cores
     fast, precision = pick_engine(args.engine, args.precision, device)
     _check_impl(args.impl, device)
 
-    gan = load_gan(weights_mod.resolve(args.weights, quiet=args.quiet))
+    gan = load_gan(launch.in_turn(lambda: weights_mod.resolve(args.weights, quiet=args.quiet)))
     if cfg.semantic and gan.discriminator is None:
         raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
                         "use --no-semantic or --mode pulse, or weights with a discriminator")
@@ -187,15 +187,17 @@ def run(args) -> int:
     first = read(todo[0][0]) if todo and not is_folder else None  # a bad single input fails before the fit
     G = gan.generator.to(device)
     D = gan.discriminator.to(device) if gan.discriminator is not None else None
-    fit = prepare_fit(gan, cfg, device=device) if todo else None  # a rerun with everything kept needs no fit
+    # a rerun with everything kept needs no fit; under torchrun one process fills the cache
+    fit = launch.in_turn(lambda: prepare_fit(gan, cfg, device=device)) if todo else None
 
     failed = 0
-    bar = tqdm(total=len(todo), unit="face", disable=args.quiet or not is_folder)
+    bar = launch.Progress(total=len(todo), unit="face", disable=args.quiet or not is_folder)  # the whole job, on rank 0
+    mine = launch.shard(todo)  # under torchrun: this rank's share of what is not done yet
 
     def fail(chunk, why: str) -> int:
         if not is_folder:
             raise RunFailure(why)
-        tqdm.write(f"failed {', '.join(c[0].name for c in chunk)}: {why}", file=sys.stderr)
+        bar.write(f"failed {', '.join(c[0].name for c in chunk)}: {why}", file=sys.stderr)
         return len(chunk)
 
     def process(chunk) -> int:
@@ -237,14 +239,14 @@ def run(args) -> int:
     # A batch holds faces of one input size (a folder may mix 8 px and 16 px faces): each size
     # fills its own batch, run when full, and the partial ones at the end.
     pending: dict[tuple, list] = {}
-    for src, dst in todo:
+    for src, dst in mine:
         try:
             lr, scale = first if first is not None else read(src)
         except UserError as exc:
             if not is_folder:
                 raise
             failed += 1
-            tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            bar.write(f"skipped: {exc}", file=sys.stderr)
             bar.update(1)
             continue
         group = pending.setdefault(tuple(lr.shape), [])
@@ -253,8 +255,9 @@ def run(args) -> int:
             failed += process(pending.pop(tuple(lr.shape)))
     for group in pending.values():
         failed += process(group)
-    bar.close()
-    if is_folder and not args.quiet:
+    bar.close()  # under torchrun: waits for every rank
+    failed, = launch.total(failed)
+    if is_folder and not args.quiet and launch.is_main():
         print(f"{len(todo) - failed} faces written to {args.output}, {len(kept)} kept from an earlier run with "
               f"the same settings, {failed} failed")
     return 1 if failed else 0

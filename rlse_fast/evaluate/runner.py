@@ -194,21 +194,18 @@ def check_options(opt: EvalOptions) -> None:
 
 def run_eval(opt: EvalOptions) -> dict:
     """Run (or resume) the evaluation and write metrics.csv, summary.md and report.html under opt.out."""
-    from tqdm import tqdm
-
+    from .. import launch
     from . import frames as frames_mod
     from . import report
 
     check_options(opt)
-    if opt.threads:
-        torch.set_num_threads(opt.threads)
     has_gt = opt.hr_dir is not None
     faces = list_faces(opt.hr_dir if has_gt else opt.lr_dir, opt.n)
     gan_methods = [m for m in opt.methods if m in GAN_MODES]
-    from ..fast import pick_device, pick_engine
+    from ..fast import pick_engine
     from ..fast import run as run_engine
 
-    device = pick_device(opt.device)
+    device = launch.start(opt.device, threads=opt.threads)  # under torchrun: this rank's GPU or share of the cores
     fast, precision = pick_engine(opt.engine, opt.precision, device)
 
     gan = G = D = None
@@ -217,7 +214,7 @@ def run_eval(opt: EvalOptions) -> dict:
         from .. import weights as weights_mod
         from ..checkpoints import load_gan
 
-        gan = load_gan(weights_mod.resolve(opt.weights, quiet=opt.quiet))
+        gan = load_gan(launch.in_turn(lambda: weights_mod.resolve(opt.weights, quiet=opt.quiet)))
         if any(GAN_MODES[m].get("semantic", True) and GAN_MODES[m]["mode"] == "rlse" for m in gan_methods) \
                 and gan.discriminator is None:
             raise UserError("these weights hold no discriminator, which 'rlse' needs for L_s; drop it from --methods")
@@ -254,7 +251,7 @@ def run_eval(opt: EvalOptions) -> dict:
         "methods": opt.methods, "hr_size": hr_size, "niqe_size": None if has_gt else niqe_size,
         "seed": opt.seed, "steps": opt.steps, "device": str(device), "impl": opt.impl,
         "engine": "fast" if fast else "eager", "precision": precision, "graphs": fast and opt.graphs,
-        "batch": opt.batch,
+        "batch": opt.batch, "ranks": launch.current().size,
         "threads": torch.get_num_threads(), "hr_frame": opt.hr_frame, "frame": opt.frame,
         "frame_warp": frames_mod.describe(src_frame, dst_frame) if gan_methods else "no GAN method: no warp",
         "weights": None if gan is None else {
@@ -275,12 +272,16 @@ def run_eval(opt: EvalOptions) -> dict:
             run_info["configs"][m] = cfgs[m].to_dict()
     _check_resume(opt.out, run_info)
 
-    rows = read_rows(opt.out / "metrics.csv")
-    done = {(r["image"], int(r["scale"]), r["method"]) for r in rows}
-    todo = [(f, s, m) for f in faces for s in opt.scales for m in opt.methods if (f.name, s, m) not in done]
-    from ..imageio import save_json
+    # Under torchrun each rank writes its rows to its own part file, merged by rank 0 at the end (and
+    # by the next run's open() if this one is killed); in a single process, metrics.csv directly.
+    table = launch.ShardedTable(opt.out / "metrics.csv", read_rows, write_rows, key=_row_key)
+    if launch.is_main():
+        from ..imageio import save_json
 
-    save_json(run_info, opt.out / "run.json")
+        save_json(run_info, opt.out / "run.json")
+    rows = table.open()
+    done = {_row_key(r) for r in rows}
+    todo = [(f, s, m) for f in faces for s in opt.scales for m in opt.methods if (f.name, s, m) not in done]
 
     lpips = None
     if has_gt and opt.lpips and todo:
@@ -291,18 +292,19 @@ def run_eval(opt: EvalOptions) -> dict:
         except UserError as exc:
             raise UserError(f"{exc}; or pass --no-lpips") from None
     if todo and gan_methods:
-        fit = prepare_fit(gan, next(iter(cfgs.values())), device=device)
+        fit = launch.in_turn(lambda: prepare_fit(gan, next(iter(cfgs.values())), device=device))
         G_framed = frames_mod.framed(G, src_frame, dst_frame)
 
-    bar = tqdm(total=len(todo), unit="run", disable=opt.quiet, desc="eval")
+    bar = launch.Progress(total=len(todo), unit="run", disable=opt.quiet, desc="eval")  # the whole job, on rank 0
     grid_names = {f.name for f in faces[:opt.grid]}
     pending = set(todo)
+    # Under torchrun a rank takes whole faces (their rows and images are its own files).
+    mine = launch.shard([f for f in faces if any((f, s, m) in pending for s in opt.scales for m in opt.methods)])
     # Faces go in chunks of --batch: per chunk and scale, each GAN method optimises the chunk's faces
     # in one batch (each face as if alone), then every face is scored; metrics.csv is rewritten after
     # every chunk, so an interrupted run resumes there.
-    for start in range(0, len(faces), opt.batch):
-        chunk = [f for f in faces[start:start + opt.batch] if any((f, s, m) in pending for s in opt.scales
-                                                                      for m in opt.methods)]
+    for start in range(0, len(mine), opt.batch):
+        chunk = mine[start:start + opt.batch]
         if not chunk:
             continue
         imgs = {face: load_uint8(face) for face in chunk}
@@ -350,17 +352,23 @@ def run_eval(opt: EvalOptions) -> dict:
                     hr, lr, img_dir, keep = pairs[face]
                     row = {"image": face.name, "scale": scale, "method": method, **extra}
                     row.update(score(out, hr, lr, lpips, device, niqe_size))
-                    rows.append(row)
+                    table.add(row)
                     pending.discard((face, scale, method))
                     if keep:
                         _save(out, img_dir / f"{method}.png")
                     bar.update(1)
-        write_rows(opt.out / "metrics.csv", rows)
-    bar.close()
+        table.flush()
+    bar.close()  # under torchrun: waits for every rank
+    rows = table.close()  # rank 0 writes metrics.csv
     if not rows:
         raise UserError(f"nothing to report in {opt.out}")
-    report.write_all(opt.out, run_info, read_rows(opt.out / "metrics.csv"))
+    if launch.is_main():
+        report.write_all(opt.out, run_info, read_rows(opt.out / "metrics.csv"))
     return run_info
+
+
+def _row_key(row: dict) -> tuple:
+    return row["image"], int(row["scale"]), row["method"]
 
 
 def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device, niqe_size: int) -> dict:
