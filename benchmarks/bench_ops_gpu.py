@@ -1,4 +1,5 @@
-"""GPU timings of the ops: eager PyTorch reference vs the CUDA and Triton kernels, at StyleGAN2 sizes.
+"""GPU timings of the ops: eager PyTorch reference vs the CUDA and Triton kernels, at StyleGAN2 sizes
+(and StyleGAN v1's adain_epilogue).
 
     pytest benchmarks/bench_ops_gpu.py --benchmark-only [--benchmark-json out.json]
 
@@ -83,6 +84,35 @@ def test_modulate(benchmark, impl, batch, mode):
         def step():
             wg.grad = sg.grad = None
             modulate(wg, sg, impl=impl).backward(g)
+
+        _run(benchmark, step)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("impl", ["ref", "triton"])
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+def test_adain_epilogue(benchmark, impl, shape, dtype, mode):
+    """StyleGAN v1's layer epilogue (noise, bias, lrelu, instance norm, AdaIN) at StyleGAN sizes."""
+    from rlse_fast.ops.adain import adain_epilogue
+
+    x = torch.randn(SHAPES[shape], device="cuda", dtype=DTYPES[dtype])
+    b, c, h, w = x.shape
+    noise = torch.randn(b, 1, h, w, device="cuda", dtype=x.dtype)
+    strength, bias = torch.randn(c, device="cuda"), torch.randn(c, device="cuda")
+    scale, shift = torch.randn(b, c, device="cuda") + 1, torch.randn(b, c, device="cuda")
+    _need("adain_epilogue", impl, x)
+    benchmark.group = f"adain_epilogue {mode} {shape} {dtype}"
+    if mode == "fwd":
+        with torch.no_grad():
+            _run(benchmark, lambda: adain_epilogue(x, noise, strength, bias, scale, shift, impl=impl))
+    else:
+        xg, sg = x.clone().requires_grad_(True), scale.clone().requires_grad_(True)
+        g = torch.randn_like(x)
+
+        def step():
+            xg.grad = sg.grad = None
+            adain_epilogue(xg, noise, strength, bias, sg, shift, impl=impl).backward(g)
 
         _run(benchmark, step)
 

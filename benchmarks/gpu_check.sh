@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_check.sh          # on the device machine, in the repo root, with $OUT set
 #
 # Made for the lent H100 (Python 3.12, torch 2.11 + CUDA 13.0, triton 3.6, nvcc 13.0, no internet):
-# under 8 minutes in all. Every stage is time-boxed with `timeout` (SIGINT first, so pytest still
+# under 9 minutes in all. Every stage is time-boxed with `timeout` (SIGINT first, so pytest still
 # writes its reports) and the script carries on after a failure; the stage table is printed last.
 #
 # Stages (seconds, shrunk when the total budget runs low):
@@ -19,6 +19,8 @@
 #   profile  benchmarks/profile_iteration.py, 1024 px, batch 4, bf16           45
 #   profile_cl  the same at batch 1 with --channels-last (G and D in NHWC)      45
 #   quality  benchmarks/quality_fast.py: eager fp32 vs fast fp32 / bf16, 16 faces 40
+#   sg1      benchmarks/bench_backbones.py: StyleGAN (v1), L_s native, 1024 px, random FFHQ-shaped
+#            weights, eager fp32 vs fast bf16 at batch 1 and 16                 60
 # Without a GPU the script is a dry run of itself (CI runs one: tests/test_gpu_check.py): the CUDA
 # cases skip, and the profile and quality stages run on tiny sizes.
 # A stage gets less when the total (RLSE_GPU_CHECK_TOTAL_S) runs low; one not reached is skipped.
@@ -27,10 +29,10 @@
 #
 # Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data, the profile and the
 # quality comparison), logs.txt, bench_iteration.json, bench_ops_gpu.json, profile.txt,
-# profile_cl.txt, quality_fast.json.
+# profile_cl.txt, quality_fast.json, bench_sg1.json.
 #
 # Environment: OUT (required; a scratch folder here for a dry run), PYTHON (default python3),
-# RLSE_GPU_CHECK_TOTAL_S (default 465), RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry
+# RLSE_GPU_CHECK_TOTAL_S (default 525), RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry
 # run in a shared checkout, where an in-place build would replace the others' extension).
 set -u
 
@@ -39,7 +41,7 @@ cd "$ROOT" || exit 1
 : "${OUT:?set OUT to the folder for the results}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-TOTAL="${RLSE_GPU_CHECK_TOTAL_S:-465}"
+TOTAL="${RLSE_GPU_CHECK_TOTAL_S:-525}"
 DRY="${RLSE_GPU_CHECK_DRY:-0}"
 WORK="$(mktemp -d)"
 LOGS="$OUT/logs.txt"
@@ -180,6 +182,15 @@ if [ "$HAVE_CUDA" = "1" ]; then QUALITY_ARGS="--faces 16 --steps 100"; else QUAL
 # shellcheck disable=SC2086
 stage quality 40 "$PY" benchmarks/quality_fast.py $QUALITY_ARGS --json "$OUT/quality_fast.json"
 
+# --- (f) StyleGAN (v1): the paper's backbone, L_s at the input's own resolution (issue 14) --------
+if [ "$HAVE_CUDA" = "1" ]; then
+    SG1_ARGS="--device cuda --resolution 1024 --batches 1,16 --engines eager-fp32,fast-bf16 --warmup 3 --iters 5"
+else
+    SG1_ARGS="--device cpu --resolution 32 --factor 4 --batches 1 --engines eager-fp32,fast-fp32 --small --threads 2"
+fi
+# shellcheck disable=SC2086
+stage sg1 60 "$PY" benchmarks/bench_backbones.py $SG1_ARGS --backbones stylegan1-native --json "$OUT/bench_sg1.json"
+
 # --- collect --------------------------------------------------------------------------------------
 "$PY" - "$OUT" "$WORK" "$TAG" "$GPU" "$DATE" "$(elapsed)" <<'EOF'
 import json, re, subprocess, sys, xml.etree.ElementTree as ET
@@ -265,6 +276,7 @@ summary = {
     "bench_ops_gpu": bench("bench_ops_gpu.json"), "profile": read(out / "profile.txt"),
     "profile_channels_last": read(out / "profile_cl.txt"),
     "quality_fast": load_json(out / "quality_fast.json"),
+    "bench_sg1": load_json(out / "bench_sg1.json"),
 }
 path = out / f"{tag}.json"
 tmp = path.with_suffix(".json.tmp")

@@ -7,21 +7,23 @@ what tensors and plain containers need and refuses any other global with a one-l
 """
 from __future__ import annotations
 
-import collections
 import hashlib
-import io
 import json
 import os
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .errors import UserError
 from .imageio import atomic_write
+from .loaders.architecture import channel_params as _channel_params
+from .loaders.safe_unpickler import PersistentObject, RefusedGlobal, safe_unpickle, short as _short  # noqa: F401
+from .loaders import pulse, tf_pickle
+from .models import stylegan1, stylegan1_discriminator
+from .models.stylegan1 import Generator as Generator1, GeneratorConfig as GeneratorConfig1
+from .models.stylegan1_discriminator import Discriminator as Discriminator1, DiscriminatorConfig as DiscriminatorConfig1
 from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_dict
 
 FORMAT_NAME = "rlse-fast"
@@ -37,7 +39,7 @@ class GAN:
     path: str
     sha256: str
     source_format: str
-    """'safetensors', 'nvidia-pickle' or 'rosinality'."""
+    """'safetensors', 'nvidia-pickle', 'rosinality', 'tf-pickle' (StyleGAN v1) or 'pulse' (StyleGAN v1)."""
     metadata: dict = field(default_factory=dict)
 
 
@@ -50,16 +52,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 # ----------------------------------------------------------------------------- architecture inference
-
-
-def _channel_params(channels: dict[int, int], what: str) -> tuple[int, int]:
-    """(channel_base, channel_max) reproducing channels[res] = min(base // res, max) for every res."""
-    cmax = max(channels.values())
-    below = sorted(res for res, ch in channels.items() if ch < cmax)
-    base = channels[below[0]] * below[0] if below else cmax * max(channels)
-    if any(min(base // res, cmax) != ch for res, ch in channels.items()):
-        raise UserError(f"{what}: channel counts {channels} do not follow min(base // res, max); unsupported architecture")
-    return base, cmax
 
 
 def infer_generator_config(sd: dict[str, torch.Tensor], conv_clamp=None) -> GeneratorConfig:
@@ -102,14 +94,15 @@ def infer_discriminator_config(sd: dict[str, torch.Tensor], conv_clamp=None, mbs
     )
 
 
-def build_generator(cfg: GeneratorConfig, sd: dict[str, torch.Tensor]) -> Generator:
-    G = Generator(cfg)
+def build_generator(cfg, sd: dict[str, torch.Tensor]) -> Generator:
+    """The generator of `cfg`'s architecture (a StyleGAN2 or a StyleGAN v1 config) with weights `sd`."""
+    G = (Generator1 if isinstance(cfg, GeneratorConfig1) else Generator)(cfg)
     _load_strict(G, sd, "generator")
     return G.eval().requires_grad_(False)
 
 
-def build_discriminator(cfg: DiscriminatorConfig, sd: dict[str, torch.Tensor]) -> Discriminator:
-    D = Discriminator(cfg)
+def build_discriminator(cfg, sd: dict[str, torch.Tensor]) -> Discriminator:
+    D = (Discriminator1 if isinstance(cfg, DiscriminatorConfig1) else Discriminator)(cfg)
     _load_strict(D, sd, "discriminator")
     return D.eval().requires_grad_(False)
 
@@ -137,12 +130,29 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, dt
     from safetensors.torch import save_file
 
     tensors = {f"G.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in generator.state_dict().items()}
-    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": json.dumps(config_dict(generator.cfg))}
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": json.dumps(config_as_dict(generator.cfg))}
     if discriminator is not None:
         tensors.update({f"D.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in discriminator.state_dict().items()})
-        meta["discriminator"] = json.dumps(config_dict(discriminator.cfg))
+        meta["discriminator"] = json.dumps(config_as_dict(discriminator.cfg))
     meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def config_as_dict(cfg) -> dict:
+    """A config as JSON-able dict; StyleGAN v1 ones carry 'architecture': 'stylegan1' (absent: StyleGAN2)."""
+    if isinstance(cfg, GeneratorConfig1):
+        return stylegan1.config_dict(cfg)
+    if isinstance(cfg, DiscriminatorConfig1):
+        return stylegan1_discriminator.config_dict(cfg)
+    return config_dict(cfg)
+
+
+def _config_from_json(text: str, v2, v1):
+    d = json.loads(text)
+    arch = d.pop("architecture", "stylegan2")
+    if arch not in ("stylegan2", stylegan1.ARCHITECTURE):
+        raise UserError(f"weights of architecture {arch!r} are unsupported (stylegan2, stylegan1); update rlse-fast")
+    return (v1 if arch == stylegan1.ARCHITECTURE else v2)(**d)
 
 
 def _load_safetensors(path: Path):
@@ -159,8 +169,9 @@ def _load_safetensors(path: Path):
         raise UserError(f"{path}: safetensors file without rlse-fast metadata; convert it with `rlse-fast convert`")
     g_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
     d_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
-    g_cfg = GeneratorConfig(**json.loads(meta["generator"]))
-    d_cfg = DiscriminatorConfig(**json.loads(meta["discriminator"])) if "discriminator" in meta else None
+    g_cfg = _config_from_json(meta["generator"], GeneratorConfig, GeneratorConfig1)
+    d_cfg = (_config_from_json(meta["discriminator"], DiscriminatorConfig, DiscriminatorConfig1)
+             if "discriminator" in meta else None)
     extra = {k: v for k, v in meta.items() if k not in ("generator", "discriminator")}
     return g_cfg, g_sd, d_cfg, (d_sd if d_cfg else None), extra
 
@@ -168,132 +179,10 @@ def _load_safetensors(path: Path):
 # ----------------------------------------------------------------------------- NVIDIA pickles
 
 
-class PersistentObject:
-    """Stand-in for an object of a `torch_utils.persistence` class: its state, never its source."""
-
-    def __init__(self, meta):
-        if not isinstance(meta, dict) or meta.get("type") != "class":
-            raise pickle.UnpicklingError("unexpected persistent-object metadata")
-        self.class_name = meta.get("class_name")
-        self.state = meta.get("state") or {}
-
-    def state_dict(self, prefix="") -> dict[str, torch.Tensor]:
-        """Flatten the nn.Module state (parameters, persistent buffers, submodules) like Module.state_dict."""
-        out = {}
-        skip = set(self.state.get("_non_persistent_buffers_set") or ())
-        for name, t in (self.state.get("_parameters") or {}).items():
-            if t is not None:
-                out[prefix + name] = t.detach()
-        for name, t in (self.state.get("_buffers") or {}).items():
-            if t is not None and name not in skip:
-                out[prefix + name] = t.detach()
-        for name, mod in (self.state.get("_modules") or {}).items():
-            if isinstance(mod, PersistentObject):
-                out.update(mod.state_dict(prefix + name + "."))
-        return out
-
-    def init_kwargs(self) -> dict:
-        return dict(self.state.get("_init_kwargs") or {})
-
-
-class _EasyDict(dict):
-    """dnnlib.util.EasyDict, as a plain dict."""
-
-
-def _reconstruct_persistent_obj(meta):
-    return PersistentObject(meta)
-
-
-def _load_storage_bytes(b):
-    # torch pickles storages as torch.save() bytes; read them back without executing code.
-    return torch.load(io.BytesIO(b), weights_only=True)
-
-
-def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise pickle.UnpicklingError("numpy object scalars are not allowed")
-    return np.frombuffer(data, dtype=dtype)[0] if data is not None else dtype.type()
-
-
-def _numpy_reconstruct(cls, shape, dtype):
-    if cls is not np.ndarray:
-        raise pickle.UnpicklingError("only plain numpy arrays are allowed")
-    return np.ndarray.__new__(cls, shape, dtype)
-
-
-def _numpy_dtype(name, align=False, copy=False):
-    dt = np.dtype(name, align, copy)
-    if dt.hasobject:
-        raise pickle.UnpicklingError("numpy object dtypes are not allowed")
-    return dt
-
-
-def _rebuild_from_type_v2(func, new_type, args, state):
-    if new_type not in (torch.Tensor, torch.nn.Parameter):
-        raise pickle.UnpicklingError(f"tensor subclass {new_type} is not allowed")
-    ret = func(*args)
-    if type(ret) is not new_type:
-        ret = ret.as_subclass(new_type)
-    return ret
-
-
-_ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-    ("torch", "Tensor"): torch.Tensor,
-    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
-    ("torch", "device"): torch.device,
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
-    ("dnnlib", "EasyDict"): _EasyDict,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _numpy_dtype,
-}
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    def __init__(self, module, name):
-        super().__init__(f"{module}.{name}")
-        self.qualname = f"{module}.{name}"
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise RefusedGlobal(module, name) from None
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("persistent ids are not allowed in a pickle (is this a torch.save file?)")
-
-
-def safe_unpickle(path: Path):
-    """Unpickle with the allow-list; a refused global becomes a one-line UserError naming it."""
-    try:
-        with open(path, "rb") as f:
-            return _SafeUnpickler(f).load()
-    except RefusedGlobal as exc:
-        raise UserError(f"{path}: refusing to load: the pickle references {exc.qualname}, which is not allowed "
-                        "(only tensors and plain containers are); use a trusted StyleGAN2 checkpoint") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
-        raise UserError(f"{path}: not a readable StyleGAN2 pickle ({_short(exc)}); the file may be truncated, re-download it") from None
-
-
 def _load_nvidia_pickle(path: Path):
     data = safe_unpickle(path)
+    if tf_pickle.is_tf_networks(data):  # NVIDIA's TF StyleGAN (v1): (G, D, Gs)
+        return tf_pickle.load(data, path)
     if not isinstance(data, dict) or not any(k in data for k in ("G_ema", "G")):
         raise UserError(f"{path}: pickle without 'G_ema' or 'G'; not a StyleGAN2-ADA / StyleGAN3 network pickle")
     g_obj = data.get("G_ema") or data.get("G")
@@ -382,14 +271,22 @@ def rosinality_to_official(g_ema: dict[str, torch.Tensor] | None, d: dict[str, t
     return g_sd, d_sd
 
 
-def _load_rosinality(path: Path):
+def _torch_load(path: Path):
     import argparse
 
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UserError(f"{path}: not a loadable torch checkpoint ({_short(exc)}); the file may be truncated or unsafe") from None
+
+
+def _load_rosinality(path: Path):
+    ckpt = _torch_load(path)
+    if pulse.is_pulse_synthesis(ckpt):  # PULSE's StyleGAN v1 synthesis.pt (mapping.pt beside it)
+        return pulse.load(ckpt, path, _torch_load)
+    if pulse.is_pulse_mapping(ckpt):
+        raise UserError(f"{path} is PULSE's mapping network alone; pass its synthesis.pt (with mapping.pt beside it)")
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
         raise UserError(f"{path}: torch checkpoint without 'g_ema'; expected a rosinality StyleGAN2 checkpoint")
     try:
@@ -432,6 +329,7 @@ def load_gan(path: str | os.PathLike, with_discriminator: bool = True) -> GAN:
     g_cfg, g_sd, d_cfg, d_sd, extra = _LOADERS[fmt](path)
     G = build_generator(g_cfg, g_sd)
     D = build_discriminator(d_cfg, d_sd) if (with_discriminator and d_cfg is not None) else None
+    fmt = extra.pop("source_format", fmt)
     return GAN(generator=G, discriminator=D, path=str(path), sha256=sha256_file(path), source_format=fmt, metadata=extra)
 
 
@@ -442,9 +340,3 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, dtype=torch.float32)
              extra_metadata={"converted_from": Path(src).name, "source_sha256": gan.sha256,
                              "source_format": gan.source_format})
     return gan
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
-

@@ -32,6 +32,11 @@ class RLSEConfig:
     """Weight of L_s (0 disables the semantic loss and the discriminator)."""
     semantic_blocks: int = 3
     """How many of the discriminator's last blocks give features for L_s."""
+    semantic_input: str = "auto"
+    """How the low-resolution images enter D for L_s: 'native' (through the fromRGB of their own
+    resolution, the progressive StyleGAN v1 discriminator only: the paper's D_i(x) on a small x),
+    'upsampled' (bicubic-upsampled to D's resolution; the only way into StyleGAN2's D), or 'auto'
+    (native on StyleGAN v1, upsampled on StyleGAN2)."""
     semantic_reduction: str = "sum"
     """L1 distance of each block's features: 'sum' (the literal L1 norm, default) or 'mean' absolute
     difference (scale-free; at weight 0.5 it makes L_s about 0.1% of the objective)."""
@@ -53,6 +58,8 @@ class RLSEConfig:
             raise ValueError("steps must be >= 1")
         if self.pixel_loss not in ("norm", "mse"):
             raise ValueError(f"pixel_loss must be 'norm' or 'mse', got {self.pixel_loss!r}")
+        if self.semantic_input not in ("auto", "native", "upsampled"):
+            raise ValueError(f"semantic_input must be 'auto', 'native' or 'upsampled', got {self.semantic_input!r}")
         if self.semantic_reduction not in ("mean", "sum"):
             raise ValueError("semantic_reduction must be 'mean' or 'sum'")
 

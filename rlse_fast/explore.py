@@ -16,7 +16,7 @@ from . import gaussian_fit, semantic
 from .config import RLSEConfig
 from .downsample import bicubic_downsample_ref, check_factor
 from .geocross import geocross
-from .ops import bias_act, dispatch
+from .ops import dispatch
 from .ops.downsample_loss import downsample_loss
 from .schedule import SCHEDULES
 from .spherical import SphericalOptimizer
@@ -115,9 +115,10 @@ def _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step) -> Result:
                   for k, p in G.synthesis.named_parameters()}
         ft_opt = adam(list(params.values()), lr=cfg.finetune_lr)
 
-    names = semantic.block_names(D, cfg.semantic_blocks) if cfg.semantic else []
+    mode = semantic.input_mode(D, cfg.semantic_input) if cfg.semantic else None
+    names = semantic.block_names(D, cfg.semantic_blocks, h, mode) if cfg.semantic else []
     with torch.no_grad():
-        target_feats = semantic.features(D, lr_images, names) if cfg.semantic else []
+        target_feats = semantic.features(D, lr_images, names, mode=mode) if cfg.semantic else []
 
     best_loss = torch.full((batch,), float("inf"), device=device)
     best_step = [-1] * batch
@@ -127,7 +128,7 @@ def _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step) -> Result:
         opt.zero_grad()
         if ft_opt is not None:
             ft_opt.zero_grad(set_to_none=True)
-        ws = bias_act(z * std + mean, act="lrelu")  # mapping's own activation and gain
+        ws = gaussian_fit.to_w(G, z, mean, std)  # the mapping's own activation and gain
         img01 = (G.synthesis(ws, noise=noise, params=params) + 1) / 2
         sse = downsample_loss(img01, lr_images, factor)
         if cfg.pixel_loss == "norm":
@@ -137,7 +138,8 @@ def _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step) -> Result:
         sem = torch.zeros_like(pixel)
         if cfg.semantic:
             lr_gen = bicubic_downsample_ref(img01, factor)
-            sem = semantic.semantic_loss(semantic.features(D, lr_gen, names), target_feats, cfg.semantic_reduction)
+            sem = semantic.semantic_loss(semantic.features(D, lr_gen, names, mode=mode), target_feats,
+                                         cfg.semantic_reduction)
         geo = geocross(ws)
         total = cfg.w_pixel * pixel + cfg.w_semantic * sem + cfg.w_geocross * geo
 

@@ -33,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from . import semantic
+from . import gaussian_fit, semantic
 from .config import RLSEConfig
 from .downsample import bicubic_downsample_ref, bicubic_kernel, check_factor, padding
 from .explore import Result, _initial_state, scale_factor
@@ -161,7 +161,8 @@ class FastLoop:
         # PULSE's bicubic taps on the device, made here: a host-to-device copy cannot be captured.
         self.taps = bicubic_kernel(self.factor, device=device) if self.factor > 1 else None
 
-        self.names = semantic.block_names(D, cfg.semantic_blocks) if cfg.semantic else []
+        self.semantic_mode = semantic.input_mode(D, cfg.semantic_input) if cfg.semantic else None
+        self.names = semantic.block_names(D, cfg.semantic_blocks, h, self.semantic_mode) if cfg.semantic else []
         with torch.no_grad(), ops_impl(impl), self._autocast():
             self.target_feats = self._features(lr_images) if cfg.semantic else []
 
@@ -204,7 +205,7 @@ class FastLoop:
         return (d * d).sum((1, 2, 3))
 
     def _features(self, lr01: torch.Tensor) -> list[torch.Tensor]:
-        return semantic.features(self.D, lr01, self.names, channels_last=self.channels_last)
+        return semantic.features(self.D, lr01, self.names, channels_last=self.channels_last, mode=self.semantic_mode)
 
     def _iteration(self) -> None:
         """One RLSE iteration on the static buffers; issues device work only (graph-capturable)."""
@@ -221,7 +222,7 @@ class FastLoop:
         cfg = self.cfg
         with ops_impl(self.impl):
             with self._autocast():
-                ws = bias_act(self.z * self.std + self.mean, act="lrelu", impl=self.impl)
+                ws = gaussian_fit.to_w(self.G, self.z, self.mean, self.std, impl=self.impl)
                 img01 = (self.G.synthesis(ws, noise=self.noise, params=self.params, channels_last=self.channels_last)
                          + 1) / 2
                 sse = self._downsample_loss(img01)

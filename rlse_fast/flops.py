@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .models import stylegan1, stylegan1_discriminator
 from .models.stylegan2 import DiscriminatorConfig, GeneratorConfig
 
 FIR_TAPS = 16
@@ -134,14 +135,85 @@ def upsample_macs(lr: int, resolution: int, channels: int = 3) -> float:
     return channels * (resolution * lr * lr + resolution * resolution * lr)
 
 
+BLUR_TAPS = 9
+"""StyleGAN v1's [1, 2, 1] x [1, 2, 1] blur: 3x3 taps per output pixel and channel."""
+
+
+def generator_macs_v1(g: stylegan1.GeneratorConfig, finetune: bool = True, filters: bool = True) -> tuple[float, float]:
+    """(forward, backward) multiply-adds of a StyleGAN v1 synthesis network for one face.
+
+    Per layer: the style dense (w -> 2C), the (up-)convolution (the fused ones as a stride-2
+    transposed 4x4 convolution on the coarse grid), with `filters` the blur after each upsampling;
+    the final 1x1 toRGB. Backward: every convolution's input gradient (each layer's input depends on
+    the latent through the styles before it), and its weight gradient only when fine-tuning (v1's
+    weights are not modulated: PULSE mode computes none); the style products' input gradients and,
+    when fine-tuning, their weight gradients."""
+    fwd = bwd = 0.0
+    wgrad = 1 if finetune else 0
+    for res in g.block_resolutions:
+        c = g.channels(res)
+        convs = []
+        if res == 4:
+            convs.append(c * c * 9 * 16)
+        else:
+            c_in = g.channels(res // 2)
+            if res >= g.fused_min_resolution:
+                convs.append(c_in * c * 16 * (res // 2) ** 2)
+            else:
+                convs.append(c_in * c * 9 * res * res)
+            if filters:
+                fwd += c * res * res * BLUR_TAPS
+                bwd += c * res * res * BLUR_TAPS
+            convs.append(c * c * 9 * res * res)
+        for macs in convs:
+            fwd += macs
+            bwd += macs * (1 + wgrad)
+        fwd += 2 * 2 * c * g.w_dim  # two layers' styles
+        bwd += 2 * 2 * c * g.w_dim * (1 + wgrad)
+    torgb = g.img_channels * g.channels(g.img_resolution) * g.img_resolution ** 2
+    return fwd + torgb, bwd + torgb * (1 + wgrad)
+
+
+def discriminator_macs_v1(d: stylegan1_discriminator.DiscriminatorConfig, input_resolution: int,
+                          semantic_blocks: int, filters: bool = True) -> float:
+    """Forward multiply-adds of StyleGAN v1's D from an image of `input_resolution` through the last
+    block before the epilogue (L_s's last feature), for one face."""
+    if semantic_blocks <= 0:
+        return 0.0
+    r = input_resolution
+    total = d.img_channels * d.channels(r) * r * r  # fromRGB
+    for res in d.block_resolutions:
+        if res > r:
+            continue
+        c, c_out = d.channels(res), d.channels(res // 2)
+        total += c * c * 9 * res * res  # conv0
+        if res >= d.fused_min_resolution:
+            total += c * c_out * 16 * (res // 2) ** 2  # fused strided 4x4
+        else:
+            total += c * c_out * 9 * res * res  # conv, then a 2x2 average pool
+        if filters:
+            total += c * res * res * BLUR_TAPS
+    return total
+
+
 def iteration_flops(g: GeneratorConfig, d: DiscriminatorConfig | None = None, batch: int = 1, factor: int = 16,
-                    semantic_blocks: int = 3, finetune: bool = True, filters: bool = True) -> IterationFlops:
-    """FLOPs of one iteration for `batch` faces; d=None or semantic_blocks=0 leaves L_s out (PULSE)."""
-    g_fwd, g_bwd = generator_macs(g, finetune=finetune, filters=filters)
-    d_fwd = discriminator_macs(d, semantic_blocks, filters=filters) if d is not None else 0.0
+                    semantic_blocks: int = 3, finetune: bool = True, filters: bool = True,
+                    semantic_input: str = "auto") -> IterationFlops:
+    """FLOPs of one iteration for `batch` faces; d=None or semantic_blocks=0 leaves L_s out (PULSE).
+    g, d: StyleGAN2 or StyleGAN v1 configs; semantic_input (v1 only): 'native' (the default there:
+    D runs from the low-resolution image's own fromRGB) or 'upsampled'."""
+    v1 = isinstance(g, stylegan1.GeneratorConfig)
+    native = v1 and semantic_input in ("auto", "native")
+    if v1:
+        g_fwd, g_bwd = generator_macs_v1(g, finetune=finetune, filters=filters)
+        d_in = g.img_resolution // factor if native else (d.img_resolution if d is not None else 0)
+        d_fwd = discriminator_macs_v1(d, d_in, semantic_blocks, filters=filters) if d is not None else 0.0
+    else:
+        g_fwd, g_bwd = generator_macs(g, finetune=finetune, filters=filters)
+        d_fwd = discriminator_macs(d, semantic_blocks, filters=filters) if d is not None else 0.0
     uses_d = d_fwd > 0
     down = downsample_macs(g.img_resolution, factor, g.img_channels) * (2 if uses_d else 1) * 2 if filters else 0.0
-    up = 2 * upsample_macs(g.img_resolution // factor, d.img_resolution, g.img_channels) if uses_d else 0.0
+    up = 2 * upsample_macs(g.img_resolution // factor, d.img_resolution, g.img_channels) if uses_d and not native else 0.0
     return IterationFlops(batch=batch, g_forward=2 * batch * g_fwd, g_backward=2 * batch * g_bwd,
                           d_forward=2 * batch * d_fwd, d_backward=2 * batch * d_fwd, downsample=2 * batch * down,
                           upsample=2 * batch * up)
@@ -150,12 +222,16 @@ def iteration_flops(g: GeneratorConfig, d: DiscriminatorConfig | None = None, ba
 def for_config(G, D, cfg, batch: int, factor: int) -> IterationFlops:
     """`iteration_flops` for loaded networks and an RLSEConfig."""
     return iteration_flops(G.cfg, D.cfg if (D is not None and cfg.semantic) else None, batch=batch, factor=factor,
-                           semantic_blocks=cfg.semantic_blocks if cfg.semantic else 0, finetune=cfg.finetune)
+                           semantic_blocks=cfg.semantic_blocks if cfg.semantic else 0, finetune=cfg.finetune,
+                           semantic_input=getattr(cfg, "semantic_input", "auto"))
 
 
 CONFIG_F = GeneratorConfig()
 """FFHQ config-f at 1024: z/w 512, 8 mapping layers, channel_base 32768, channel_max 512."""
 CONFIG_F_D = DiscriminatorConfig()
+FFHQ_V1 = stylegan1.GeneratorConfig()
+"""NVIDIA's StyleGAN (v1) FFHQ network at 1024: z/w 512, channels min(16384 // res, 512)."""
+FFHQ_V1_D = stylegan1_discriminator.DiscriminatorConfig()
 
 
 if __name__ == "__main__":  # python -m rlse_fast.flops: the numbers for 1024 config-f
@@ -163,3 +239,7 @@ if __name__ == "__main__":  # python -m rlse_fast.flops: the numbers for 1024 co
         f = iteration_flops(CONFIG_F, CONFIG_F_D, batch=b, factor=16)
         print(f"batch {b:2d}: G fwd {f.g_forward / 1e9:.1f} + bwd {f.g_backward / 1e9:.1f} GFLOP, "
               f"D {f.discriminator / 1e9:.1f}, downsample {f.downsample / 1e9:.2f}, upsample {f.upsample / 1e9:.2f}, total {f.total / 1e12:.3f} TFLOP")
+    for mode in ("native", "upsampled"):
+        f = iteration_flops(FFHQ_V1, FFHQ_V1_D, batch=1, factor=16, semantic_input=mode)
+        print(f"StyleGAN v1, L_s {mode}: G fwd {f.g_forward / 1e9:.1f} + bwd {f.g_backward / 1e9:.1f} GFLOP, "
+              f"D {f.discriminator / 1e9:.2f}, total {f.total / 1e12:.3f} TFLOP per face")

@@ -39,6 +39,15 @@ def compute(G: Generator, samples: int, seed: int = 0, chunk: int = 65536, devic
     return {"mean": mean.float(), "std": var.clamp_min(0).sqrt().float()}
 
 
+def to_w(G, z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, impl: str = "auto") -> torch.Tensor:
+    """W = lrelu(z * std + mean) with the mapping's own activation gain: sqrt 2 on StyleGAN2 (its
+    lrelu carries the gain), none on StyleGAN v1 (the gain is in its weights; PULSE's
+    `LeakyReLU(0.2)`), so W follows the generator's W distribution on either."""
+    from .ops import bias_act
+
+    return bias_act(z * std + mean, act="lrelu", gain=getattr(G, "mapping_act_gain", None), impl=impl)
+
+
 def cached(G: Generator, weights_sha256: str, samples: int, seed: int = 0, device="cpu") -> dict[str, torch.Tensor]:
     """`compute`, cached under home()/gaussian_fit/<sha256>-<samples>-<seed>.safetensors."""
     from safetensors.torch import load_file, save_file

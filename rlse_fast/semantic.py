@@ -1,7 +1,13 @@
 """L_s: distances between discriminator features of the generated and the target low-resolution faces.
 
-The StyleGAN2 discriminator accepts images at its own resolution only, so both low-resolution images
-enter it bicubic-upsampled to that size. Upsampling both with the same smooth filter compares like
+Two ways in ('mode'). 'native' (StyleGAN v1's progressive D, which has a fromRGB at every
+resolution): both low-resolution images enter through the fromRGB of their own resolution, as the
+progressive network scores a small image, the paper's D_i(x) on a low-resolution x; it costs almost
+nothing. The features are the last `count` of those the image passes before the epilogue (whose
+minibatch stddev mixes faces): from 16 px 'fromrgb16', 'b16', 'b8'; from 32 px 'b32', 'b16', 'b8';
+from 8 px only two exist, 'fromrgb8' and 'b8', and L_s uses those two.
+'upsampled': the StyleGAN2 discriminator accepts images at its own resolution only, so both
+low-resolution images enter it bicubic-upsampled to that size. Upsampling both with the same smooth filter compares like
 with like and keeps the input close to the (blurry) faces D has seen, where nearest-neighbour blocks
 or zero insertion would excite its high-frequency features instead.
 """
@@ -13,9 +19,23 @@ import torch.nn.functional as F
 from .models.stylegan2 import Discriminator
 
 
-def block_names(D: Discriminator, count: int) -> list[str]:
-    """The last `count` discriminator blocks (before the minibatch-stddev epilogue, so faces in a
-    batch never see each other)."""
+def input_mode(D, requested: str = "auto") -> str:
+    """'native' or 'upsampled' for this discriminator ('auto': native where D has an input at every
+    resolution, i.e. StyleGAN v1)."""
+    progressive = hasattr(D, "reachable")
+    if requested == "auto":
+        return "native" if progressive else "upsampled"
+    if requested == "native" and not progressive:
+        raise ValueError("semantic_input 'native' needs a progressive StyleGAN v1 discriminator; use 'upsampled'")
+    return requested
+
+
+def block_names(D: Discriminator, count: int, lr_size: int | None = None, mode: str = "upsampled") -> list[str]:
+    """The last `count` discriminator features before the minibatch-stddev epilogue (so faces in a
+    batch never see each other): of D's blocks ('upsampled'), or of those an lr_size image passes
+    from its own fromRGB ('native', see the module docstring)."""
+    if hasattr(D, "reachable"):
+        return D.reachable(lr_size if mode == "native" else D.img_resolution)[-count:]
     return [f"b{res}" for res in D.block_resolutions[-count:]]
 
 
@@ -53,13 +73,17 @@ def to_discriminator(lr01: torch.Tensor, resolution: int) -> torch.Tensor:
         return (rows @ x.float() @ cols.t()).to(x.dtype)
 
 
-def features(D: Discriminator, lr01: torch.Tensor, names: list[str], channels_last: bool = False) -> list[torch.Tensor]:
+def features(D: Discriminator, lr01: torch.Tensor, names: list[str], channels_last: bool = False,
+             mode: str = "upsampled") -> list[torch.Tensor]:
     """Outputs of the named blocks for low-resolution images in [0, 1]; stops after the last one.
     channels_last: D's input in NHWC (for a D whose weights are NHWC too)."""
     x = None
-    img = to_discriminator(lr01, D.img_resolution)
+    img = lr01 * 2 - 1 if mode == "native" else to_discriminator(lr01, D.img_resolution)
     if channels_last:
         img = img.contiguous(memory_format=torch.channels_last)
+    if hasattr(D, "run"):  # StyleGAN v1: enters at img's own resolution
+        _, out = D.run(img, names)
+        return [out[n] for n in names]
     out = []
     for res in D.block_resolutions:
         x = getattr(D, f"b{res}")(x, img)

@@ -43,6 +43,9 @@ class Session:
         if cfg.semantic and gan.discriminator is None:
             raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
                             "use --no-semantic or --mode pulse, or weights with a discriminator")
+        if cfg.semantic and getattr(cfg, "semantic_input", "auto") == "native" and not hasattr(gan.discriminator, "reachable"):
+            raise UserError("--semantic-input native needs a progressive StyleGAN v1 discriminator (a fromRGB at every "
+                            "resolution); these weights' StyleGAN2 D takes only upsampled images: use --semantic-input upsampled")
         G = gan.generator.to(dev)
         D = gan.discriminator.to(dev) if gan.discriminator is not None else None
         return cls(G, D, prepare_fit(gan, cfg, device=dev), cfg, gan, dev, fast, precision, graphs, impl, weights)

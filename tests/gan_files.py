@@ -173,3 +173,35 @@ def write_rosinality_pt(path, g, d, latent_avg, with_args=True) -> Path:
         ckpt["args"] = argparse.Namespace(size=32, channel_multiplier=1, lr=0.002)
     torch.save(ckpt, str(path))
     return Path(path)
+
+
+def write_pulse_files(gan, folder: Path, with_mapping=True):
+    """PULSE's synthesis.pt / mapping.pt layout (stylegan.py's G_synthesis / G_mapping names)."""
+    sd = {k: v.clone() for k, v in gan.generator.state_dict().items()}
+    syn, mapping = {}, {}
+    n = gan.generator.num_ws
+    for i in range(gan.generator.cfg.mapping_layers):
+        mapping[f"dense{i}.weight"] = sd[f"mapping.fc{i}.weight"]
+        mapping[f"dense{i}.bias"] = sd[f"mapping.fc{i}.bias"]
+    syn["blocks.4x4.const"] = sd["synthesis.const"][None]
+    for i in range(n):
+        s = 2 ** (i // 2 + 2)
+        b = f"blocks.{s}x{s}"
+        epi = f"{b}.epi{i % 2 + 1}"
+        conv = "conv" if s == 4 else ("conv0_up" if i % 2 == 0 else "conv1")
+        if i == 0:
+            syn[f"{b}.bias"] = sd["synthesis.layer0.bias"]
+        else:
+            syn[f"{b}.{conv}.weight"] = sd[f"synthesis.layer{i}.weight"]
+            syn[f"{b}.{conv}.bias"] = sd[f"synthesis.layer{i}.bias"]
+            if conv == "conv0_up":
+                syn[f"{b}.conv0_up.intermediate.kernel"] = torch.tensor([[1., 2, 1], [2, 4, 2], [1, 2, 1]])[None, None] / 16
+        syn[f"{epi}.noise.weight"] = sd[f"synthesis.layer{i}.noise_strength"]
+        syn[f"{epi}.style_mod.lin.weight"] = sd[f"synthesis.layer{i}.style.weight"]
+        syn[f"{epi}.style_mod.lin.bias"] = sd[f"synthesis.layer{i}.style.bias"]
+    syn["torgb.weight"] = sd["synthesis.torgb.weight"]
+    syn["torgb.bias"] = sd["synthesis.torgb.bias"]
+    torch.save(syn, folder / "synthesis.pt")
+    if with_mapping:
+        torch.save(mapping, folder / "mapping.pt")
+    return folder / "synthesis.pt"

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-STAGES = ["env", "build", "tests", "iter", "ops", "profile", "profile_cl", "quality"]
+STAGES = ["env", "build", "tests", "iter", "ops", "profile", "profile_cl", "quality", "sg1"]
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
                                 reason="the script needs bash and coreutils' timeout")
@@ -61,6 +61,9 @@ def test_summary_holds_the_tests_profile_and_quality(dry_run):
     quality = summary["quality_fast"]
     assert [r["name"] for r in quality["results"]] == ["eager-fp32-ref", "fast-fp32", "fast-bf16"]
     assert all(r["psnr_y"] > 10 for r in quality["results"])
+    sg1 = summary["bench_sg1"]
+    assert [r["name"] for r in sg1["records"]] == ["stylegan1-native-eager-fp32-b1", "stylegan1-native-fast-fp32-b1"]
+    assert all(r["iter_s"] > 0 and r["tflop_per_iter"] > 0 for r in sg1["records"])
     # The benchmarks' CUDA cases skip on the CPU: nothing is reported as measured.
     assert not summary["bench_iteration"] and not summary["bench_ops_gpu"]
 

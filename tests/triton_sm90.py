@@ -21,6 +21,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from rlse_fast.ops.triton_kernels.adain import adain_forward_kernel
 from rlse_fast.ops.triton_kernels.bias_act import bias_act_kernel
 from rlse_fast.ops.triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 from rlse_fast.ops.triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
@@ -76,6 +77,17 @@ def variants():
                   "F64": dt == "fp64", "OUT_BF16": dt == "bf16"}
             yield (f"modulate_backward {dt}<-{out} {channels}x{taps}", modulate_backward_kernel, sig, cx,
                    modulate_warps(bi * bk))
+
+    from rlse_fast.ops.triton_ops import ADAIN_BLOCK
+
+    for dt in ("fp32", "bf16"):  # StyleGAN v1's epilogue: activations and styles in dt, parameters fp32
+        for has_noise in (True, False):
+            for block in (ADAIN_BLOCK, 16):  # large planes, and the 4x4 ones
+                sig = {"x_ptr": PTR[dt], "n_ptr": "*fp32", "s_ptr": "*fp32", "b_ptr": "*fp32", "sc_ptr": PTR[dt],
+                       "sh_ptr": PTR[dt], "y_ptr": PTR[dt], "stats_ptr": "*fp32", "C": "i32", "HW": "i32",
+                       "n_bstride": "i32", "s_bstride": "i32", "b_bstride": "i32", "eps": "fp32", "alpha": "fp32"}
+                yield (f"adain_forward {dt} noise={has_noise} block={block}", adain_forward_kernel, sig,
+                       {"HAS_NOISE": has_noise, "BLOCK": block}, 4)
 
 
 def resource_usage(cubin: bytes) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("convert", help="convert a .pkl / .pt checkpoint to rlse-fast .safetensors",
-                       description="Convert an official StyleGAN2-ADA pickle or a rosinality checkpoint to the "
+                       description="Convert an official StyleGAN2-ADA pickle, an official StyleGAN (v1) TF pickle, PULSE's "
+                                   "synthesis.pt (+ mapping.pt) or a rosinality checkpoint to the "
                                    "rlse-fast safetensors format (generator and discriminator, config in the metadata).")
     p.add_argument("src", metavar="IN", help="input weights (.pkl, .pt or .safetensors)")
     p.add_argument("dst", metavar="OUT", help="output .safetensors path (written atomically)")

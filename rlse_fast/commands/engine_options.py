@@ -14,6 +14,9 @@ def add_engine_args(p, batch_help: str = BATCH_HELP) -> None:
     p.add_argument("--mode", choices=["rlse", "pulse"], default="rlse", help="rlse (the paper) or pulse (baseline)")
     p.add_argument("--no-semantic", action="store_true", help="ablation: drop the discriminator loss L_s")
     p.add_argument("--no-finetune", action="store_true", help="ablation: keep the generator's weights fixed")
+    p.add_argument("--semantic-input", choices=["auto", "native", "upsampled"], default="auto",
+                   help="how the low-res images enter D for L_s: native (their own resolution's fromRGB; StyleGAN v1 "
+                        "only), upsampled (bicubic to D's size), auto (native on StyleGAN v1, upsampled on StyleGAN2)")
     p.add_argument("--pixel-loss", choices=["norm", "mse"], default=None,
                    help="L_p as the paper's L2 norm or PULSE's clamped MSE (default: the mode's)")
     p.add_argument("--w-pixel", type=float, default=None, help="weight of L_p (default: the mode's, 100)")
@@ -57,7 +60,7 @@ def build_config(args):
     """The RLSEConfig of the engine flags (the one place they are converted)."""
     from ..config import RLSEConfig
 
-    overrides = {"steps": args.steps}
+    overrides = {"steps": args.steps, "semantic_input": getattr(args, "semantic_input", "auto")}
     if args.pixel_loss:
         overrides["pixel_loss"] = args.pixel_loss
     if args.gaussian_samples:

@@ -126,6 +126,9 @@ def run(args) -> int:
     if cfg.semantic and gan.discriminator is None:
         raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
                         "use --no-semantic or --mode pulse, or weights with a discriminator")
+    if cfg.semantic and cfg.semantic_input == "native" and not hasattr(gan.discriminator, "reachable"):
+        raise UserError("--semantic-input native needs a progressive StyleGAN v1 discriminator (a fromRGB at every "
+                        "resolution); these weights' StyleGAN2 D takes only upsampled images: use --semantic-input upsampled")
     hr_res = gan.generator.img_resolution
     common = {"seed": args.seed, "config": cfg.to_dict(), "weights_sha256": gan.sha256,
               "engine": "fast" if fast else "eager", "precision": precision, "size": args.size}

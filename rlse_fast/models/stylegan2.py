@@ -438,6 +438,9 @@ class MappingNetwork(nn.Module):
 class Generator(nn.Module):
     """Mapping + synthesis. `G(z)` -> images (B, C, R, R) in about [-1, 1]."""
 
+    mapping_class = MappingNetwork
+    synthesis_class = SynthesisNetwork
+
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.cfg = cfg
@@ -446,8 +449,8 @@ class Generator(nn.Module):
         self.img_resolution = cfg.img_resolution
         self.img_channels = cfg.img_channels
         self.num_ws = cfg.num_ws
-        self.mapping = MappingNetwork(cfg)
-        self.synthesis = SynthesisNetwork(cfg)
+        self.mapping = self.mapping_class(cfg)
+        self.synthesis = self.synthesis_class(cfg)
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, **synthesis_kwargs):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)

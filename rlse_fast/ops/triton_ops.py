@@ -1,5 +1,6 @@
-"""Triton implementations of bias_act, the fused downsample_loss and the fused weight modulation,
-registered as impl 'triton'.
+"""Triton implementations of bias_act, the fused downsample_loss, the fused weight modulation and
+StyleGAN v1's layer epilogue (adain_epilogue; its backward from the forward's saved plane stats,
+`ops.adain.backward_from_stats`), registered as impl 'triton'.
 
 Importing this module raises ImportError when triton is not installed. The kernels live in
 `triton_kernels/`. upfirdn2d has no Triton version: its CUDA kernel (shared-memory tiles) covers the
@@ -26,6 +27,8 @@ from .triton_kernels.bias_act import bias_act_kernel
 from .triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 from .modulate import _modulate_ref, kernel_inputs, weight_grad
 from .triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
+from .triton_kernels.adain import adain_forward_kernel
+from .adain import ALPHA, EPS, backward_from_stats
 
 # 'auto' tries the lowest rank first: after the CUDA kernels (0), before the C++ ones (20, CPU only).
 RANK = 10
@@ -315,6 +318,43 @@ def _give_up(exc: Exception) -> None:
     warnings.warn(f"the Triton modulate kernel failed ({MODULATE_ERROR}); using the reference", RuntimeWarning)
 
 
+# --- adain_epilogue (StyleGAN v1) -------------------------------------------------------------------
+
+ADAIN_BLOCK = 1024
+
+
+class _AdaIN(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, noise, strength, bias, scale, shift):
+        batch, c, h, w = x.shape
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        stats = torch.empty(batch, c, 2, device=x.device, dtype=torch.float32)
+        n = noise.contiguous() if noise is not None else None
+        s = strength.contiguous() if noise is not None else bias
+        b = bias.contiguous()
+        adain_forward_kernel[(batch * c,)](
+            x, x if n is None else n, s, b, scale.contiguous(), shift.contiguous(), y, stats, c, h * w,
+            0 if n is None or n.shape[0] == 1 else h * w, c if s.ndim == 2 else 0, c if b.ndim == 2 else 0,
+            EPS, ALPHA, HAS_NOISE=n is not None, BLOCK=min(ADAIN_BLOCK, triton.next_power_of_2(h * w)))
+        ctx.save_for_backward(x, n, strength if noise is not None else None, bias, scale, stats)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        x, n, s, b, scale, stats = ctx.saved_tensors
+        return backward_from_stats(dy, x, n, s, b, scale, stats)
+
+
+def adain_epilogue(x, noise, strength, bias, scale, shift):
+    if x.ndim != 4 or scale.shape != x.shape[:2] or shift.shape != x.shape[:2]:
+        raise ValueError(f"adain_epilogue: x (B, C, H, W) with scale and shift (B, C), got {tuple(x.shape)}, "
+                         f"{tuple(scale.shape)}, {tuple(shift.shape)}")
+    return _AdaIN.apply(x, noise, strength, bias, scale, shift)
+
+
+dispatch.register("adain_epilogue", "triton", adain_epilogue, usable, RANK)
 dispatch.register("bias_act", "triton", bias_act, usable, RANK)
 dispatch.register("downsample_loss", "triton", downsample_loss, usable, RANK)
 dispatch.register("modulate", "triton", modulate, usable, RANK)

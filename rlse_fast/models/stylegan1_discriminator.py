@@ -1,0 +1,136 @@
+"""StyleGAN (v1) discriminator: the official progressive TF architecture at lod 0, through our ops.
+
+A fromRGB (1x1 conv + lrelu) exists at every resolution. Each block at resolution r (r >= 8): a
+3x3 conv + lrelu, then [1,2,1] blur, a 3x3 conv with 2x downsampling (conv + 2x2 average pool, or
+TF's fused strided conv when r >= 128) + lrelu. The 4x4 epilogue: minibatch stddev, 3x3 conv,
+two dense layers. An image at a lower resolution r enters through fromRGB r and runs the blocks
+from r down (`forward(img)` takes any power of two up to img_resolution): this is how the
+progressive network scores a low-resolution image, as TF StyleGAN does at lod log2(R / r).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from . import stylegan2
+from .stylegan1 import ARCHITECTURE, _Dense
+from .stylegan1_layers import SQRT2, blur, conv2d, conv_down, conv_weight
+from ..ops import bias_act
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    img_resolution: int = 1024
+    img_channels: int = 3
+    channel_base: int = 16384
+    channel_max: int = 512
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+    fused_min_resolution: int = 128
+    """Blocks whose input is at least this large use TF's fused down-sampling convolution ('auto')."""
+
+    # As StyleGAN2's: channels(res); block_resolutions from the input down to 8 (each halves it).
+    channels = stylegan2.DiscriminatorConfig.channels
+    block_resolutions = stylegan2.DiscriminatorConfig.block_resolutions
+
+    @property
+    def input_resolutions(self) -> list[int]:
+        return self.block_resolutions + [4]
+
+    __post_init__ = stylegan2.DiscriminatorConfig.__post_init__
+
+
+def config_dict(cfg) -> dict:
+    return {"architecture": ARCHITECTURE, **asdict(cfg)}
+
+
+class _Conv(nn.Module):
+    def __init__(self, in_channels, out_channels, kernel_size):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def forward(self, x):
+        """conv ('same') + bias + lrelu (no gain)."""
+        y = conv2d(x, conv_weight(self.weight).to(x.dtype), padding=self.weight.shape[-1] // 2)
+        return bias_act(y, self.bias.to(x.dtype), act="lrelu", gain=1.0)
+
+
+class DiscriminatorBlock(nn.Module):
+    def __init__(self, in_channels, out_channels, resolution, fused: bool):
+        super().__init__()
+        self.resolution = resolution
+        self.fused = fused
+        self.conv0 = _Conv(in_channels, in_channels, 3)
+        self.conv1 = _Conv(in_channels, out_channels, 3)  # applied with downsampling
+
+    def forward(self, x):
+        x = self.conv0(x)
+        y = conv_down(blur(x), self.conv1.weight, self.fused)
+        return bias_act(y, self.conv1.bias.to(x.dtype), act="lrelu", gain=1.0)
+
+
+class DiscriminatorEpilogue(stylegan2.DiscriminatorEpilogue):
+    """StyleGAN2's epilogue (mbstd, 3x3 conv, two dense layers; its forward) with v1's layers."""
+
+    def __init__(self, channels, group_size, num_channels):
+        nn.Module.__init__(self)
+        self.mbstd = stylegan2.MinibatchStdLayer(group_size, num_channels) if num_channels > 0 else None
+        self.conv = _Conv(channels + num_channels, channels, 3)
+        self.fc = _Dense(channels * 16, channels, gain=SQRT2, act="lrelu")
+        self.out = _Dense(channels, 1)
+
+
+class Discriminator(nn.Module):
+    """`D(img)` -> logits (B, 1) for img (B, 3, r, r) in [-1, 1], r any power of two in 4..R.
+
+    `D(img, return_features=True)` -> (logits, features): 'fromrgb{r}' (the entry), 'b{res}' (each
+    block's output, from r down) and 'b4' (the epilogue's conv output before the dense layers)."""
+
+    architecture = ARCHITECTURE
+
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.img_resolution = cfg.img_resolution
+        self.block_resolutions = cfg.block_resolutions
+        for res in cfg.input_resolutions:
+            setattr(self, f"fromrgb{res}", _Conv(cfg.img_channels, cfg.channels(res), 1))
+        for res in cfg.block_resolutions:
+            setattr(self, f"b{res}", DiscriminatorBlock(cfg.channels(res), cfg.channels(res // 2), res,
+                                                        fused=res >= cfg.fused_min_resolution))
+        self.b4 = DiscriminatorEpilogue(cfg.channels(4), cfg.mbstd_group_size, cfg.mbstd_num_channels)
+
+    def reachable(self, resolution: int) -> list[str]:
+        """The feature names an image of `resolution` px passes, before the epilogue (whose
+        minibatch stddev mixes the faces of a batch): its fromRGB, then the blocks from there down."""
+        return [f"fromrgb{resolution}"] + [f"b{res}" for res in self.block_resolutions if res <= resolution]
+
+    def run(self, img, names: list[str] | None = None):
+        """(last output, {name: feature}) for img (B, C, r, r); with `names`, stops once it has them."""
+        r = img.shape[-1]
+        if img.ndim != 4 or img.shape[-2] != r or r not in self.cfg.input_resolutions:
+            raise ValueError(f"discriminator input must be (B, {self.cfg.img_channels}, r, r) with r a power of two "
+                             f"in 4..{self.img_resolution}, got {tuple(img.shape)}")
+        x = getattr(self, f"fromrgb{r}")(img)
+        out = {f"fromrgb{r}": x}
+        if names is not None and set(names) <= set(out):
+            return x, out
+        for res in self.block_resolutions:
+            if res > r:
+                continue
+            x = getattr(self, f"b{res}")(x)
+            out[f"b{res}"] = x
+            if names is not None and set(names) <= set(out):
+                break
+        return x, out
+
+    def forward(self, img, c=None, return_features=False):
+        x, features = self.run(img)
+        logits = self.b4(x, features)
+        return (logits, features) if return_features else logits
+
+
+__all__ = ["Discriminator", "DiscriminatorConfig", "config_dict"]

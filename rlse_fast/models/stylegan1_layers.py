@@ -1,0 +1,109 @@
+"""StyleGAN (v1) layers shared by its generator and discriminator, through our ops.
+
+NVIDIA's TF StyleGAN stores raw weights and scales them at run time (equalised learning rate):
+dense and conv weights by gain / sqrt(fan_in) (gain sqrt 2 before an lrelu, 1 for StyleMod, toRGB
+and the last dense layer) times the learning-rate multiplier, biases by the multiplier. The leaky
+ReLU itself has no gain in v1 (the sqrt 2 is in the weights), unlike StyleGAN2.
+
+Every weight may be per-sample (a leading batch dim: per-face fine-tuning); a per-sample
+convolution runs as one grouped convolution over the batch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..ops import bias_act, setup_filter, upfirdn2d
+from ..ops.adain import adain_epilogue
+
+SQRT2 = math.sqrt(2)
+BLUR = (1, 2, 1)
+"""The [1, 2, 1] x [1, 2, 1] / 16 low-pass filter after each upsampling and before each downsampling."""
+
+
+def dense(x, weight, bias, gain=SQRT2, lr_mul=1.0, act="linear"):
+    """Equalised-lr dense layer. x (B, in); weight (out, in) or (B, out, in); bias (out,) or (B, out)."""
+    w = weight.to(x.dtype) * (gain / math.sqrt(weight.shape[-1]) * lr_mul)
+    y = torch.einsum("bi,boi->bo", x, w) if w.ndim == 3 else x.matmul(w.t())
+    b = bias.to(x.dtype) * lr_mul if lr_mul != 1 else bias.to(x.dtype)
+    if b.ndim == 2:
+        return bias_act(y + b, None, act=act, gain=1.0)
+    return bias_act(y, b, act=act, gain=1.0)
+
+
+def conv_weight(weight, gain=SQRT2):
+    """The run-time weight of an equalised-lr convolution: weight (.., O, I, k, k) * gain / sqrt(fan_in)."""
+    fan_in = weight.shape[-3] * weight.shape[-2] * weight.shape[-1]
+    return weight * (gain / math.sqrt(fan_in))
+
+
+def fused_kernel(w):
+    """TF's fused resampling kernel: the 3x3 kernel zero-padded to 5x5 and summed over its four 2x2
+    shifts -> 4x4 (a 2x2 box convolved with the kernel: nearest resampling folded into the conv)."""
+    w = F.pad(w, (1, 1, 1, 1))
+    return w[..., 1:, 1:] + w[..., :-1, 1:] + w[..., 1:, :-1] + w[..., :-1, :-1]
+
+
+def conv2d(x, w, stride=1, padding=0, transpose=False):
+    """Convolution with a shared (O, I, k, k) or per-sample (B, O, I, k, k) weight (then grouped)."""
+    if w.ndim == 4:
+        if transpose:
+            return F.conv_transpose2d(x, w.transpose(0, 1), stride=stride, padding=padding)
+        return F.conv2d(x, w, stride=stride, padding=padding)
+    batch, o, i, kh, kw = w.shape
+    xg = x.reshape(1, batch * x.shape[1], *x.shape[2:])
+    if transpose:
+        wg = w.transpose(1, 2).reshape(batch * i, o, kh, kw)
+        y = F.conv_transpose2d(xg, wg, stride=stride, padding=padding, groups=batch)
+    else:
+        y = F.conv2d(xg, w.reshape(batch * o, i, kh, kw), stride=stride, padding=padding, groups=batch)
+    return y.reshape(batch, o, *y.shape[2:])
+
+
+_BLUR_CACHE: dict = {}
+
+
+def blur_filter(device) -> torch.Tensor:
+    key = str(torch.device(device))
+    f = _BLUR_CACHE.get(key)
+    if f is None:
+        f = _BLUR_CACHE[key] = setup_filter(list(BLUR)).to(device)
+    return f
+
+
+def blur(x):
+    """The [1, 2, 1] blur, 'same' padding (upfirdn2d)."""
+    return upfirdn2d(x, blur_filter(x.device).to(x.dtype), padding=1)
+
+
+def up_conv(x, weight, fused: bool):
+    """2x upsampling + 3x3 conv (G): nearest upsampling then the conv, or TF's fused transposed
+    conv with the 4x4 kernel (resolutions >= 128). No bias, no blur. weight: raw (.., O, I, 3, 3)."""
+    w = conv_weight(weight).to(x.dtype)
+    if fused:
+        return conv2d(x, fused_kernel(w), stride=2, padding=1, transpose=True)
+    x = F.interpolate(x, scale_factor=2, mode="nearest")
+    return conv2d(x, w, padding=1)
+
+
+def conv_down(x, weight, fused: bool):
+    """3x3 conv + 2x downsampling (D): the conv then a 2x2 average pool, or TF's fused strided conv
+    with the 4x4 kernel / 4 (resolutions >= 128). No bias, no blur. weight: raw (O, I, 3, 3)."""
+    w = conv_weight(weight).to(x.dtype)
+    if fused:
+        return conv2d(x, fused_kernel(w) * 0.25, stride=2, padding=1)
+    return F.avg_pool2d(conv2d(x, w, padding=1), 2)
+
+
+def epilogue(x, noise, strength, bias, style, impl: str = "auto"):
+    """The StyleGAN layer epilogue: + noise * strength, + bias, lrelu (no gain), instance norm,
+    then AdaIN with style = (scale - 1, shift) as StyleMod gives it.
+
+    x (B, C, H, W); noise (B or 1, 1, H, W) or None; strength (C,) or (B, C); bias (C,) or (B, C);
+    style (B, 2C)."""
+    c = x.shape[1]
+    scale = style[:, :c] + 1
+    shift = style[:, c:]
+    return adain_epilogue(x, noise, strength, bias, scale, shift, impl=impl)
