@@ -1,4 +1,4 @@
-"""`sr` and `eval` as torchrun jobs on the CPU (gloo): 2 ranks against 1 process, a killed rank, resume."""
+"""`sr`, `photo` and `eval` as torchrun jobs on the CPU (gloo): 2 ranks against 1 process, a killed rank, resume."""
 import csv
 import json
 import os
@@ -168,6 +168,45 @@ def test_eval_two_ranks_give_the_rows_of_one(data):
     for face in "abc":
         for name in ("lr.png", "hr.png", "pulse.png"):
             assert (one / "images" / "x4" / face / name).read_bytes() == (two / "images" / "x4" / face / name).read_bytes()
+
+
+PHOTO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos" / "tiny_3faces_128.png"
+
+
+@pytest.mark.skipif(not PHOTO.is_file(), reason=f"{PHOTO} is absent (../shared/data/photos provides it)")
+def test_photo_two_ranks_write_what_one_process_writes(data):
+    import shutil
+
+    from PIL import Image
+
+    from rlse_fast.metrics import assets
+
+    if not assets.available("mtcnn/onet.pt"):
+        pytest.skip("MTCNN weights absent: run `rlse-fast fetch-assets`")
+    root, env = data
+    src = root / "photos"
+    src.mkdir()
+    shutil.copy(PHOTO, src / "a.png")
+    Image.open(PHOTO).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(src / "b.png")
+    canvas = Image.new("RGB", (160, 144), (200, 190, 180))
+    canvas.paste(Image.open(PHOTO).convert("RGB"), (21, 9))
+    canvas.save(src / "c.png")
+    home = Path(env["RLSE_FAST_HOME"])
+    if not (home / "assets").exists():
+        (home / "assets").symlink_to(assets.assets_dir(), target_is_directory=True)
+    args = ["--weights", root / "tiny.safetensors", "--steps", "2", "--gaussian-samples", "4096", "--impl", "ref"]
+    one, two = root / "photo1", root / "photo2"
+    res = launch("photo", src, one, *args, "--quiet", nproc=0, env=env)
+    assert res.returncode == 0, res.stderr
+    res = launch("photo", src, two, *args, env=env)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
+    for name in "abc":
+        assert (one / f"{name}.png").read_bytes() == (two / f"{name}.png").read_bytes(), name
+        faces = [json.loads((d / f"{name}.json").read_text())["faces"] for d in (one, two)]
+        assert [f["box"] for f in faces[0]] == [f["box"] for f in faces[1]] and len(faces[0]) == 3
+    lines = [ln for ln in res.stdout.splitlines() if "photos written" in ln]
+    assert lines == [f"3 photos written to {two}, 0 already done, 0 failed or without faces"], res.stdout
 
 
 def test_sharded_table_merges_a_killed_jobs_parts(tmp_path):

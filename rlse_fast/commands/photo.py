@@ -55,6 +55,7 @@ def _check(args) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
+    from .. import launch
     from ..errors import RunFailure, UserError
     from ..faces.mtcnn import ASSET_NAMES
     from ..imageio import check_writable
@@ -75,19 +76,22 @@ def run(args) -> int:
         if not args.quiet:
             print(f"all {len(jobs)} photos already done in {args.output}")
         return 0
-    session = load_session(args, cfg)
+    args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
+    session = launch.in_turn(lambda: load_session(args, cfg))  # rank 0 fills the download and fit caches first
     failed = 0
-    for src, dst in tqdm(todo, unit="photo", disable=args.quiet or not is_folder):
+    photos = launch.Progress(total=len(todo), unit="photo", disable=args.quiet or not is_folder)  # whole job, rank 0
+    for src, dst in launch.shard(todo):  # under torchrun: this rank's share of the photos not done yet
+        photos.update(1)
         try:
             rgb = read_photo(src)
         except UserError as exc:
             if not is_folder:
                 raise
-            tqdm.write(f"skipped: {exc}", file=sys.stderr)
+            photos.write(f"skipped: {exc}", file=sys.stderr)
             failed += 1
             continue
         start = time.perf_counter()
-        bar = tqdm(unit="face", desc=src.name, leave=False, disable=args.quiet)
+        bar = tqdm(unit="face", desc=src.name, leave=False, disable=args.quiet or not launch.is_main())
 
         def progress(done, total, bar=bar):
             bar.total = total
@@ -102,7 +106,7 @@ def run(args) -> int:
             bar.close()
             if not is_folder:
                 raise RunFailure(f"{src.name}: {str(exc).splitlines()[0]}") from None
-            tqdm.write(f"failed {src.name}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            photos.write(f"failed {src.name}: {str(exc).splitlines()[0]}", file=sys.stderr)
             failed += 1
             continue
         bar.close()
@@ -115,7 +119,7 @@ def run(args) -> int:
                    "scan of the photo (faces need ~12 px between brow and chin)")
             if not is_folder:
                 raise RunFailure(msg)
-            tqdm.write(msg, file=sys.stderr)
+            photos.write(msg, file=sys.stderr)
             failed += 1
             continue
         _write(args, src, dst, rgb, result, session, time.perf_counter() - start)
@@ -123,7 +127,9 @@ def run(args) -> int:
             print(f"wrote {dst} ({len(done)} face(s) super-resolved, x{result.upscale:g}, "
                   f"{time.perf_counter() - start:.1f} s: " +
                   ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items()) + ")")
-    if is_folder and not args.quiet:
+    photos.close()  # under torchrun: waits for every rank
+    failed, = launch.total(failed)
+    if is_folder and not args.quiet and launch.is_main():
         print(f"{len(todo) - failed} photos written to {args.output}, {len(jobs) - len(todo)} already done, "
               f"{failed} failed or without faces")
     return 1 if failed else 0
