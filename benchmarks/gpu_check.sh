@@ -116,7 +116,59 @@ export -f env_info
 stage env 10 bash -c env_info
 
 # --- (a) build ------------------------------------------------------------------------------------
+# The C++ compiler whose libstdc++ is the one this Python loads with torch. On the H200 of 2026-12-04
+# CXX was /opt/gcc/bin/g++ while the process ran the system's libstdc++ (g++ 13.3): the extensions
+# built and computed right, but formatting an integer into an error message crashed inside them
+# (benchmarks/results/NVIDIA-H200-2026-12-04-tests-rerun.json). Prints nothing when none matches.
+pick_cxx() {
+    "$PY" - <<'EOF'
+import os, shutil, subprocess
+import torch  # noqa: F401  (loads the C++ runtime the extensions will run against)
+loaded = {os.path.realpath(l.split()[-1]) for l in open("/proc/self/maps") if "libstdc++.so" in l}
+for cand in [os.environ.get("CXX"), "c++", "g++", "/usr/bin/g++"]:
+    path = cand and shutil.which(cand)
+    if not path:
+        continue
+    try:
+        lib = subprocess.run([path, "-print-file-name=libstdc++.so"], capture_output=True, text=True,
+                             timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        continue
+    if lib and os.path.realpath(lib) in loaded:
+        print(path)
+        break
+EOF
+}
+
+# The error path of a native op (a TORCH_CHECK message with an integer in it), in a child process:
+# a crash there kills pytest and every later test's result with it.
+check_error_path() {
+    "$PY" - <<'EOF'
+import subprocess, sys
+code = """import torch
+from rlse_fast import _C
+x = torch.randn(2, 3)
+try:
+    _C.bias_act(x, torch.randn(4), x[:0], x[:0], 0, 1, 1, 0.0, 1.0, -1.0)
+except RuntimeError as exc:
+    print("error path: ok (" + str(exc).splitlines()[0] + ")")
+"""
+rc = subprocess.run([sys.executable, "-c", code]).returncode
+if rc:
+    sys.exit(f"error path: CRASHED (rc {rc}): the extension was built against another C++ runtime than the one loaded")
+EOF
+}
+
 build() {
+    local cxx
+    cxx="$(pick_cxx)"
+    if [ -n "$cxx" ]; then
+        export CXX="$cxx"
+        [ -x "$(dirname "$cxx")/gcc" ] && export CC="$(dirname "$cxx")/gcc"
+        echo "build: CXX=$CXX (its libstdc++ is the one torch loads)"
+    else
+        echo "build: no compiler found whose libstdc++ is the one torch loads; CXX=${CXX:-unset}"
+    fi
     # CUDA_HOME: as set, else setup.py finds the toolkit (nvcc with its headers; it does not trust a
     # wrapper script's location on PATH).
     # pip's CUDA wheels keep the CUDA headers ATen includes under site-packages/nvidia/cu13/include.
@@ -125,6 +177,7 @@ build() {
     export CPATH="$site/nvidia/cu13/include${CPATH:+:$CPATH}"
     MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 "$PY" setup.py build_ext --inplace || return 1
     "$PY" -c "import torch, rlse_fast._cuda as m; print('built', m.__file__)" || return 1  # torch first: it loads libc10
+    check_error_path || return 1
     # What was built and what --impl auto takes on CPU and GPU, per dtype.
     "$PY" -m rlse_fast kernels
 }
@@ -132,7 +185,7 @@ if [ "$DRY" = "1" ]; then
     echo "== build: skipped (dry run)" | tee -a "$LOGS"
     printf '%s\t%s\t%s\t%s\n' build skipped 0 120 >>"$STAGES"
 else
-    export -f build
+    export -f build pick_cxx check_error_path
     stage build 120 bash -c build
 fi
 

@@ -16,10 +16,15 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = [("eager", "fp32"), ("fast", "fp32"), ("fast", "bf16"), ("fast-cl", "bf16"), ("fast-nobench", "bf16")]
-HEADS = ["eager fp32 s / face", "fast fp32", "fast bf16", "fast bf16 channels-last", "fast bf16 no cuDNN timing"]
-OPTIONAL = {"fast-cl", "fast-nobench"}
-"""Variants shown only where the run has them (from 2026-11-28 on)."""
+COLUMNS = [("eager", "fp32"), ("fast", "fp32"), ("fast", "bf16"), ("fast-cl", "bf16"), ("fast-nobench", "bf16"),
+           ("fast-bench", "bf16")]
+HEADS = ["eager fp32 s / face", "fast fp32", "fast bf16", "fast bf16 channels-last", "fast bf16 no cuDNN timing",
+         "fast bf16 cuDNN timing"]
+OPTIONAL = {"fast-cl", "fast-nobench", "fast-bench"}
+"""Variants shown only where the run has them (channels-last and no cuDNN timing from 2026-11-28
+on; cuDNN timing from 2026-12-04 on, when no timing became the default)."""
+END_TO_END = {"fast-nobench": "end to end, no cuDNN timing", "fast-bench": "end to end, cuDNN timing"}
+"""The cuDNN-timing variant's end-to-end column: what its set-up costs."""
 
 
 def records(summary: dict) -> dict[tuple, dict]:
@@ -38,10 +43,10 @@ def table(summary: dict) -> str:
     engines = {k[2] for k in recs}
     cols = [c for c in COLUMNS if c[0] not in OPTIONAL or c[0] in engines]
     heads = [h for c, h in zip(COLUMNS, HEADS) if c in cols]
-    nobench = "fast-nobench" in engines
+    extra = [e for e in END_TO_END if e in engines]
     lines = [f"| px, batch | {' | '.join(heads)} | bf16 vs eager | faces / s (bf16) | TFLOP/s (bf16) "
-             "| batch end to end, s (bf16) |" + (" end to end, no cuDNN timing |" if nobench else ""),
-             "|---" * (len(cols) + 5 + nobench) + "|"]
+             "| batch end to end, s (bf16) |" + "".join(f" {END_TO_END[e]} |" for e in extra),
+             "|---" * (len(cols) + 5 + len(extra)) + "|"]
     for res, batch in sorted({(k[0], k[1]) for k in recs}, key=lambda rb: (-rb[0], rb[1])):
         cells = []
         for engine, precision in cols:
@@ -53,8 +58,8 @@ def table(summary: dict) -> str:
         tflops = f"{bf16['tflops']:.1f}" if bf16 else ""
         latency = f"{bf16['latency_100_s']:.1f}" if bf16 else ""
         line = f"| {res}, {batch} | {' | '.join(cells)} | {speedup} | {fps} | {tflops} | {latency} |"
-        if nobench:
-            r = recs.get((res, batch, "fast-nobench", "bf16"))
+        for e in extra:
+            r = recs.get((res, batch, e, "bf16"))
             line += f" {r['latency_100_s']:.1f} |" if r else " |"
         lines.append(line)
     return "\n".join(lines)

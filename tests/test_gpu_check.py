@@ -117,7 +117,7 @@ def test_gpu_table_refuses_what_is_not_a_summary(tmp_path):
 
 
 def test_gpu_table_shows_the_variants_a_run_has(gpu_table):
-    """fast-cl / fast-nobench columns appear only when the run measured them, cell by cell."""
+    """fast-cl / fast-nobench / fast-bench columns appear only when the run measured them, cell by cell."""
 
     def rec(res, batch, engine, per_face):
         iter_s = per_face * batch / 100
@@ -133,5 +133,10 @@ def test_gpu_table_shows_the_variants_a_run_has(gpu_table):
     text = gpu_table.table(more)
     assert "| 1024, 1 | 8.00 |  | 2.00 | 1.50 | 2.20 | 4.0x | 0.50 | 1.0 | 3.0 | 3.2 |" in text
     assert "| 256, 4 |  |  | 0.50 |  |  |  | 2.00 | 1.0 | 3.0 | |" in text
+    # From 2026-12-04 on the variant is cuDNN's timing (the default no longer times).
+    later = {"iteration_records": plain["iteration_records"] + [rec(1024, 1, "fast-bench", 1.9)]}
+    text = gpu_table.table(later)
+    assert "fast bf16 cuDNN timing" in text and "end to end, cuDNN timing |" in text and "no cuDNN" not in text
+    assert "| 1024, 1 | 8.00 |  | 2.00 | 1.90 | 4.0x | 0.50 | 1.0 | 3.0 | 2.9 |" in text
     with pytest.raises(ValueError, match="no iteration records"):
         gpu_table.table({"iteration_records": []})
