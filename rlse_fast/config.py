@@ -1,6 +1,7 @@
 """The one configuration of a super-resolution run, with the paper's defaults."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 MODES = ("rlse", "pulse")
@@ -28,6 +29,12 @@ class RLSEConfig:
     which balances its weights) or 1 (images in [0, 1]). Not used by 'mse' (PULSE works in [0, 1])."""
     eps: float = 2e-3
     """Lower clamp of PULSE's per-face MSE (only with pixel_loss='mse')."""
+    pixel_floor: float | str = 0.0
+    """Floor of the 'norm' L_p as an RMS residual per low-resolution value in 8-bit levels: below it
+    L_p stops pulling (`pixel_loss`). 0: none (the paper); a number; 'pulse' (PULSE's eps, 11.4);
+    'auto' (the input's own estimated noise level). Issue 18 measures these on real faces."""
+    keep: str = "best"
+    """Which iterate is each face's result: 'best' (lowest total loss, PULSE's rule) or 'last'."""
     w_semantic: float = 0.5
     """Weight of L_s (0 disables the semantic loss and the discriminator)."""
     semantic_blocks: int = 3
@@ -58,6 +65,13 @@ class RLSEConfig:
             raise ValueError("steps must be >= 1")
         if self.pixel_loss not in ("norm", "mse"):
             raise ValueError(f"pixel_loss must be 'norm' or 'mse', got {self.pixel_loss!r}")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
+        if self.pixel_floor not in ("auto", "pulse"):
+            if isinstance(self.pixel_floor, str) or not (math.isfinite(self.pixel_floor) and self.pixel_floor >= 0):
+                raise ValueError(f"pixel_floor must be a number >= 0, 'pulse' or 'auto', got {self.pixel_floor!r}")
+        if self.pixel_floor not in (0, 0.0) and self.pixel_loss != "norm":
+            raise ValueError("pixel_floor applies to the 'norm' L_p; PULSE's 'mse' has its own floor, eps")
         if self.semantic_input not in ("auto", "native", "upsampled"):
             raise ValueError(f"semantic_input must be 'auto', 'native' or 'upsampled', got {self.semantic_input!r}")
         if self.semantic_reduction not in ("mean", "sum"):

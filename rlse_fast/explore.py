@@ -2,7 +2,7 @@
 
 Top-down: set up the latent on its spheres, the noise maps, the per-face generator copies and the
 two optimizers; then each step generates, downscales, scores (L_p, L_s, L_g), keeps each face's best
-iterate, and steps. PULSE is the same loop without L_s and fine-tuning, with its own weights.
+iterate (or the last: `cfg.keep`), and steps. PULSE is the same loop without L_s and fine-tuning, with its own weights.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .downsample import bicubic_downsample_ref, check_factor
 from .geocross import geocross
 from .ops import dispatch
 from .ops.downsample_loss import downsample_loss
+from .pixel_loss import floor_for, pixel_loss
 from .schedule import SCHEDULES
 from .spherical import SphericalOptimizer
 
@@ -120,6 +121,7 @@ def _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step) -> Result:
     with torch.no_grad():
         target_feats = semantic.features(D, lr_images, names, mode=mode) if cfg.semantic else []
 
+    floor = floor_for(cfg, lr_images)
     best_loss = torch.full((batch,), float("inf"), device=device)
     best_step = [-1] * batch
     best = torch.zeros(batch, 3, G.img_resolution, G.img_resolution, device=device)
@@ -131,10 +133,7 @@ def _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step) -> Result:
         ws = gaussian_fit.to_w(G, z, mean, std)  # the mapping's own activation and gain
         img01 = (G.synthesis(ws, noise=noise, params=params) + 1) / 2
         sse = downsample_loss(img01, lr_images, factor)
-        if cfg.pixel_loss == "norm":
-            pixel = (sse + 1e-12).sqrt() * cfg.pixel_scale
-        else:
-            pixel = (sse / lr_images[0].numel()).clamp(min=cfg.eps)
+        pixel = pixel_loss(sse, lr_images[0].numel(), cfg, floor)
         sem = torch.zeros_like(pixel)
         if cfg.semantic:
             lr_gen = bicubic_downsample_ref(img01, factor)
@@ -144,7 +143,7 @@ def _super_resolve(G, D, lr_images, cfg, fit, seeds, on_step) -> Result:
         total = cfg.w_pixel * pixel + cfg.w_semantic * sem + cfg.w_geocross * geo
 
         with torch.no_grad():
-            better = total < best_loss
+            better = total < best_loss if cfg.keep == "best" else torch.ones_like(total, dtype=torch.bool)
             if better.any():
                 best[better] = img01[better].detach()
                 best_loss = torch.where(better, total.detach(), best_loss)

@@ -22,6 +22,12 @@ def add_engine_args(p, batch_help: str = BATCH_HELP) -> None:
     p.add_argument("--w-pixel", type=float, default=None, help="weight of L_p (default: the mode's, 100)")
     p.add_argument("--w-semantic", type=float, default=None, help="weight of L_s (default: the mode's, rlse 0.5)")
     p.add_argument("--w-geocross", type=float, default=None, help="weight of L_g (default: the mode's, rlse 500, pulse 0.05)")
+    p.add_argument("--pixel-floor", default="0", metavar="LEVELS|pulse|auto",
+                   help="floor of the paper's L2-norm L_p as an RMS residual in 8-bit levels: below it L_p stops "
+                        "pulling, so a face need not reproduce the input's noise and compression. 0: none (the "
+                        "paper); pulse: PULSE's eps (11.4); auto: the input's estimated noise level")
+    p.add_argument("--keep", choices=["best", "last"], default="best",
+                   help="each face's result: the iterate of lowest total loss (PULSE's rule) or the last one")
     p.add_argument("--steps", type=int, default=100, help="iterations per face")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise (per face)")
     p.add_argument("--batch", type=int, default=1, help=batch_help)
@@ -54,13 +60,38 @@ def validate_engine_args(args) -> None:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+    floor = pixel_floor(args)
+    pixel_loss = args.pixel_loss or ("mse" if args.mode == "pulse" else "norm")
+    if floor not in (0.0, "0") and pixel_loss != "norm":
+        raise UserError("--pixel-floor applies to the L2-norm L_p (rlse's); PULSE's clamped MSE has its own floor")
+
+
+def pixel_floor(args) -> float | str:
+    """--pixel-floor as RLSEConfig.pixel_floor: 'pulse', 'auto' or a number >= 0 (UserError otherwise)."""
+    import math
+
+    from ..errors import UserError
+
+    raw = str(getattr(args, "pixel_floor", "0")).strip().lower()
+    if raw in ("pulse", "auto"):
+        return raw
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise UserError(f"--pixel-floor must be a number of 8-bit levels >= 0, 'pulse' or 'auto', got {raw!r}")
+    return value
 
 
 def build_config(args):
     """The RLSEConfig of the engine flags (the one place they are converted)."""
     from ..config import RLSEConfig
 
-    overrides = {"steps": args.steps, "semantic_input": getattr(args, "semantic_input", "auto")}
+    overrides = {"steps": args.steps, "semantic_input": getattr(args, "semantic_input", "auto"),
+                 "keep": getattr(args, "keep", "best")}
+    if pixel_floor(args) not in (0.0, "0"):
+        overrides["pixel_floor"] = pixel_floor(args)
     if args.pixel_loss:
         overrides["pixel_loss"] = args.pixel_loss
     if args.gaussian_samples:

@@ -16,7 +16,8 @@ alike.
 Methods: 'bicubic' and 'bilinear' upsample the LR input with PIL (Keys a = -0.5 bicubic, as MATLAB's
 imresize), 'pulse' is `RLSEConfig.from_mode('pulse')`, 'rlse-nosem' the RLSE config without L_s,
 'rlse-noft' the RLSE config without the generator's fine-tuning (opt-in: not in the default list),
-'rlse' the full method. The GAN methods run `explore.super_resolve` one face at a time from the same
+'rlse' the full method; 'rlse-floor', 'rlse-noisefloor', 'rlse-last', 'rlse-ls5' and 'rlse-half' are the
+real-face variants of `GAN_MODES` (opt-in). The GAN methods run `explore.super_resolve` one face at a time from the same
 seed, with the generator moved into the test set's frame (`frames`).
 """
 from __future__ import annotations
@@ -33,17 +34,25 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .inputs import downscale, list_faces, load_uint8, pil_resize, to01, to_u8
 
-METHODS = ("bicubic", "bilinear", "pulse", "rlse-noft", "rlse-nosem", "rlse")
+METHODS = ("bicubic", "bilinear", "pulse", "rlse-noft", "rlse-nosem", "rlse", "rlse-floor", "rlse-noisefloor",
+           "rlse-last", "rlse-ls5", "rlse-half")
 """Every method, in report order."""
 DEFAULT_METHODS = ("bicubic", "bilinear", "pulse", "rlse-nosem", "rlse")
 """What `rlse-fast eval` runs without --methods."""
 UPSAMPLERS = {"bicubic", "bilinear"}
 GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-noft": dict(mode="rlse", finetune=False),
-             "rlse-nosem": dict(mode="rlse", semantic=False), "rlse": dict(mode="rlse")}
+             "rlse-nosem": dict(mode="rlse", semantic=False), "rlse": dict(mode="rlse"),
+             # The variants of issue 18 (real low-resolution faces): L_p's floor at PULSE's eps or at the
+             # input's noise level, the last iterate instead of the best, L_s ten times heavier, half the steps.
+             "rlse-floor": dict(mode="rlse", pixel_floor="pulse"),
+             "rlse-noisefloor": dict(mode="rlse", pixel_floor="auto"),
+             "rlse-last": dict(mode="rlse", keep="last"),
+             "rlse-ls5": dict(mode="rlse", w_semantic=5.0),
+             "rlse-half": dict(mode="rlse", steps_fraction=0.5)}
 COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "niqe",
            "lr_psnr_y", "seconds", "best_step", "best_loss", "loss_pixel", "loss_semantic", "loss_geocross")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass
@@ -84,57 +93,6 @@ class EvalOptions:
     threads: int | None = None
     quiet: bool = False
     command: str = ""
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def list_faces(folder: Path, n: int | None) -> list[Path]:
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder; pass a folder of face images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    if not files:
-        raise UserError(f"{folder} holds no .png/.jpg/.jpeg/.webp images; pass a folder of face images")
-    return files[:n] if n else files
-
-
-def load_uint8(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a square image."""
-    from ..imageio import load_image
-
-    img = load_image(path)
-    if img.shape[1] != img.shape[2]:
-        raise UserError(f"{path.name}: faces must be square (aligned and cropped), got {img.shape[2]}x{img.shape[1]}")
-    return (img * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def pil_resize(img: np.ndarray, size: int, method: str = "bicubic") -> np.ndarray:
-    from PIL import Image
-
-    if img.shape[0] == size and img.shape[1] == size:
-        return img
-    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[method]
-    return np.asarray(Image.fromarray(img).resize((size, size), resample, reducing_gap=None))
-
-
-def to01(img: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None].float() / 255
-
-
-def to_u8(x01: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded as saving would."""
-    return (x01[0].detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def downscale(img: np.ndarray, lr_size: int) -> np.ndarray:
-    """PULSE's bicubic for a power-of-two ratio, else PIL bicubic; 8-bit result."""
-    from ..downsample import bicubic_downsample_ref
-
-    ratio, rem = divmod(img.shape[0], lr_size)
-    if rem == 0 and ratio & (ratio - 1) == 0:
-        return to_u8(bicubic_downsample_ref(to01(img).double(), ratio).float())
-    return pil_resize(img, lr_size, "bicubic")
 
 
 # ----------------------------------------------------------------------------- results file
@@ -268,7 +226,9 @@ def run_eval(opt: EvalOptions) -> dict:
         if opt.gaussian_samples:
             overrides["gaussian_samples"] = opt.gaussian_samples
         for m in gan_methods:
-            cfgs[m] = RLSEConfig.from_mode(**GAN_MODES[m], **overrides)
+            spec = dict(GAN_MODES[m])
+            fraction = spec.pop("steps_fraction", 1.0)
+            cfgs[m] = RLSEConfig.from_mode(**spec, **{**overrides, "steps": max(1, round(opt.steps * fraction))})
             run_info["configs"][m] = cfgs[m].to_dict()
     _check_resume(opt.out, run_info)
 
