@@ -66,6 +66,23 @@ def test_rerun_keeps_same_settings_and_stops_on_others(tmp_path, weights, capsys
     assert json.loads((out / "a.json").read_text())["seed"] == 1
 
 
+def test_sidecars_from_before_new_config_fields_are_kept(tmp_path, weights, capsys):
+    """Sidecars written before pixel_floor and keep existed hold no such keys: those runs had the
+    defaults, so a rerun keeps them; a rerun with a floor redoes nothing silently either."""
+    src, out = _folder(tmp_path / "in", ["a.png"]), tmp_path / "out"
+    args = ["sr", src, out, "--weights", weights, "--steps", "2", "--gaussian-samples", "4096"]
+    assert cli(capsys, *args)[0] == 0
+    side = out / "a.json"
+    meta = json.loads(side.read_text())
+    for key in ("pixel_floor", "keep"):
+        del meta["settings"]["config"][key]
+    side.write_text(json.dumps(meta))
+    code, stdout, err = cli(capsys, *args)
+    assert code == 0 and "1 kept from an earlier run with the same settings" in stdout, err
+    code, _, err = cli(capsys, *args, "--pixel-floor", "auto")
+    assert "config.pixel_floor" in one_line_error(code, err)
+
+
 def test_batch_changes_results_by_rounding_only(tmp_path, weights, capsys):
     # The claim in `sr --help` and the README: a face in a batch gives its result alone up to float
     # rounding. One step (the first iterate, before the optimiser can amplify anything) agrees to 8 bits.

@@ -68,7 +68,7 @@ def select(jobs, common: dict, overwrite: bool):
         except (OSError, ValueError, AttributeError):
             old = None
         new = settings(src, common)
-        if old == new:
+        if _with_new_fields(old) == new:
             kept.append((src, dst))
         else:
             differ.append((dst, _what_differs(old, new)))
@@ -77,6 +77,17 @@ def select(jobs, common: dict, overwrite: bool):
         raise UserError(f"{names} in {differ[0][0].parent} were made with other settings ({differ[0][1]}); "
                         "rerun with --overwrite to redo them, or choose another OUT")
     return todo, kept
+
+
+def _with_new_fields(old):
+    """An older sidecar's settings with the config fields added since (pixel_floor and keep, issue
+    18) at their defaults, the behaviour that version had: upgrading redoes no output."""
+    if not (isinstance(old, dict) and isinstance(old.get("config"), dict)):
+        return old
+    from ..config import RLSEConfig
+
+    defaults = json.loads(json.dumps(RLSEConfig().to_dict()))
+    return {**old, "config": {**{k: v for k, v in defaults.items() if k not in old["config"]}, **old["config"]}}
 
 
 def _what_differs(old, new: dict) -> str:
