@@ -4,14 +4,20 @@ Everything here is a no-op (or the identity) in a single process. Collectives mu
 rank in the same order; the functions that wait for slow work (`wait_all`, `in_turn`) first wait on
 torchrun's key-value store, which has no collective timeout (NCCL's is 10 minutes: one rank may
 finish its shard an hour before another), and then meet in a barrier that returns at once.
+
+Python objects (`gather`, `broadcast`) travel through the store too, pickled, never through
+`all_gather_object`: gloo's worker thread frees that collective's tensors after the call returns, and
+when the interpreter is already finalizing (the command's last gather is just before exit) the free
+needs the GIL and aborts the process ("terminate called without an active exception").
 """
 from __future__ import annotations
 
+import pickle
 import time
 
 from .env import World, world
 
-_state: dict = {"world": World(), "store": None, "waits": 0}
+_state: dict = {"world": World(), "store": None, "objects": None, "waits": 0, "exchanges": 0}
 
 
 def init(w: World, device) -> None:
@@ -33,6 +39,7 @@ def init(w: World, device) -> None:
     dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=w.rank, world_size=w.size,
                             device_id=device if cuda else None)
     _state["store"] = dist.PrefixStore("wait/", store)
+    _state["objects"] = dist.PrefixStore("objects/", store)
     # torchrun stops the other ranks with SIGTERM when one fails: exit through Python, so that an
     # atomic write in progress removes its temporary file.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -43,7 +50,7 @@ def destroy() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    _state.update(world=World(), store=None, waits=0)
+    _state.update(world=World(), store=None, objects=None, waits=0, exchanges=0)
 
 
 def current() -> World:
@@ -62,26 +69,33 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _exchange(obj, senders) -> list:
+    """Every rank in `senders` posts its pickled obj; every rank returns them all, in rank order. Each
+    call gets its own keys (the ranks call in the same order); the wait polls the store."""
+    _state["exchanges"] += 1
+    store, rank = _state["objects"], current().rank
+    keys = [f"{_state['exchanges']}/{r}" for r in senders]
+    if rank in senders:
+        store.set(keys[senders.index(rank)], pickle.dumps(obj))
+    pause = 0.002
+    while not store.check(keys):
+        time.sleep(pause)
+        pause = min(2 * pause, 0.2)
+    return [pickle.loads(store.get(k)) for k in keys]
+
+
 def gather(obj) -> list:
     """[obj of rank 0, obj of rank 1, ...] on every rank ([obj] in a single process)."""
     if not active():
         return [obj]
-    import torch.distributed as dist
-
-    out = [None] * current().size
-    dist.all_gather_object(out, obj)
-    return out
+    return _exchange(obj, list(range(current().size)))
 
 
 def broadcast(obj):
     """Rank 0's obj, on every rank."""
     if not active():
         return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    return _exchange(obj, [0])[0]
 
 
 def add(key: str, n: int) -> int:
