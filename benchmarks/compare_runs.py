@@ -5,6 +5,10 @@ against the eager fp32 baseline ("quality must not move"):
     rlse-fast eval --hr DIR --out runs/fast  --engine fast  --precision bf16 ...
     python benchmarks/compare_runs.py runs/fast runs/eager [--json out.json]
 
+or of two methods of one run (a variant against RLSE, say):
+
+    python benchmarks/compare_runs.py runs/a runs/a --methods rlse-lg5000 rlse
+
 For every metric and loss column, over the (image, scale, method) rows both runs have: each run's
 mean, and the mean of the paired difference A - B with its 95% t-interval (rlse_fast.evaluate.stats).
 An interval that contains 0 means no difference was detected at this many faces.
@@ -45,8 +49,13 @@ def _values(rows: dict, column: str) -> dict:
     return out
 
 
-def compare(a: Path, b: Path) -> dict:
+def compare(a: Path, b: Path, methods: tuple[str, str] | None = None) -> dict:
+    """methods=(MA, MB): pair run A's MA rows with run B's MB rows (same image and scale)."""
     ra, rb = _rows(a), _rows(b)
+    if methods:
+        name = " vs ".join(methods)
+        ra = {(i, s, name): r for (i, s, m), r in ra.items() if m == methods[0]}
+        rb = {(i, s, name): r for (i, s, m), r in rb.items() if m == methods[1]}
     keys = sorted(set(ra) & set(rb))
     if not keys:
         raise SystemExit("compare_runs: the two runs share no (image, scale, method) row")
@@ -68,9 +77,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="eval output folder A")
     parser.add_argument("b", type=Path, help="eval output folder B (the baseline)")
+    parser.add_argument("--methods", nargs=2, metavar=("MA", "MB"),
+                        help="compare method MA of run A with method MB of run B (A and B may be one folder)")
     parser.add_argument("--json", type=Path, help="also write the comparison here")
     args = parser.parse_args()
-    res = compare(args.a, args.b)
+    res = compare(args.a, args.b, tuple(args.methods) if args.methods else None)
     print(f"A = {res['a']}\nB = {res['b']}\n{res['rows']} paired rows, methods {', '.join(res['methods'])}, "
           f"scales {res['scales']}\n")
     print("| column | A | B | A - B (95% interval) | max abs diff |\n|---|---|---|---|---|")

@@ -3,8 +3,8 @@ method, paired against PULSE and against RLSE, on the half of the faces used to 
 the other half (the reported result), and on all of them.
 
     rlse-fast eval --lr ../shared/data/wider_lr_real --scale 4 8 -n 100 --batch 4 --threads 2 \\
-        --methods bicubic,pulse,rlse,rlse-floor,rlse-noisefloor,rlse-ls5,rlse-half --weights celeba64 \\
-        --out docs/eval/wider_lr_real_variants
+        --methods bicubic,pulse,rlse,rlse-floor,rlse-noisefloor,rlse-ls5,rlse-lg5000,rlse-half \\
+        --weights celeba64 --out docs/eval/wider_lr_real_variants
     python benchmarks/real_variants.py docs/eval/wider_lr_real_variants [--json out.json]
 
 The faces are split by name order (the order eval takes them): the first half picks, the second
@@ -40,13 +40,16 @@ def _table(rows: list[dict]) -> dict:
     return out
 
 
-def _lr_psnr(rows: list[dict]) -> dict:
+def _column(rows: list[dict], key: str) -> dict:
+    """(scale, method) -> the column's finite values (upsamplers have no losses)."""
     out = {}
     for r in rows:
         try:
-            out.setdefault((int(r["scale"]), r["method"]), []).append(float(r["lr_psnr_y"]))
+            v = float(r[key])
         except (KeyError, ValueError):
-            pass
+            continue
+        if math.isfinite(v):
+            out.setdefault((int(r["scale"]), r["method"]), []).append(v)
     return out
 
 
@@ -55,7 +58,7 @@ def analyse(run: Path) -> dict:
     if not path.is_file():
         raise SystemExit(f"real_variants: {path} does not exist; give the --out folder of an `rlse-fast eval --lr` run")
     rows = read_rows(path)
-    niqe, lr_psnr = _table(rows), _lr_psnr(rows)
+    niqe, lr_psnr, geocross = _table(rows), _column(rows, "lr_psnr_y"), _column(rows, "loss_geocross")
     scales = sorted({s for s, _ in niqe})
     methods = [m for m in METHODS if any((s, m) in niqe for s in scales)]
     images = sorted({img for d in niqe.values() for img in d})
@@ -73,7 +76,9 @@ def analyse(run: Path) -> dict:
             if (s, m) not in niqe:
                 continue
             entry = {"niqe": {}, "minus_pulse": {}, "minus_rlse": {},
-                     "lr_psnr_y": mean_ci(lr_psnr.get((s, m), [])).mean}
+                     "lr_psnr_y": mean_ci(lr_psnr.get((s, m), [])).mean,
+                     # L_g of the kept iterate, unweighted: how far apart the W+ rows ended.
+                     "geocross": mean_ci(geocross[(s, m)]).mean if (s, m) in geocross else None}
             steps = [int(r["best_step"]) for r in rows if int(r["scale"]) == s and r["method"] == m and r.get("best_step")]
             if steps:
                 entry["kept_last_iterate"] = sum(b == max(steps) for b in steps) / len(steps)
@@ -105,14 +110,15 @@ def markdown(res: dict) -> str:
     for s in res["scales"]:
         lines += [f"**{s}x**", "",
                   "| method | NIQE (all) | − PULSE, pick half | − PULSE, report half | − PULSE, all | − RLSE, all "
-                  "| LR PSNR-Y (dB) |", "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| LR PSNR-Y (dB) | L_g |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for m, e in res["by_scale"][str(s)].items():
             def f(x):
                 return "" if not x else f"{x[0]:+.2f} ± {x[1]:.2f}"
             n = e["niqe"]["all"]
             lines.append(f"| {m} | {n[0]:.2f} ± {n[1]:.2f} | {f(e['minus_pulse'].get('pick'))} | "
                          f"{f(e['minus_pulse'].get('report'))} | {f(e['minus_pulse'].get('all'))} | "
-                         f"{f(e['minus_rlse'].get('all'))} | {e['lr_psnr_y']:.1f} |")
+                         f"{f(e['minus_rlse'].get('all'))} | {e['lr_psnr_y']:.1f} | "
+                         f"{'' if e.get('geocross') is None else format(e['geocross'], '.1f')} |")
         lines.append("")
     if res["pick"]:
         verdict = "beats" if res["pick_beats_pulse_on_report_half"] else "does not beat"

@@ -175,13 +175,14 @@ def test_sr_bad_pixel_floor_is_one_line_exit_2(files, tmp_path, flags, words):
 def test_eval_runs_the_variants(files, tmp_path):
     out = tmp_path / "ev"
     res = _cli("eval", "--hr", files / "faces", "--out", out, "--scale", "4", "--weights", files / "tiny.safetensors",
-               "--methods", "rlse,rlse-floor,rlse-noisefloor,rlse-last,rlse-ls5,rlse-half", "--steps", "4",
+               "--methods", "rlse,rlse-floor,rlse-noisefloor,rlse-last,rlse-ls5,rlse-lg5000,rlse-half", "--steps", "4",
                "--gaussian-samples", "4096", "--no-lpips", "--frame", "none", "--hr-frame", "celeba", "--quiet",
                home=tmp_path)
     assert res.returncode == 0, res.stderr
     cfgs = json.loads((out / "run.json").read_text())["configs"]
     assert cfgs["rlse-floor"]["pixel_floor"] == "pulse" and cfgs["rlse-noisefloor"]["pixel_floor"] == "auto"
     assert cfgs["rlse-last"]["keep"] == "last" and cfgs["rlse-ls5"]["w_semantic"] == 5.0
+    assert cfgs["rlse-lg5000"]["w_geocross"] == 5000.0 and cfgs["rlse"]["w_geocross"] == 500.0
     assert cfgs["rlse-half"]["steps"] == 2 and cfgs["rlse"]["steps"] == 4
     import csv
 

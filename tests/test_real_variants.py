@@ -30,7 +30,8 @@ def _write(path: Path, niqe: dict):
         for method, values in niqe.items():
             for i, v in enumerate(values):
                 w.writerow({"image": f"f{i:02d}.png", "scale": 8, "method": method, "niqe": v, "lr_psnr_y": 30.0,
-                            "best_step": 99 if method != "bicubic" else ""})
+                            "best_step": 99 if method != "bicubic" else "",
+                            "loss_geocross": "" if method == "bicubic" else 4.0 if method == "pulse" else 15.0 + i % 2})
 
 
 def test_pick_on_first_half_verdict_on_second(tmp_path, real_variants):
@@ -49,6 +50,8 @@ def test_pick_on_first_half_verdict_on_second(tmp_path, real_variants):
     assert floor["minus_pulse"]["report"][0] == pytest.approx(0.5)
     assert res["by_scale"]["8"]["rlse"]["minus_pulse"]["all"][0] == pytest.approx(0.3)
     assert res["by_scale"]["8"]["rlse"]["kept_last_iterate"] == 1.0
+    assert res["by_scale"]["8"]["rlse"]["geocross"] == pytest.approx(15.5)
+    assert res["by_scale"]["8"]["pulse"]["geocross"] == pytest.approx(4.0)
     assert "rlse-floor" in real_variants.markdown(res)
 
     niqe["rlse-floor"] = [v + 1.0 for v in pulse]

@@ -16,9 +16,10 @@ alike.
 Methods: 'bicubic' and 'bilinear' upsample the LR input with PIL (Keys a = -0.5 bicubic, as MATLAB's
 imresize), 'pulse' is `RLSEConfig.from_mode('pulse')`, 'rlse-nosem' the RLSE config without L_s,
 'rlse-noft' the RLSE config without the generator's fine-tuning (opt-in: not in the default list),
-'rlse' the full method; 'rlse-floor', 'rlse-noisefloor', 'rlse-last', 'rlse-ls5' and 'rlse-half' are the
-real-face variants of `GAN_MODES` (opt-in). The GAN methods run `explore.super_resolve` one face at a time from the same
-seed, with the generator moved into the test set's frame (`frames`).
+'rlse' the full method; 'rlse-floor', 'rlse-noisefloor', 'rlse-last', 'rlse-ls5', 'rlse-lg5000',
+'rlse-lg20000' and 'rlse-half' are the real-face variants of `GAN_MODES` (opt-in). The GAN methods
+run `explore.super_resolve` one face at a time from the same seed, with the generator moved into the
+test set's frame (`frames`).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from ..errors import UserError
 from .inputs import downscale, list_faces, load_uint8, pil_resize, to01, to_u8
 
 METHODS = ("bicubic", "bilinear", "pulse", "rlse-noft", "rlse-nosem", "rlse", "rlse-floor", "rlse-noisefloor",
-           "rlse-last", "rlse-ls5", "rlse-half")
+           "rlse-last", "rlse-ls5", "rlse-lg5000", "rlse-lg20000", "rlse-half")
 """Every method, in report order."""
 DEFAULT_METHODS = ("bicubic", "bilinear", "pulse", "rlse-nosem", "rlse")
 """What `rlse-fast eval` runs without --methods."""
@@ -45,11 +46,14 @@ UPSAMPLERS = {"bicubic", "bilinear"}
 GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-noft": dict(mode="rlse", finetune=False),
              "rlse-nosem": dict(mode="rlse", semantic=False), "rlse": dict(mode="rlse"),
              # The variants of issue 18 (real low-resolution faces): L_p's floor at PULSE's eps or at the
-             # input's noise level, the last iterate instead of the best, L_s ten times heavier, half the steps.
+             # input's noise level, the last iterate instead of the best, L_s or L_g ten times heavier, L_g forty
+             # times heavier, half the steps.
              "rlse-floor": dict(mode="rlse", pixel_floor="pulse"),
              "rlse-noisefloor": dict(mode="rlse", pixel_floor="auto"),
              "rlse-last": dict(mode="rlse", keep="last"),
              "rlse-ls5": dict(mode="rlse", w_semantic=5.0),
+             "rlse-lg5000": dict(mode="rlse", w_geocross=5000.0),
+             "rlse-lg20000": dict(mode="rlse", w_geocross=20000.0),
              "rlse-half": dict(mode="rlse", steps_fraction=0.5)}
 COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "niqe",
            "lr_psnr_y", "seconds", "best_step", "best_loss", "loss_pixel", "loss_semantic", "loss_geocross")

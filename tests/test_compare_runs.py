@@ -1,0 +1,50 @@
+"""benchmarks/compare_runs.py: paired differences over the rows two eval runs share, or between two
+methods of one run (--methods)."""
+import csv
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlse_fast.evaluate.runner import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compare_runs():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        yield importlib.import_module("compare_runs")
+    finally:
+        sys.path.pop(0)
+
+
+def _write(path: Path, psnr: dict):
+    """psnr: method -> per-face PSNR-Y (faces f0, f1, ...)."""
+    path.mkdir()
+    with open(path / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for method, values in psnr.items():
+            for i, v in enumerate(values):
+                w.writerow({"image": f"f{i}.png", "scale": 8, "method": method, "psnr_y": v})
+
+
+def test_two_runs_pair_their_shared_rows(tmp_path, compare_runs):
+    _write(tmp_path / "a", {"rlse": [20.0, 21.0, 22.0], "pulse": [1.0, 1.0, 1.0]})
+    _write(tmp_path / "b", {"rlse": [19.0, 20.5, 21.0]})
+    res = compare_runs.compare(tmp_path / "a", tmp_path / "b")
+    assert res["rows"] == 3 and res["methods"] == ["rlse"]
+    col = res["columns"]["psnr_y"]
+    assert col["diff"] == pytest.approx(2.5 / 3) and col["max_abs_diff"] == pytest.approx(1.0)
+
+
+def test_two_methods_of_one_run(tmp_path, compare_runs):
+    _write(tmp_path / "a", {"rlse": [20.0, 21.0, 22.0], "rlse-lg5000": [19.0, 20.0, 22.0]})
+    res = compare_runs.compare(tmp_path / "a", tmp_path / "a", ("rlse-lg5000", "rlse"))
+    assert res["rows"] == 3 and res["methods"] == ["rlse-lg5000 vs rlse"]
+    col = res["columns"]["psnr_y"]
+    assert col["a"] == pytest.approx(61 / 3) and col["b"] == pytest.approx(21.0)
+    assert col["diff"] == pytest.approx(-2 / 3) and col["n"] == 3
