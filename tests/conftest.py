@@ -46,3 +46,16 @@ def rlse_home(tmp_path, monkeypatch):
     home = tmp_path / "rlse-home"
     monkeypatch.setenv("RLSE_FAST_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="module")
+def bench_script():
+    """Import a script of benchmarks/ by name (they are scripts, not a package)."""
+    import importlib
+
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(folder)

@@ -1,24 +1,16 @@
 """benchmarks/compare_runs.py: paired differences over the rows two eval runs share, or between two
 methods of one run (--methods)."""
 import csv
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
 from rlse_fast.evaluate.runner import COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def compare_runs():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("compare_runs")
-    finally:
-        sys.path.pop(0)
+def compare_runs(bench_script):
+    return bench_script("compare_runs")
 
 
 def _write(path: Path, psnr: dict):

@@ -1,24 +1,16 @@
 """benchmarks/real_variants.py (issue 18's comparison): the pick comes from the first half of the
 faces only, the verdict from the second, and the paired differences are the rows' own."""
 import csv
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
 from rlse_fast.evaluate.runner import COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def real_variants():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("real_variants")
-    finally:
-        sys.path.pop(0)
+def real_variants(bench_script):
+    return bench_script("real_variants")
 
 
 def _write(path: Path, niqe: dict):
