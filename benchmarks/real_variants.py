@@ -3,7 +3,7 @@ method, paired against PULSE and against RLSE, on the half of the faces used to 
 the other half (the reported result), and on all of them.
 
     rlse-fast eval --lr ../shared/data/wider_lr_real --scale 4 8 -n 100 --batch 4 --threads 2 \\
-        --methods bicubic,pulse,rlse,rlse-floor,rlse-noisefloor,rlse-ls5,rlse-lg5000,rlse-half \\
+        --methods bicubic,pulse,rlse,rlse-floor,rlse-noisefloor,rlse-ls5,rlse-lg5000,rlse-lg20000,rlse-half \\
         --weights celeba64 --out docs/eval/wider_lr_real_variants
     python benchmarks/real_variants.py docs/eval/wider_lr_real_variants [--json out.json]
 
@@ -28,20 +28,8 @@ from rlse_fast.evaluate.stats import mean_ci, paired_ci  # noqa: E402
 BASELINES = ("bicubic", "bilinear", "pulse", "rlse-noft", "rlse-nosem", "rlse")
 
 
-def _table(rows: list[dict]) -> dict:
-    out = {}
-    for r in rows:
-        try:
-            v = float(r["niqe"])
-        except (KeyError, ValueError):
-            continue
-        if math.isfinite(v):
-            out.setdefault((int(r["scale"]), r["method"]), {})[r["image"]] = v
-    return out
-
-
-def _column(rows: list[dict], key: str) -> dict:
-    """(scale, method) -> the column's finite values (upsamplers have no losses)."""
+def _table(rows: list[dict], key: str) -> dict:
+    """(scale, method) -> {image: the column's value}, finite values only (upsamplers have no losses)."""
     out = {}
     for r in rows:
         try:
@@ -49,7 +37,7 @@ def _column(rows: list[dict], key: str) -> dict:
         except (KeyError, ValueError):
             continue
         if math.isfinite(v):
-            out.setdefault((int(r["scale"]), r["method"]), []).append(v)
+            out.setdefault((int(r["scale"]), r["method"]), {})[r["image"]] = v
     return out
 
 
@@ -58,7 +46,7 @@ def analyse(run: Path) -> dict:
     if not path.is_file():
         raise SystemExit(f"real_variants: {path} does not exist; give the --out folder of an `rlse-fast eval --lr` run")
     rows = read_rows(path)
-    niqe, lr_psnr, geocross = _table(rows), _column(rows, "lr_psnr_y"), _column(rows, "loss_geocross")
+    niqe, lr_psnr, geocross = (_table(rows, k) for k in ("niqe", "lr_psnr_y", "loss_geocross"))
     scales = sorted({s for s, _ in niqe})
     methods = [m for m in METHODS if any((s, m) in niqe for s in scales)]
     images = sorted({img for d in niqe.values() for img in d})
@@ -76,9 +64,9 @@ def analyse(run: Path) -> dict:
             if (s, m) not in niqe:
                 continue
             entry = {"niqe": {}, "minus_pulse": {}, "minus_rlse": {},
-                     "lr_psnr_y": mean_ci(lr_psnr.get((s, m), [])).mean,
+                     "lr_psnr_y": mean_ci(lr_psnr.get((s, m), {}).values()).mean,
                      # L_g of the kept iterate, unweighted: how far apart the W+ rows ended.
-                     "geocross": mean_ci(geocross[(s, m)]).mean if (s, m) in geocross else None}
+                     "geocross": mean_ci(geocross[(s, m)].values()).mean if (s, m) in geocross else None}
             steps = [int(r["best_step"]) for r in rows if int(r["scale"]) == s and r["method"] == m and r.get("best_step")]
             if steps:
                 entry["kept_last_iterate"] = sum(b == max(steps) for b in steps) / len(steps)
