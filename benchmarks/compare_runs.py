@@ -30,10 +30,16 @@ COLUMNS = ("psnr_y", "ssim_y", "lpips", "psnr_rgb", "ssim_rgb", "niqe", "lr_psnr
            "loss_semantic", "loss_geocross", "best_step", "seconds")
 
 
+def _fail(message: str):
+    """Bad input: one line on stderr, exit code 2."""
+    print(f"compare_runs: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _rows(run: Path) -> dict:
     path = run / "metrics.csv"
     if not path.is_file():
-        raise SystemExit(f"compare_runs: {path} does not exist; give the --out folders of two `rlse-fast eval` runs")
+        _fail(f"{path} does not exist; give the --out folders of two `rlse-fast eval` runs")
     return {(r["image"], r["scale"], r["method"]): r for r in read_rows(path)}
 
 
@@ -58,7 +64,8 @@ def compare(a: Path, b: Path, methods: tuple[str, str] | None = None) -> dict:
         rb = {(i, s, name): r for (i, s, m), r in rb.items() if m == methods[1]}
     keys = sorted(set(ra) & set(rb))
     if not keys:
-        raise SystemExit("compare_runs: the two runs share no (image, scale, method) row")
+        what = f"rows of {methods[0]} in A and {methods[1]} in B" if methods else "(image, scale, method) row"
+        _fail(f"the two runs share no {what}; check the folders and the method names in their metrics.csv")
     result = {"a": str(a), "b": str(b), "rows": len(keys), "methods": sorted({k[2] for k in keys}),
               "scales": sorted({int(k[1]) for k in keys}), "columns": {}}
     for col in COLUMNS:

@@ -44,7 +44,9 @@ def _table(rows: list[dict], key: str) -> dict:
 def analyse(run: Path) -> dict:
     path = run / "metrics.csv"
     if not path.is_file():
-        raise SystemExit(f"real_variants: {path} does not exist; give the --out folder of an `rlse-fast eval --lr` run")
+        print(f"real_variants: {path} does not exist; give the --out folder of an `rlse-fast eval --lr` run",
+              file=sys.stderr)
+        raise SystemExit(2)
     rows = read_rows(path)
     niqe, lr_psnr, geocross = (_table(rows, k) for k in ("niqe", "lr_psnr_y", "loss_geocross"))
     scales = sorted({s for s, _ in niqe})

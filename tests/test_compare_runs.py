@@ -40,3 +40,13 @@ def test_two_methods_of_one_run(tmp_path, compare_runs):
     col = res["columns"]["psnr_y"]
     assert col["a"] == pytest.approx(61 / 3) and col["b"] == pytest.approx(21.0)
     assert col["diff"] == pytest.approx(-2 / 3) and col["n"] == 3
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path, compare_runs, capsys):
+    _write(tmp_path / "a", {"rlse": [20.0, 21.0]})
+    for args in ((tmp_path / "a", tmp_path / "missing"), (tmp_path / "a", tmp_path / "a", ("nope", "rlse"))):
+        with pytest.raises(SystemExit) as exc:
+            compare_runs.compare(*args)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("compare_runs: ")

@@ -50,3 +50,11 @@ def test_pick_on_first_half_verdict_on_second(tmp_path, real_variants):
     _write(tmp_path / "run2", niqe)
     res = real_variants.analyse(tmp_path / "run2")
     assert res["pick"] == "rlse-ls5" and res["pick_beats_pulse_on_report_half"] is True
+
+
+def test_missing_run_is_one_line_exit_2(tmp_path, real_variants, capsys):
+    with pytest.raises(SystemExit) as exc:
+        real_variants.analyse(tmp_path / "nothing")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "metrics.csv does not exist" in err
