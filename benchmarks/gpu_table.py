@@ -1,4 +1,4 @@
-"""The README's GPU table from a `benchmarks/gpu_check.sh` summary: seconds per face for each
+"""The GPU table of docs/gpu.md from a `benchmarks/gpu_check.sh` summary: seconds per face for each
 resolution and batch, eager fp32 against the fast engine (fp32, bf16, and bf16 channels-last where
 the run has it), the speed-up of fast bf16 over eager, faces per second, TFLOP/s, and the
 end-to-end time of the batch in bf16 (set-up, warm-up and capture included, as `rlse-fast sr` pays

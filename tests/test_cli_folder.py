@@ -84,7 +84,7 @@ def test_sidecars_from_before_new_config_fields_are_kept(tmp_path, weights, caps
 
 
 def test_batch_changes_results_by_rounding_only(tmp_path, weights, capsys):
-    # The claim in `sr --help` and the README: a face in a batch gives its result alone up to float
+    # The claim in `sr --help` and docs/usage.md: a face in a batch gives its result alone up to float
     # rounding. One step (the first iterate, before the optimiser can amplify anything) agrees to 8 bits.
     src = _folder(tmp_path / "in", ["a.png", "b.png", "c.png"])
     outs = {}

@@ -267,7 +267,7 @@ def test_closed_stdout_no_traceback(tmp_path):
 
 
 def test_result_images_are_the_unclamped_best_iterate(weights):
-    # README and Result's docstring: images are (G's output + 1) / 2 at the best step, not clamped.
+    # docs/usage.md and Result's docstring: images are (G's output + 1) / 2 at the best step, not clamped.
     from rlse_fast.checkpoints import load_gan
     from rlse_fast.config import RLSEConfig
     from rlse_fast.explore import prepare_fit, super_resolve
@@ -284,17 +284,22 @@ def test_result_images_are_the_unclamped_best_iterate(weights):
 
 def test_readme_install_and_inputs(capsys):
     # The install line takes PyTorch's CPU wheel on any machine, says what a GPU user runs instead,
-    # and keeps two commands; the Inputs section and `sr --help` say how faces must be framed.
+    # and keeps two commands; the README's Inputs, docs/usage.md's Inputs and `sr --help` say how faces
+    # must be framed, and the docs page how every mode and size is read.
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
     block = re.search(r"## Install and run.*?```bash\n(.*?)```(.*?)\n## ", readme, re.S)
     lines = block.group(1).strip().splitlines()
     assert len(lines) == 2 and "--index-url https://download.pytorch.org/whl/cpu" in lines[0]
     assert "With an NVIDIA GPU" in block.group(2) and lines[1].endswith("out/face.png")
-    inputs = readme.split("### Inputs", 1)[1].split("###", 1)[0]
-    for words in ("CelebA framing", "FFHQ framing", "I;16", "composited on white", "EXIF", "header"):
+    inputs = " ".join(readme.split("### Inputs", 1)[1].split("\n## ", 1)[0].split())
+    for words in ("CelebA framing", "FFHQ framing", "EXIF", "docs/usage.md#inputs"):
         assert words in inputs, words
+    detail = (root / "docs" / "usage.md").read_text().split("### Inputs", 1)[1].split("###", 1)[0]
+    for words in ("CelebA framing", "FFHQ framing", "I;16", "composited on white", "EXIF", "header"):
+        assert words in detail, words
     with pytest.raises(SystemExit):
         cli(capsys, "sr", "--help")
     text = " ".join(capsys.readouterr().out.split())

@@ -88,16 +88,16 @@ def _latest_gpu_summary() -> Path | None:
     return max(found, key=lambda p: (p.stem[-10:], p.name)) if found else None
 
 
-def test_readme_shows_the_latest_gpu_table(gpu_table):
-    """The README's GPU table is `benchmarks/gpu_table.py` of the newest committed GPU summary, and
+def test_gpu_page_shows_the_latest_gpu_table(gpu_table):
+    """docs/gpu.md's GPU table is `benchmarks/gpu_table.py` of the newest committed GPU summary, and
     each of its cells is that run's measurement (per face = 100 iterations / batch)."""
     path = _latest_gpu_summary()
     if path is None:
         pytest.skip("no GPU run is committed yet")
     summary = json.loads(path.read_text())
     text = gpu_table.table(summary)
-    readme = (ROOT / "README.md").read_text()
-    assert text in readme, f"README's GPU table is not the one of {path.name}; paste:\n{text}"
+    readme = (ROOT / "docs" / "gpu.md").read_text()
+    assert text in readme, f"docs/gpu.md's GPU table is not the one of {path.name}; paste:\n{text}"
     assert f"`benchmarks/results/{path.stem}" in readme
     rows = {tuple(int(v) for v in line.split("|")[1].split(",")): line.split("|")[2:-1]
             for line in text.splitlines()[2:]}

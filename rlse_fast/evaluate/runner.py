@@ -89,7 +89,8 @@ class EvalOptions:
     """'fp32', 'bf16' (fast engine only) or 'auto' (bf16 with the fast engine on CUDA)."""
     graphs: bool = True
     batch: int = 1
-    """Faces optimised together by the GAN methods (results do not depend on it)."""
+    """Faces optimised together by the GAN methods (results equal one at a time up to float rounding, which
+    the optimiser can amplify)."""
     gaussian_samples: int | None = None
     grid: int = 8
     """Faces whose images are saved for the report's grid."""

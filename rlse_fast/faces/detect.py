@@ -1,7 +1,7 @@
 """Finding faces and their 5 landmarks in a photo, offline.
 
 The detector is MTCNN (`mtcnn.py`, weights from the asset cache: `rlse-fast fetch-assets`). It was
-chosen over dlib's HOG detector (`dlib-bin`) for recall on 12-64 px faces: see the README's table
+chosen over dlib's HOG detector (`dlib-bin`) for recall on 12-64 px faces: see the table in docs/photos.md
 and `benchmarks/bench_face_recall.py`.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 DETECTORS = ("mtcnn",)
 MIN_SCORE = 0.8
 """Default lowest detector score kept. MTCNN's last stage keeps >= 0.7; the three photos with ground
-truth (README, "Faces in photos") had false positives (an arm, a cable box, a hand) at 0.74-0.82
+truth (docs/photos.md) had false positives (an arm, a cable box, a hand) at 0.74-0.82
 and true faces from 0.84 up, so 0.8 was picked on those same photos: a judgement, not a fit."""
 _CACHE: dict = {}
 
