@@ -33,8 +33,9 @@ class Session:
         from . import weights as weights_mod
         from .checkpoints import load_gan
         from .errors import UserError
-        from .explore import prepare_fit
-        from .fast import pick_device, pick_engine
+        from .engine.eager import prepare_fit
+        from .devices import pick_device
+        from .engine.select import pick_engine
 
         cfg = cfg or RLSEConfig()
         dev = pick_device(device)
@@ -55,8 +56,8 @@ class Session:
         return int(self.G.img_resolution)
 
     def run(self, lr: torch.Tensor, seeds: list[int]):
-        """(B, 3, s, s) in [0, 1] -> `explore.Result` (images (B, 3, R, R), best_loss, seconds, ...)."""
-        from .fast import run as run_engine
+        """(B, 3, s, s) in [0, 1] -> `engine.Result` (images (B, 3, R, R), best_loss, seconds, ...)."""
+        from .engine.select import run as run_engine
 
         return run_engine(self.G, self.D, lr.to(self.device), self.cfg, self.fit, seeds=seeds, impl=self.impl,
                           fast=self.fast, precision=self.precision, graphs=self.graphs)

@@ -270,7 +270,7 @@ def test_result_images_are_the_unclamped_best_iterate(weights):
     # README and Result's docstring: images are (G's output + 1) / 2 at the best step, not clamped.
     from rlse_fast.checkpoints import load_gan
     from rlse_fast.config import RLSEConfig
-    from rlse_fast.explore import prepare_fit, super_resolve
+    from rlse_fast.engine.eager import prepare_fit, super_resolve
 
     gan = load_gan(weights)
     cfg = RLSEConfig(steps=3, gaussian_samples=4096)

@@ -106,9 +106,9 @@ def run(args) -> int:
     from .. import weights as weights_mod
     from ..checkpoints import load_gan
     from ..errors import RunFailure, UserError
-    from ..explore import prepare_fit
-    from ..fast import pick_engine
-    from ..fast import run as run_engine
+    from ..engine.eager import prepare_fit
+    from ..engine.select import pick_engine
+    from ..engine.select import run as run_engine
     from ..imageio import check_writable, load_image, save_image, save_json
     from . import sr_jobs
 

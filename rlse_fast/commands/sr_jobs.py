@@ -80,8 +80,8 @@ def select(jobs, common: dict, overwrite: bool):
 
 
 def _with_new_fields(old):
-    """An older sidecar's settings with the config fields added since (pixel_floor and keep, issue
-    18) at their defaults, the behaviour that version had: upgrading redoes no output."""
+    """An older sidecar's settings with the config fields added since (pixel_floor, keep) at their
+    defaults, the behaviour that version had: upgrading redoes no output."""
     if not (isinstance(old, dict) and isinstance(old.get("config"), dict)):
         return old
     from ..config import RLSEConfig

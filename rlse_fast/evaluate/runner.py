@@ -18,8 +18,8 @@ imresize), 'pulse' is `RLSEConfig.from_mode('pulse')`, 'rlse-nosem' the RLSE con
 'rlse-noft' the RLSE config without the generator's fine-tuning (opt-in: not in the default list),
 'rlse' the full method; 'rlse-floor', 'rlse-noisefloor', 'rlse-last', 'rlse-ls5', 'rlse-lg5000',
 'rlse-lg20000' and 'rlse-half' are the real-face variants of `GAN_MODES` (opt-in). The GAN methods
-run `explore.super_resolve` one face at a time from the same seed, with the generator moved into the
-test set's frame (`frames`).
+run the engine (`engine.select.run`) on --batch faces at a time, every face from the same seed, with the
+generator moved into the test set's frame (`frames`).
 """
 from __future__ import annotations
 
@@ -34,29 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine.objective import TERMS
 from ..errors import UserError
 from .inputs import downscale, list_faces, load_uint8, pil_resize, to01, to_u8
-
-METHODS = ("bicubic", "bilinear", "pulse", "rlse-noft", "rlse-nosem", "rlse", "rlse-floor", "rlse-noisefloor",
-           "rlse-last", "rlse-ls5", "rlse-lg5000", "rlse-lg20000", "rlse-half")
-"""Every method, in report order."""
-DEFAULT_METHODS = ("bicubic", "bilinear", "pulse", "rlse-nosem", "rlse")
-"""What `rlse-fast eval` runs without --methods."""
-UPSAMPLERS = {"bicubic", "bilinear"}
-GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-noft": dict(mode="rlse", finetune=False),
-             "rlse-nosem": dict(mode="rlse", semantic=False), "rlse": dict(mode="rlse"),
-             # The variants of issue 18 (real low-resolution faces): L_p's floor at PULSE's eps or at the
-             # input's noise level, the last iterate instead of the best, L_s or L_g ten times heavier, L_g forty
-             # times heavier, half the steps.
-             "rlse-floor": dict(mode="rlse", pixel_floor="pulse"),
-             "rlse-noisefloor": dict(mode="rlse", pixel_floor="auto"),
-             "rlse-last": dict(mode="rlse", keep="last"),
-             "rlse-ls5": dict(mode="rlse", w_semantic=5.0),
-             "rlse-lg5000": dict(mode="rlse", w_geocross=5000.0),
-             "rlse-lg20000": dict(mode="rlse", w_geocross=20000.0),
-             "rlse-half": dict(mode="rlse", steps_fraction=0.5)}
-COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "niqe",
-           "lr_psnr_y", "seconds", "best_step", "best_loss", "loss_pixel", "loss_semantic", "loss_geocross")
+from .methods import COLUMNS, DEFAULT_METHODS, GAN_MODES, METHODS, UPSAMPLERS
 
 
 @dataclass
@@ -164,8 +145,8 @@ def run_eval(opt: EvalOptions) -> dict:
     has_gt = opt.hr_dir is not None
     faces = list_faces(opt.hr_dir if has_gt else opt.lr_dir, opt.n)
     gan_methods = [m for m in opt.methods if m in GAN_MODES]
-    from ..fast import pick_engine
-    from ..fast import run as run_engine
+    from ..engine.select import pick_engine
+    from ..engine.select import run as run_engine
 
     device = launch.start(opt.device, threads=opt.threads)  # under torchrun: this rank's GPU or share of the cores
     fast, precision = pick_engine(opt.engine, opt.precision, device)
@@ -224,7 +205,7 @@ def run_eval(opt: EvalOptions) -> dict:
     cfgs, fit = {}, None
     if gan_methods:
         from ..config import RLSEConfig
-        from ..explore import prepare_fit
+        from ..engine.eager import prepare_fit
 
         overrides = {"steps": opt.steps}
         if opt.gaussian_samples:
@@ -310,8 +291,8 @@ def run_eval(opt: EvalOptions) -> dict:
                         outs.append(to_u8(res.images[i:i + 1]))
                         best = res.history[res.best_step[i]]  # the unweighted loss terms of the kept iterate
                         extras.append({"seconds": res.seconds / len(batch), "best_step": res.best_step[i],
-                                       "best_loss": float(res.best_loss[i]), "loss_pixel": best["pixel"][i],
-                                       "loss_semantic": best["semantic"][i], "loss_geocross": best["geocross"][i]})
+                                       "best_loss": float(res.best_loss[i]),
+                                       **{f"loss_{name}": best[name][i] for name, _, _ in TERMS}})
                 for face, out, extra in zip(batch, outs, extras):
                     hr, lr, img_dir, keep = pairs[face]
                     row = {"image": face.name, "scale": scale, "method": method, **extra}

@@ -1,0 +1,54 @@
+"""Old import paths of modules that moved, kept working for one release with a DeprecationWarning.
+
+The old files are gone (so that git carries edits made on other branches onto the new paths); a
+finder on sys.meta_path answers for the old names instead, with a module that looks its
+attributes up in the new ones.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import types
+import warnings
+
+MOVED: dict[str, tuple[str, ...]] = {
+    "rlse_fast.explore": ("rlse_fast.engine.eager", "rlse_fast.engine.state"),
+    "rlse_fast.fast": ("rlse_fast.engine.fast", "rlse_fast.engine.select", "rlse_fast.engine.objective",
+                       "rlse_fast.devices"),
+    "rlse_fast.geocross": ("rlse_fast.engine.geocross",),
+    "rlse_fast.pixel_loss": ("rlse_fast.engine.pixel_loss",),
+    "rlse_fast.semantic": ("rlse_fast.engine.semantic",),
+    "rlse_fast.spherical": ("rlse_fast.engine.spherical",),
+    "rlse_fast.schedule": ("rlse_fast.engine.schedule",),
+}
+"""Old module name -> the modules that now hold its names, searched in order."""
+
+
+class _Forward(types.ModuleType):
+    def __getattr__(self, name: str):
+        for target in MOVED[self.__name__]:
+            module = importlib.import_module(target)
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r} (it moved to {MOVED[self.__name__][0]})")
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name in MOVED else None
+
+    def create_module(self, spec):
+        warnings.warn(f"{spec.name} moved to {MOVED[spec.name][0]}; the old name goes in the next release",
+                      DeprecationWarning, stacklevel=3)
+        return _Forward(spec.name)
+
+    def exec_module(self, module) -> None:
+        for target in MOVED[module.__name__]:
+            importlib.import_module(target)
+
+
+def install() -> None:
+    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())  # before any path finder: an old file left on disk must not win
