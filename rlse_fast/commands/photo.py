@@ -77,7 +77,7 @@ def run(args) -> int:
             print(f"all {len(jobs)} photos already done in {args.output}")
         return 0
     args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
-    session = launch.in_turn(lambda: load_session(args, cfg))  # rank 0 fills the download and fit caches first
+    session = load_session(args, cfg)  # under torchrun rank 0 fills the download and fit caches first
     failed = 0
     photos = launch.Progress(total=len(todo), unit="photo", disable=args.quiet or not is_folder)  # whole job, rank 0
     for src, dst in launch.shard(todo):  # under torchrun: this rank's share of the photos not done yet

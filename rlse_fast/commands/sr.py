@@ -5,7 +5,7 @@ import math
 import sys
 from pathlib import Path
 
-from .engine_options import add_engine_args, build_config, validate_engine_args
+from .engine_options import add_engine_args, build_config, load_session, validate_engine_args
 from .help_format import DefaultsOnce
 
 MAX_SIZE = 16384  # --size: a larger output is a typo, not a face
@@ -55,21 +55,6 @@ def validate(args) -> None:
         raise UserError(f"--scale must be a power of two >= 2 (2, 4, 8, ...), got {args.scale}")
 
 
-def _check_impl(impl: str, device) -> None:
-    """--impl cpp/cuda/triton must be able to run on the device: refused now, not after the fit."""
-    import torch
-
-    from ..errors import UserError
-    from ..ops import dispatch
-
-    if impl in ("auto", "ref"):
-        return
-    try:
-        dispatch.pick("bias_act", impl, torch.empty(1, device=device))
-    except RuntimeError as exc:
-        raise UserError(f"--impl {impl}: {str(exc).splitlines()[0].split(': ', 1)[-1]}") from None
-
-
 def _input_sizes(hr_res: int, largest: int) -> str:
     """'32, 16, 8 or 4 px': the input sizes a generator of hr_res px can upscale."""
     sizes = [hr_res >> k for k in range(1, largest.bit_length()) if hr_res % (1 << k) == 0]
@@ -103,12 +88,7 @@ def run(args) -> int:
     import torch
 
     from .. import launch
-    from .. import weights as weights_mod
-    from ..checkpoints import load_gan
     from ..errors import RunFailure, UserError
-    from ..engine.eager import prepare_fit
-    from ..engine.select import pick_engine
-    from ..engine.select import run as run_engine
     from ..imageio import check_writable, load_image, save_image, save_json
     from . import sr_jobs
 
@@ -118,18 +98,10 @@ def run(args) -> int:
     check_writable(args.output)
     if args.save_steps:
         check_writable(args.save_steps)
-    device = launch.start(args.device)  # under torchrun: this rank's GPU or share of the cores
-    fast, precision = pick_engine(args.engine, args.precision, device)
-    _check_impl(args.impl, device)
-
-    gan = load_gan(launch.in_turn(lambda: weights_mod.resolve(args.weights, quiet=args.quiet)))
-    if cfg.semantic and gan.discriminator is None:
-        raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
-                        "use --no-semantic or --mode pulse, or weights with a discriminator")
-    if cfg.semantic and cfg.semantic_input == "native" and not hasattr(gan.discriminator, "reachable"):
-        raise UserError("--semantic-input native needs a progressive StyleGAN v1 discriminator (a fromRGB at every "
-                        "resolution); these weights' StyleGAN2 D takes only upsampled images: use --semantic-input upsampled")
-    hr_res = gan.generator.img_resolution
+    args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
+    session = load_session(args, cfg, fit=False)
+    gan, device, fast, precision = session.gan, session.device, session.fast, session.precision
+    hr_res = session.resolution
     common = {"seed": args.seed, "config": cfg.to_dict(), "weights_sha256": gan.sha256,
               "engine": "fast" if fast else "eager", "precision": precision, "size": args.size}
     todo, kept = sr_jobs.select(jobs, common, args.overwrite) if is_folder else (jobs, [])
@@ -143,10 +115,8 @@ def run(args) -> int:
         return lr, _check_scale(lr, hr_res, args.scale, src.name)
 
     first = read(todo[0][0]) if todo and not is_folder else None  # a bad single input fails before the fit
-    G = gan.generator.to(device)
-    D = gan.discriminator.to(device) if gan.discriminator is not None else None
-    # a rerun with everything kept needs no fit; under torchrun one process fills the cache
-    fit = launch.in_turn(lambda: prepare_fit(gan, cfg, device=device)) if todo else None
+    if todo:  # a rerun with everything kept needs no fit; under torchrun one process fills the cache
+        session.prepare_fit(launch.in_turn)
 
     failed = 0
     bar = launch.Progress(total=len(todo), unit="face", disable=args.quiet or not is_folder)  # the whole job, on rank 0
@@ -163,8 +133,7 @@ def run(args) -> int:
         lr_batch = torch.stack([c[2] for c in chunk]).to(device)
         on_step = _step_saver(Path(args.save_steps), [c[0].stem for c in chunk], chunk[0][3]) if args.save_steps else None
         try:
-            result = run_engine(G, D, lr_batch, cfg, fit, seeds=args.seed, impl=args.impl, fast=fast,
-                                precision=precision, graphs=not args.no_graphs, on_step=on_step)
+            result = session.run(lr_batch, seeds=args.seed, on_step=on_step)
         except (RuntimeError, ValueError) as exc:
             if not is_folder:
                 raise UserError(str(exc).splitlines()[0]) from None

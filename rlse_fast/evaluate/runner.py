@@ -146,23 +146,22 @@ def run_eval(opt: EvalOptions) -> dict:
     faces = list_faces(opt.hr_dir if has_gt else opt.lr_dir, opt.n)
     gan_methods = [m for m in opt.methods if m in GAN_MODES]
     from ..engine.select import pick_engine
-    from ..engine.select import run as run_engine
+    from ..session import EngineOptions, Session
 
     device = launch.start(opt.device, threads=opt.threads)  # under torchrun: this rank's GPU or share of the cores
     fast, precision = pick_engine(opt.engine, opt.precision, device)
 
-    gan = G = D = None
+    session = gan = G = None
     src_frame = dst_frame = None
     if gan_methods:
-        from .. import weights as weights_mod
-        from ..checkpoints import load_gan
-
-        gan = load_gan(launch.in_turn(lambda: weights_mod.resolve(opt.weights, quiet=opt.quiet)))
+        # No config to check against: each method has its own, checked here.
+        options = EngineOptions(opt.weights, None, str(device), opt.engine, opt.precision, opt.graphs, opt.impl,
+                                opt.gaussian_samples, opt.quiet)
+        session = Session.open(options, in_turn=launch.in_turn, fit=False)
+        gan, G = session.gan, session.G
         if any(GAN_MODES[m].get("semantic", True) and GAN_MODES[m]["mode"] == "rlse" for m in gan_methods) \
-                and gan.discriminator is None:
+                and session.D is None:
             raise UserError("these weights hold no discriminator, which 'rlse' needs for L_s; drop it from --methods")
-        G = gan.generator.to(device)
-        D = gan.discriminator.to(device) if gan.discriminator is not None else None
         dst_frame = frames_mod.FRAMES[opt.hr_frame]
         if opt.frame == "auto":
             src_frame = frames_mod.weights_frame(gan, opt.weights)
@@ -202,10 +201,9 @@ def run_eval(opt: EvalOptions) -> dict:
             "kimg": gan.metadata.get("kimg"), "resolution": G.img_resolution},
         "configs": {},
     }
-    cfgs, fit = {}, None
+    cfgs = {}
     if gan_methods:
         from ..config import RLSEConfig
-        from ..engine.eager import prepare_fit
 
         overrides = {"steps": opt.steps}
         if opt.gaussian_samples:
@@ -237,7 +235,7 @@ def run_eval(opt: EvalOptions) -> dict:
         except UserError as exc:
             raise UserError(f"{exc}; or pass --no-lpips") from None
     if todo and gan_methods:
-        fit = launch.in_turn(lambda: prepare_fit(gan, next(iter(cfgs.values())), device=device))
+        session.prepare_fit(launch.in_turn)
         G_framed = frames_mod.framed(G, src_frame, dst_frame)
 
     bar = launch.Progress(total=len(todo), unit="run", disable=opt.quiet, desc="eval")  # the whole job, on rank 0
@@ -284,8 +282,7 @@ def run_eval(opt: EvalOptions) -> dict:
                         extras.append({"seconds": time.perf_counter() - t0})
                 else:
                     lr_batch = torch.cat([to01(pairs[f][1]) for f in batch]).to(device)
-                    res = run_engine(G_framed, D, lr_batch, cfgs[method], fit, seeds=opt.seed, impl=opt.impl,
-                                     fast=fast, precision=precision, graphs=opt.graphs)
+                    res = session.run(lr_batch, seeds=opt.seed, cfg=cfgs[method], G=G_framed)
                     outs, extras = [], []
                     for i in range(len(batch)):
                         outs.append(to_u8(res.images[i:i + 1]))
