@@ -19,7 +19,7 @@ import torch
 from .errors import UserError
 from .imageio import atomic_write
 from .loaders.architecture import channel_params as _channel_params
-from .loaders.safe_unpickler import PersistentObject, RefusedGlobal, safe_unpickle, short as _short  # noqa: F401
+from .loaders.safe_unpickler import PersistentObject, safe_unpickle, short as _short
 from .loaders import pulse, tf_pickle
 from .models import stylegan1, stylegan1_discriminator
 from .models.stylegan1 import Generator as Generator1, GeneratorConfig as GeneratorConfig1

@@ -22,6 +22,8 @@ MOVED: dict[str, tuple[str, ...]] = {
     "rlse_fast.semantic": ("rlse_fast.engine.semantic",),
     "rlse_fast.spherical": ("rlse_fast.engine.spherical",),
     "rlse_fast.schedule": ("rlse_fast.engine.schedule",),
+    "rlse_fast.evaluate.frames": ("rlse_fast.faces.frames",),
+    "rlse_fast.metrics.assets": ("rlse_fast.assets",),
 }
 """Old module name -> the modules that now hold its names, searched in order."""
 
@@ -36,17 +38,32 @@ class _Forward(types.ModuleType):
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """A module that moved whole is the new module itself under its old name too (so that setting an
+    attribute through either name is seen through both); one whose names went to several modules is
+    a `_Forward`."""
+
+    def __init__(self):
+        self._specs = {}
+
     def find_spec(self, name, path=None, target=None):
         return importlib.util.spec_from_loader(name, self) if name in MOVED else None
 
     def create_module(self, spec):
         warnings.warn(f"{spec.name} moved to {MOVED[spec.name][0]}; the old name goes in the next release",
                       DeprecationWarning, stacklevel=3)
-        return _Forward(spec.name)
+        if len(MOVED[spec.name]) > 1:
+            return _Forward(spec.name)
+        module = importlib.import_module(MOVED[spec.name][0])
+        self._specs[spec.name] = module.__spec__  # the import machinery sets the old name's spec on it
+        return module
 
     def exec_module(self, module) -> None:
-        for target in MOVED[module.__name__]:
-            importlib.import_module(target)
+        if isinstance(module, _Forward):
+            for target in MOVED[module.__name__]:
+                importlib.import_module(target)
+            return
+        old = next(name for name, spec in self._specs.items() if spec.name == module.__name__)
+        module.__spec__ = self._specs.pop(old)
 
 
 def install() -> None:

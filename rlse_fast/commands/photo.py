@@ -61,7 +61,7 @@ def run(args) -> int:
     from ..imageio import check_writable
     from ..faces.photo_io import read_photo
     from ..faces.pipeline import restore_photo
-    from ..metrics import assets
+    from .. import assets
     from . import sr_jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
 
     _check(args)

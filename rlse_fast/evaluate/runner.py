@@ -138,7 +138,7 @@ def check_options(opt: EvalOptions) -> None:
 def run_eval(opt: EvalOptions) -> dict:
     """Run (or resume) the evaluation and write metrics.csv, summary.md and report.html under opt.out."""
     from .. import launch
-    from . import frames as frames_mod
+    from ..faces import frames as frames_mod
     from . import report
 
     check_options(opt)
