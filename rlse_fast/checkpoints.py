@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -21,10 +21,8 @@ from .imageio import atomic_write
 from .loaders.architecture import channel_params as _channel_params
 from .loaders.safe_unpickler import PersistentObject, safe_unpickle, short as _short
 from .loaders import pulse, tf_pickle
-from .models import stylegan1, stylegan1_discriminator
-from .models.stylegan1 import Generator as Generator1, GeneratorConfig as GeneratorConfig1
-from .models.stylegan1_discriminator import Discriminator as Discriminator1, DiscriminatorConfig as DiscriminatorConfig1
-from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_dict
+from .models import registry
+from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 FORMAT_NAME = "rlse-fast"
 FORMAT_VERSION = "1"
@@ -95,14 +93,14 @@ def infer_discriminator_config(sd: dict[str, torch.Tensor], conv_clamp=None, mbs
 
 
 def build_generator(cfg, sd: dict[str, torch.Tensor]) -> Generator:
-    """The generator of `cfg`'s architecture (a StyleGAN2 or a StyleGAN v1 config) with weights `sd`."""
-    G = (Generator1 if isinstance(cfg, GeneratorConfig1) else Generator)(cfg)
+    """The generator of `cfg`'s backbone (`models.registry`) with weights `sd`."""
+    G = registry.of(cfg)[0].generator(cfg)
     _load_strict(G, sd, "generator")
     return G.eval().requires_grad_(False)
 
 
 def build_discriminator(cfg, sd: dict[str, torch.Tensor]) -> Discriminator:
-    D = (Discriminator1 if isinstance(cfg, DiscriminatorConfig1) else Discriminator)(cfg)
+    D = registry.of(cfg)[0].discriminator(cfg)
     _load_strict(D, sd, "discriminator")
     return D.eval().requires_grad_(False)
 
@@ -140,19 +138,19 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, dt
 
 def config_as_dict(cfg) -> dict:
     """A config as JSON-able dict; StyleGAN v1 ones carry 'architecture': 'stylegan1' (absent: StyleGAN2)."""
-    if isinstance(cfg, GeneratorConfig1):
-        return stylegan1.config_dict(cfg)
-    if isinstance(cfg, DiscriminatorConfig1):
-        return stylegan1_discriminator.config_dict(cfg)
-    return config_dict(cfg)
+    backbone, role = registry.of(cfg)
+    return getattr(backbone, f"{role}_dict")(cfg)
 
 
-def _config_from_json(text: str, v2, v1):
+def _config_from_json(text: str, role: str):
+    """The config (role 'generator_config' or 'discriminator_config') a safetensors file stores."""
     d = json.loads(text)
     arch = d.pop("architecture", "stylegan2")
-    if arch not in ("stylegan2", stylegan1.ARCHITECTURE):
-        raise UserError(f"weights of architecture {arch!r} are unsupported (stylegan2, stylegan1); update rlse-fast")
-    return (v1 if arch == stylegan1.ARCHITECTURE else v2)(**d)
+    backbone = registry.get(arch)
+    if backbone is None:
+        raise UserError(f"weights of architecture {arch!r} are unsupported ({', '.join(registry.names())}); "
+                        "update rlse-fast")
+    return getattr(backbone, role)(**d)
 
 
 def _load_safetensors(path: Path):
@@ -169,8 +167,8 @@ def _load_safetensors(path: Path):
         raise UserError(f"{path}: safetensors file without rlse-fast metadata; convert it with `rlse-fast convert`")
     g_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
     d_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
-    g_cfg = _config_from_json(meta["generator"], GeneratorConfig, GeneratorConfig1)
-    d_cfg = (_config_from_json(meta["discriminator"], DiscriminatorConfig, DiscriminatorConfig1)
+    g_cfg = _config_from_json(meta["generator"], "generator_config")
+    d_cfg = (_config_from_json(meta["discriminator"], "discriminator_config")
              if "discriminator" in meta else None)
     extra = {k: v for k, v in meta.items() if k not in ("generator", "discriminator")}
     return g_cfg, g_sd, d_cfg, (d_sd if d_cfg else None), extra
@@ -201,7 +199,7 @@ def _load_nvidia_pickle(path: Path):
     g_cfg = infer_generator_config(g_sd, conv_clamp=synthesis_kwargs.get("conv_clamp"))
     lr_mult = (g_kwargs.get("mapping_kwargs") or {}).get("lr_multiplier")
     if lr_mult is not None:
-        g_cfg = GeneratorConfig(**{**config_dict(g_cfg), "mapping_lr_multiplier": float(lr_mult)})
+        g_cfg = replace(g_cfg, mapping_lr_multiplier=float(lr_mult))
     d_cfg = d_sd = None
     if isinstance(d_obj, PersistentObject):
         d_kwargs = d_obj.init_kwargs()

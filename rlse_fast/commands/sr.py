@@ -88,14 +88,13 @@ def run(args) -> int:
     import torch
 
     from .. import launch
-    from ..errors import RunFailure, UserError
+    from ..errors import UserError
     from ..imageio import check_writable, load_image, save_image, save_json
-    from . import sr_jobs
+    from . import folder_job, sr_jobs
 
     validate(args)
     cfg = build_config(args)
-    jobs, is_folder = sr_jobs.plan(Path(args.input), Path(args.output))
-    check_writable(args.output)
+    jobs, is_folder = folder_job.plan(Path(args.input), Path(args.output), args.quiet)
     if args.save_steps:
         check_writable(args.save_steps)
     args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
@@ -118,18 +117,10 @@ def run(args) -> int:
     if todo:  # a rerun with everything kept needs no fit; under torchrun one process fills the cache
         session.prepare_fit(launch.in_turn)
 
-    failed = 0
-    bar = launch.Progress(total=len(todo), unit="face", disable=args.quiet or not is_folder)  # the whole job, on rank 0
-    mine = launch.shard(todo)  # under torchrun: this rank's share of what is not done yet
+    job = launch.FolderJob(len(todo), "face", is_folder, args.quiet)
 
-    def fail(chunk, why: str) -> int:
-        if not is_folder:
-            raise RunFailure(why)
-        bar.write(f"failed {', '.join(c[0].name for c in chunk)}: {why}", file=sys.stderr)
-        return len(chunk)
-
-    def process(chunk) -> int:
-        """Super-resolve one batch of faces of the same input size; returns how many failed."""
+    def process(chunk) -> None:
+        """Super-resolve one batch of faces of the same input size."""
         lr_batch = torch.stack([c[2] for c in chunk]).to(device)
         on_step = _step_saver(Path(args.save_steps), [c[0].stem for c in chunk], chunk[0][3]) if args.save_steps else None
         try:
@@ -137,14 +128,14 @@ def run(args) -> int:
         except (RuntimeError, ValueError) as exc:
             if not is_folder:
                 raise UserError(str(exc).splitlines()[0]) from None
-            bar.update(len(chunk))
-            return fail(chunk, str(exc).splitlines()[0])
-        bad = 0
+            job.update(len(chunk))
+            job.fail([c[0].name for c in chunk], str(exc).splitlines()[0])
+            return
         for i, (src, dst, lr, scale) in enumerate(chunk):
             loss = float(result.best_loss[i])
             if not math.isfinite(loss):
-                bad += fail([chunk[i]], f"the loss is not finite ({loss}): the weights or the options "
-                                        "(--w-*) make the optimisation diverge; nothing written")
+                job.fail([src.name], f"the loss is not finite ({loss}): the weights or the options "
+                                     "(--w-*) make the optimisation diverge; nothing written")
                 continue
             save_image(result.images[i], dst, size=args.size)
             save_json({
@@ -160,30 +151,25 @@ def run(args) -> int:
             }, dst.with_suffix(".json"))
             if not is_folder:
                 print(f"wrote {dst} ({scale}x, {cfg.mode}, {result.seconds:.1f} s, loss {loss:.4g})")
-        bar.update(len(chunk))
-        return bad
+        job.update(len(chunk))
 
     # A batch holds faces of one input size (a folder may mix 8 px and 16 px faces): each size
     # fills its own batch, run when full, and the partial ones at the end.
     pending: dict[tuple, list] = {}
-    for src, dst in mine:
+    for src, dst in job.shard(todo):
         try:
             lr, scale = first if first is not None else read(src)
         except UserError as exc:
-            if not is_folder:
-                raise
-            failed += 1
-            bar.write(f"skipped: {exc}", file=sys.stderr)
-            bar.update(1)
+            job.skip(exc)
+            job.update(1)
             continue
         group = pending.setdefault(tuple(lr.shape), [])
         group.append((src, dst, lr, scale))
         if len(group) == args.batch:
-            failed += process(pending.pop(tuple(lr.shape)))
+            process(pending.pop(tuple(lr.shape)))
     for group in pending.values():
-        failed += process(group)
-    bar.close()  # under torchrun: waits for every rank
-    failed, = launch.total(failed)
+        process(group)
+    failed = job.finish()  # under torchrun: waits for every rank
     if is_folder and not args.quiet and launch.is_main():
         print(f"{len(todo) - failed} faces written to {args.output}, {len(kept)} kept from an earlier run with "
               f"the same settings, {failed} failed")

@@ -16,13 +16,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models import registry
 from ..models.stylegan2 import Discriminator
 
 
 def takes_native(D) -> bool:
     """Whether D has an input at every resolution (StyleGAN v1's progressive D), so that a
-    low-resolution image can enter it at its own size."""
-    return hasattr(D, "reachable")
+    low-resolution image can enter it at its own size (its backbone's `native_lr_input`)."""
+    backbone, _ = registry.of(D)
+    return backbone is not None and backbone.native_lr_input
 
 
 def input_mode(D, requested: str = "auto") -> str:

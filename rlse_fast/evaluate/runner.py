@@ -238,11 +238,12 @@ def run_eval(opt: EvalOptions) -> dict:
         session.prepare_fit(launch.in_turn)
         G_framed = frames_mod.framed(G, src_frame, dst_frame)
 
-    bar = launch.Progress(total=len(todo), unit="run", disable=opt.quiet, desc="eval")  # the whole job, on rank 0
+    job = launch.FolderJob(len(todo), "run", quiet=opt.quiet, desc="eval")  # the whole job's bar, on rank 0
+    bar = job.bar
     grid_names = {f.name for f in faces[:opt.grid]}
     pending = set(todo)
     # Under torchrun a rank takes whole faces (their rows and images are its own files).
-    mine = launch.shard([f for f in faces if any((f, s, m) in pending for s in opt.scales for m in opt.methods)])
+    mine = job.shard([f for f in faces if any((f, s, m) in pending for s in opt.scales for m in opt.methods)])
     # Faces go in chunks of --batch: per chunk and scale, each GAN method optimises the chunk's faces
     # in one batch (each face as if alone), then every face is scored; metrics.csv is rewritten after
     # every chunk, so an interrupted run resumes there.
@@ -300,7 +301,7 @@ def run_eval(opt: EvalOptions) -> dict:
                         _save(out, img_dir / f"{method}.png")
                     bar.update(1)
         table.flush()
-    bar.close()  # under torchrun: waits for every rank
+    job.finish()  # under torchrun: waits for every rank
     rows = table.close()  # rank 0 writes metrics.csv
     if not rows:
         raise UserError(f"nothing to report in {opt.out}")
