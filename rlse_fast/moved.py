@@ -24,6 +24,10 @@ MOVED: dict[str, tuple[str, ...]] = {
     "rlse_fast.schedule": ("rlse_fast.engine.schedule",),
     "rlse_fast.evaluate.frames": ("rlse_fast.faces.frames",),
     "rlse_fast.metrics.assets": ("rlse_fast.assets",),
+    "rlse_fast.models.stylegan1_discriminator": ("rlse_fast.models.stylegan1.discriminator",),
+    "rlse_fast.models.stylegan1_layers": ("rlse_fast.models.stylegan1.layers",),
+    "rlse_fast.loaders.stylegan1_state": ("rlse_fast.models.stylegan1.state_dict",),
+    "rlse_fast.loaders.architecture": ("rlse_fast.models.channels",),
 }
 """Old module name -> the modules that now hold its names, searched in order."""
 

@@ -135,6 +135,12 @@ def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
     ("rlse_fast.pixel_loss", "rlse_fast.engine.pixel_loss", "pixel_loss"),
     ("rlse_fast.spherical", "rlse_fast.engine.spherical", "SphericalOptimizer"),
     ("rlse_fast.schedule", "rlse_fast.engine.schedule", "SCHEDULES"),
+    ("rlse_fast.evaluate.frames", "rlse_fast.faces.frames", "FFHQ"),
+    ("rlse_fast.metrics.assets", "rlse_fast.assets", "require"),
+    ("rlse_fast.models.stylegan1_discriminator", "rlse_fast.models.stylegan1.discriminator", "Discriminator"),
+    ("rlse_fast.models.stylegan1_layers", "rlse_fast.models.stylegan1.layers", "adain_epilogue"),
+    ("rlse_fast.loaders.stylegan1_state", "rlse_fast.models.stylegan1.state_dict", "infer_generator_config"),
+    ("rlse_fast.loaders.architecture", "rlse_fast.models.channels", "channel_params"),
 ])
 def test_moved_names_still_import_with_a_warning(old, new, name):
     import importlib

@@ -122,7 +122,7 @@ def test_flops_match_flop_counter(mode, semantic_input):
     from rlse_fast import flops
     from rlse_fast.engine.fast import ops_impl
     from rlse_fast.models.stylegan1 import Generator, GeneratorConfig
-    from rlse_fast.models.stylegan1_discriminator import Discriminator, DiscriminatorConfig
+    from rlse_fast.models.stylegan1.discriminator import Discriminator, DiscriminatorConfig
 
     torch.manual_seed(0)
     G = Generator(GeneratorConfig(z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=256,

@@ -63,7 +63,8 @@ def of(obj) -> tuple[Backbone, str] | tuple[None, None]:
 
 
 def _register_builtins() -> None:
-    from . import stylegan1, stylegan1_discriminator, stylegan2
+    from . import stylegan1, stylegan2
+    from .stylegan1 import discriminator as stylegan1_discriminator
 
     register(Backbone("stylegan2", stylegan2.Generator, stylegan2.Discriminator, stylegan2.GeneratorConfig,
                       stylegan2.DiscriminatorConfig, stylegan2.config_dict, stylegan2.config_dict,

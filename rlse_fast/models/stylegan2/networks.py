@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..ops import bias_act, conv2d_resample, modulate, setup_filter, upsample2d
+from ...ops import bias_act, conv2d_resample, modulate, setup_filter, upsample2d
 
 
 @dataclass(frozen=True)
