@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ...ops import bias_act
-from ..stylegan2 import networks as stylegan2
+from ..stylegan2 import discriminator as stylegan2
 from .generator import ARCHITECTURE, _Dense
 from .layers import SQRT2, blur, conv2d, conv_down, conv_weight
 

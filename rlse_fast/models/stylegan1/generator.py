@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..stylegan2 import networks as stylegan2
+from ..stylegan2 import generator as stylegan2
 from .layers import conv2d, conv_weight, dense, epilogue, blur, up_conv
 
 ARCHITECTURE = "stylegan1"

@@ -8,7 +8,8 @@ import torch
 
 from ...errors import UserError
 from ..channels import channel_params
-from .networks import DiscriminatorConfig, GeneratorConfig
+from .discriminator import DiscriminatorConfig
+from .generator import GeneratorConfig
 
 
 def infer_generator_config(sd: dict[str, torch.Tensor], conv_clamp=None) -> GeneratorConfig:
