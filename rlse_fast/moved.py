@@ -54,7 +54,7 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         warnings.warn(f"{spec.name} moved to {MOVED[spec.name][0]}; the old name goes in the next release",
-                      DeprecationWarning, stacklevel=3)
+                      DeprecationWarning, stacklevel=_importer_level())
         if len(MOVED[spec.name]) > 1:
             return _Forward(spec.name)
         module = importlib.import_module(MOVED[spec.name][0])
@@ -68,6 +68,20 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return
         old = next(name for name, spec in self._specs.items() if spec.name == module.__name__)
         module.__spec__ = self._specs.pop(old)
+
+
+def _importer_level() -> int:
+    """The warnings stacklevel of the code that imported the old name: past this module's frames and
+    the import machinery's, so that the default filters (shown where __main__ imports) apply."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        internal = "importlib" in name and "_bootstrap" in name  # frames warnings.warn does not count
+        if not internal and name not in (__file__, importlib.__file__):
+            return level
+        frame = frame.f_back
+        level += 0 if internal else 1
+    return level
 
 
 def install() -> None:
