@@ -84,7 +84,7 @@ def select(jobs, common: dict, overwrite: bool, recorded=recorded_settings):
         new = settings(src, common)
         try:
             old = recorded(json.loads(side.read_text()), new)
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):  # unreadable or not ours
             old = None
         if old == new:
             kept.append((src, dst))
