@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlse_fast.checkpoints import load_gan  # noqa: E402
 from rlse_fast.config import RLSEConfig  # noqa: E402
 from rlse_fast.downsample import bicubic_downsample_ref  # noqa: E402
-from rlse_fast.explore import prepare_fit  # noqa: E402
-from rlse_fast.fast import pick_device, pick_engine, run  # noqa: E402
+from rlse_fast.engine.eager import prepare_fit  # noqa: E402
+from rlse_fast.devices import pick_device  # noqa: E402
+from rlse_fast.engine.select import pick_engine, run  # noqa: E402
 from rlse_fast.imageio import to_uint8  # noqa: E402
 from rlse_fast.memory import keep_freed_memory  # noqa: E402
 from rlse_fast.weights import bundled_path  # noqa: E402

@@ -1,5 +1,5 @@
 """The fine-tuning Adam step: torch's foreach ops (the unfused update, nine passes over the weights)
-vs the fused kernel both engines run (`rlse_fast.fast._adam_`, one pass).
+vs the fused kernel both engines run (`rlse_fast.engine.fast._adam_`, one pass).
 
     pytest benchmarks/bench_adam.py [-k cpu|cuda] [--benchmark-json out.json]
 
@@ -15,7 +15,7 @@ import os
 import pytest
 import torch
 
-from rlse_fast.fast import BETAS, EPS, _adam_
+from rlse_fast.engine.fast import BETAS, EPS, _adam_
 from rlse_fast.memory import keep_freed_memory
 from rlse_fast.models.stylegan2 import Generator, GeneratorConfig
 

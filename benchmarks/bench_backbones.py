@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlse_fast import flops, gaussian_fit  # noqa: E402
 from rlse_fast.config import RLSEConfig  # noqa: E402
-from rlse_fast.explore import super_resolve  # noqa: E402
-from rlse_fast.fast import FastLoop, ops_impl  # noqa: E402
-from rlse_fast.models import stylegan1, stylegan1_discriminator, stylegan2  # noqa: E402
+from rlse_fast.engine.eager import super_resolve  # noqa: E402
+from rlse_fast.engine.fast import FastLoop, ops_impl  # noqa: E402
+from rlse_fast.models import stylegan1, stylegan2  # noqa: E402
+from rlse_fast.models.stylegan1 import discriminator as stylegan1_discriminator  # noqa: E402
 
 
 def networks(backbone: str, res: int, device, small: bool = False):

@@ -2,8 +2,8 @@
 
     pytest benchmarks/bench_iteration.py --benchmark-json benchmarks/results/iteration-<date>.json
 
-Engines: 'eager' is the baseline, `explore.super_resolve` with the reference ops everywhere
-(`ops_impl('ref')`), fp32, no graphs; 'fast' is `rlse_fast.fast` (impl='auto': the native kernels
+Engines: 'eager' is the baseline, `engine.eager.super_resolve` with the reference ops everywhere
+(`ops_impl('ref')`), fp32, no graphs; 'fast' is `rlse_fast.engine.fast` (impl='auto': the native kernels
 when built) in fp32 or bf16, with CUDA graphs on a GPU.
 
 CUDA (skipped without one): random-weight config-f networks at 1024 (64 px input, 16x) and 256
@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlse_fast import flops, gaussian_fit  # noqa: E402
 from rlse_fast.config import RLSEConfig  # noqa: E402
-from rlse_fast.explore import super_resolve  # noqa: E402
-from rlse_fast.fast import FastLoop, ops_impl, super_resolve_fast  # noqa: E402
+from rlse_fast.engine.eager import super_resolve  # noqa: E402
+from rlse_fast.engine.fast import FastLoop, ops_impl, super_resolve_fast  # noqa: E402
 from rlse_fast.memory import keep_freed_memory  # noqa: E402
 from rlse_fast.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig  # noqa: E402
 from rlse_fast.ops import dispatch  # noqa: E402
@@ -271,7 +271,7 @@ PRIOR_STEPS = 5
 @pytest.fixture(scope="module")
 def prior_setup():
     from rlse_fast.checkpoints import load_gan
-    from rlse_fast.explore import prepare_fit
+    from rlse_fast.engine.eager import prepare_fit
     from rlse_fast.weights import bundled_path
 
     gan = load_gan(bundled_path("celeba64"))

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlse_fast import flops, gaussian_fit  # noqa: E402
 from rlse_fast.config import RLSEConfig  # noqa: E402
-from rlse_fast.fast import FastLoop  # noqa: E402
+from rlse_fast.engine.fast import FastLoop  # noqa: E402
 from rlse_fast.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig  # noqa: E402
 
 

@@ -27,8 +27,10 @@ from rlse_fast.checkpoints import load_gan  # noqa: E402
 from rlse_fast.config import RLSEConfig  # noqa: E402
 from rlse_fast.downsample import bicubic_downsample_ref  # noqa: E402
 from rlse_fast.evaluate.stats import mean_ci, paired_ci  # noqa: E402
-from rlse_fast.explore import prepare_fit  # noqa: E402
-from rlse_fast.fast import ops_impl, pick_device, run  # noqa: E402
+from rlse_fast.engine.eager import prepare_fit  # noqa: E402
+from rlse_fast.devices import pick_device  # noqa: E402
+from rlse_fast.engine.fast import ops_impl  # noqa: E402
+from rlse_fast.engine.select import run  # noqa: E402
 from rlse_fast.memory import keep_freed_memory  # noqa: E402
 from rlse_fast.metrics import psnr_batch  # noqa: E402
 from rlse_fast.weights import bundled_path  # noqa: E402

@@ -2,6 +2,10 @@
 
 __version__ = "0.1.0"
 
+from . import moved as _moved
+
+_moved.install()
+
 
 def load_gan(path):
     """Load a GAN checkpoint (official StyleGAN2-ADA .pkl, rosinality .pt or rlse-fast .safetensors),

@@ -10,21 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from .errors import UserError
 from .imageio import atomic_write
-from .loaders.architecture import channel_params as _channel_params
-from .loaders.safe_unpickler import PersistentObject, RefusedGlobal, safe_unpickle, short as _short  # noqa: F401
+from .loaders.safe_unpickler import PersistentObject, safe_unpickle, short as _short
 from .loaders import pulse, tf_pickle
-from .models import stylegan1, stylegan1_discriminator
-from .models.stylegan1 import Generator as Generator1, GeneratorConfig as GeneratorConfig1
-from .models.stylegan1_discriminator import Discriminator as Discriminator1, DiscriminatorConfig as DiscriminatorConfig1
-from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_dict
+from .models import registry
+from .models.stylegan2 import Discriminator, Generator
+from .models.stylegan2.state_dict import infer_discriminator_config, infer_generator_config, rosinality_to_official
 
 FORMAT_NAME = "rlse-fast"
 FORMAT_VERSION = "1"
@@ -51,58 +48,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------- architecture inference
-
-
-def infer_generator_config(sd: dict[str, torch.Tensor], conv_clamp=None) -> GeneratorConfig:
-    """Architecture from an official-layout generator state dict (keys 'mapping.*', 'synthesis.*')."""
-    fcs = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"mapping\.fc(\d+)\.weight", k)))
-    resolutions = sorted({int(m.group(1)) for k in sd if (m := re.match(r"synthesis\.b(\d+)\.", k))})
-    if not fcs or not resolutions or "synthesis.b4.const" not in sd:
-        raise UserError("the generator weights lack the mapping or synthesis network; is this a StyleGAN2 generator?")
-    channels = {4: sd["synthesis.b4.const"].shape[0]}
-    channels.update({res: sd[f"synthesis.b{res}.conv1.weight"].shape[0] for res in resolutions})
-    base, cmax = _channel_params(channels, "generator")
-    return GeneratorConfig(
-        z_dim=sd["mapping.fc0.weight"].shape[1],
-        w_dim=sd[f"mapping.fc{fcs[-1]}.weight"].shape[0],
-        img_resolution=resolutions[-1],
-        img_channels=sd[f"synthesis.b{resolutions[-1]}.torgb.weight"].shape[0],
-        mapping_layers=len(fcs),
-        channel_base=base,
-        channel_max=cmax,
-        conv_clamp=conv_clamp,
-    )
-
-
-def infer_discriminator_config(sd: dict[str, torch.Tensor], conv_clamp=None, mbstd_group_size=4) -> DiscriminatorConfig:
-    resolutions = sorted({int(m.group(1)) for k in sd if (m := re.match(r"b(\d+)\.", k))})
-    top = resolutions[-1]
-    if f"b{top}.fromrgb.weight" not in sd or "b4.conv.weight" not in sd:
-        raise UserError("the discriminator weights are not a StyleGAN2 'resnet' discriminator")
-    channels = {top: sd[f"b{top}.fromrgb.weight"].shape[0], 4: sd["b4.conv.weight"].shape[0]}
-    channels.update({res // 2: sd[f"b{res}.conv1.weight"].shape[0] for res in resolutions if res > 4})
-    base, cmax = _channel_params(channels, "discriminator")
-    return DiscriminatorConfig(
-        img_resolution=top,
-        img_channels=sd[f"b{top}.fromrgb.weight"].shape[1],
-        channel_base=base,
-        channel_max=cmax,
-        mbstd_group_size=mbstd_group_size,
-        mbstd_num_channels=sd["b4.conv.weight"].shape[1] - channels[4],
-        conv_clamp=conv_clamp,
-    )
-
-
 def build_generator(cfg, sd: dict[str, torch.Tensor]) -> Generator:
-    """The generator of `cfg`'s architecture (a StyleGAN2 or a StyleGAN v1 config) with weights `sd`."""
-    G = (Generator1 if isinstance(cfg, GeneratorConfig1) else Generator)(cfg)
+    """The generator of `cfg`'s backbone (`models.registry`) with weights `sd`."""
+    G = registry.of(cfg)[0].generator(cfg)
     _load_strict(G, sd, "generator")
     return G.eval().requires_grad_(False)
 
 
 def build_discriminator(cfg, sd: dict[str, torch.Tensor]) -> Discriminator:
-    D = (Discriminator1 if isinstance(cfg, DiscriminatorConfig1) else Discriminator)(cfg)
+    D = registry.of(cfg)[0].discriminator(cfg)
     _load_strict(D, sd, "discriminator")
     return D.eval().requires_grad_(False)
 
@@ -140,19 +94,19 @@ def save_gan(path, generator: Generator, discriminator: Discriminator | None, dt
 
 def config_as_dict(cfg) -> dict:
     """A config as JSON-able dict; StyleGAN v1 ones carry 'architecture': 'stylegan1' (absent: StyleGAN2)."""
-    if isinstance(cfg, GeneratorConfig1):
-        return stylegan1.config_dict(cfg)
-    if isinstance(cfg, DiscriminatorConfig1):
-        return stylegan1_discriminator.config_dict(cfg)
-    return config_dict(cfg)
+    backbone, role = registry.of(cfg)
+    return getattr(backbone, f"{role}_dict")(cfg)
 
 
-def _config_from_json(text: str, v2, v1):
+def _config_from_json(text: str, role: str):
+    """The config (role 'generator_config' or 'discriminator_config') a safetensors file stores."""
     d = json.loads(text)
     arch = d.pop("architecture", "stylegan2")
-    if arch not in ("stylegan2", stylegan1.ARCHITECTURE):
-        raise UserError(f"weights of architecture {arch!r} are unsupported (stylegan2, stylegan1); update rlse-fast")
-    return (v1 if arch == stylegan1.ARCHITECTURE else v2)(**d)
+    backbone = registry.get(arch)
+    if backbone is None:
+        raise UserError(f"weights of architecture {arch!r} are unsupported ({', '.join(registry.names())}); "
+                        "update rlse-fast")
+    return getattr(backbone, role)(**d)
 
 
 def _load_safetensors(path: Path):
@@ -169,8 +123,8 @@ def _load_safetensors(path: Path):
         raise UserError(f"{path}: safetensors file without rlse-fast metadata; convert it with `rlse-fast convert`")
     g_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
     d_sd = {k[2:]: v for k, v in tensors.items() if k.startswith("D.")}
-    g_cfg = _config_from_json(meta["generator"], GeneratorConfig, GeneratorConfig1)
-    d_cfg = (_config_from_json(meta["discriminator"], DiscriminatorConfig, DiscriminatorConfig1)
+    g_cfg = _config_from_json(meta["generator"], "generator_config")
+    d_cfg = (_config_from_json(meta["discriminator"], "discriminator_config")
              if "discriminator" in meta else None)
     extra = {k: v for k, v in meta.items() if k not in ("generator", "discriminator")}
     return g_cfg, g_sd, d_cfg, (d_sd if d_cfg else None), extra
@@ -201,7 +155,7 @@ def _load_nvidia_pickle(path: Path):
     g_cfg = infer_generator_config(g_sd, conv_clamp=synthesis_kwargs.get("conv_clamp"))
     lr_mult = (g_kwargs.get("mapping_kwargs") or {}).get("lr_multiplier")
     if lr_mult is not None:
-        g_cfg = GeneratorConfig(**{**config_dict(g_cfg), "mapping_lr_multiplier": float(lr_mult)})
+        g_cfg = replace(g_cfg, mapping_lr_multiplier=float(lr_mult))
     d_cfg = d_sd = None
     if isinstance(d_obj, PersistentObject):
         d_kwargs = d_obj.init_kwargs()
@@ -212,63 +166,6 @@ def _load_nvidia_pickle(path: Path):
         d_cfg = infer_discriminator_config(d_sd, conv_clamp=d_kwargs.get("conv_clamp"),
                                            mbstd_group_size=epilogue.get("mbstd_group_size", 4))
     return g_cfg, g_sd, d_cfg, d_sd, {}
-
-
-# ----------------------------------------------------------------------------- rosinality checkpoints
-
-
-def rosinality_to_official(g_ema: dict[str, torch.Tensor] | None, d: dict[str, torch.Tensor] | None,
-                           latent_avg: torch.Tensor | None = None):
-    """Rename rosinality's StyleGAN2 state dicts to the official layout. Returns (G sd, D sd)."""
-    g_sd = None
-    if g_ema is not None:
-        g_sd = {}
-        n_convs = len({k.split(".")[1] for k in g_ema if k.startswith("convs.")})
-        for k, v in g_ema.items():
-            m = re.fullmatch(r"style\.(\d+)\.(weight|bias)", k)
-            if m:
-                g_sd[f"mapping.fc{int(m.group(1)) - 1}.{m.group(2)}"] = v
-        g_sd["synthesis.b4.const"] = g_ema["input.input"][0]
-        layers = [("b4.conv1", "conv1")] + [
-            (f"b{8 * 2 ** (i // 2)}.conv{i % 2}", f"convs.{i}") for i in range(n_convs)
-        ]
-        for i, (ours, theirs) in enumerate(layers):
-            g_sd[f"synthesis.{ours}.weight"] = g_ema[f"{theirs}.conv.weight"][0]
-            g_sd[f"synthesis.{ours}.affine.weight"] = g_ema[f"{theirs}.conv.modulation.weight"]
-            g_sd[f"synthesis.{ours}.affine.bias"] = g_ema[f"{theirs}.conv.modulation.bias"]
-            g_sd[f"synthesis.{ours}.noise_strength"] = g_ema[f"{theirs}.noise.weight"].reshape([])
-            g_sd[f"synthesis.{ours}.bias"] = g_ema[f"{theirs}.activate.bias"]
-            g_sd[f"synthesis.{ours}.noise_const"] = g_ema[f"noises.noise_{i}"][0, 0]
-        rgbs = [("b4", "to_rgb1")] + [(f"b{8 * 2 ** i}", f"to_rgbs.{i}") for i in range(n_convs // 2)]
-        for ours, theirs in rgbs:
-            g_sd[f"synthesis.{ours}.torgb.weight"] = g_ema[f"{theirs}.conv.weight"][0]
-            g_sd[f"synthesis.{ours}.torgb.bias"] = g_ema[f"{theirs}.bias"].reshape(-1)
-            g_sd[f"synthesis.{ours}.torgb.affine.weight"] = g_ema[f"{theirs}.conv.modulation.weight"]
-            g_sd[f"synthesis.{ours}.torgb.affine.bias"] = g_ema[f"{theirs}.conv.modulation.bias"]
-        w_dim = g_sd["mapping.fc0.weight"].shape[0]
-        g_sd["mapping.w_avg"] = latent_avg.reshape(-1) if latent_avg is not None else torch.zeros(w_dim)
-    d_sd = None
-    if d is not None:
-        n_blocks = len({k.split(".")[1] for k in d if k.startswith("convs.")}) - 1
-        top = 4 * 2**n_blocks
-        d_sd = {
-            f"b{top}.fromrgb.weight": d["convs.0.0.weight"],
-            f"b{top}.fromrgb.bias": d["convs.0.1.bias"],
-            "b4.conv.weight": d["final_conv.0.weight"],
-            "b4.conv.bias": d["final_conv.1.bias"],
-            "b4.fc.weight": d["final_linear.0.weight"],
-            "b4.fc.bias": d["final_linear.0.bias"],
-            "b4.out.weight": d["final_linear.1.weight"],
-            "b4.out.bias": d["final_linear.1.bias"],
-        }
-        for i in range(1, n_blocks + 1):
-            res = top // 2 ** (i - 1)
-            d_sd[f"b{res}.conv0.weight"] = d[f"convs.{i}.conv1.0.weight"]
-            d_sd[f"b{res}.conv0.bias"] = d[f"convs.{i}.conv1.1.bias"]
-            d_sd[f"b{res}.conv1.weight"] = d[f"convs.{i}.conv2.1.weight"]
-            d_sd[f"b{res}.conv1.bias"] = d[f"convs.{i}.conv2.2.bias"]
-            d_sd[f"b{res}.skip.weight"] = d[f"convs.{i}.skip.1.weight"]
-    return g_sd, d_sd
 
 
 def _torch_load(path: Path):

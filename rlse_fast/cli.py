@@ -24,12 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"rlse_fast.commands.{name}").register(sub)
+    parser.commands = sub.choices  # name -> the command's parser
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the command's own usage, not the top-level one, says what it takes
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     keep_freed_memory()  # CPU runs: no page-faulting of every large temporary (see memory.py)
     try:
         code = args.func(args)
@@ -42,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 141
     except (UserError, RunFailure) as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback too, and the same exit code
+            import traceback
+
+            traceback.print_exc()
         print(f"rlse-fast {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

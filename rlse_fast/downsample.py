@@ -64,10 +64,12 @@ def max_factor(size: int) -> int:
     return f
 
 
-def bicubic_downsample_ref(x: torch.Tensor, factor: int) -> torch.Tensor:
+def bicubic_downsample_ref(x: torch.Tensor, factor: int, taps: torch.Tensor | None = None) -> torch.Tensor:
     """x: (B, C, H, W) with H, W multiples of `factor` -> (B, C, H / factor, W / factor).
 
-    Plain-PyTorch reference, the definition of correctness for the fused kernels.
+    Plain-PyTorch reference, the definition of correctness for the fused kernels. taps: the
+    `bicubic_kernel` made beforehand on x's device (cast to x's dtype here), so that a CUDA graph
+    captured later holds no host-to-device copy; None makes it now.
     """
     check_factor(factor)
     if factor == 1:
@@ -75,7 +77,7 @@ def bicubic_downsample_ref(x: torch.Tensor, factor: int) -> torch.Tensor:
     b, c, h, w = x.shape
     if h % factor or w % factor:
         raise ValueError(f"image size {h}x{w} is not a multiple of the factor {factor}")
-    k = bicubic_kernel(factor, dtype=x.dtype, device=x.device)
+    k = bicubic_kernel(factor, dtype=x.dtype, device=x.device) if taps is None else taps.to(x.dtype)
     p0, p1 = padding(factor)
     y = x.reshape(b * c, 1, h, w)
     y = F.pad(y, (0, 0, p0, p1), mode="reflect")

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .models import stylegan1, stylegan1_discriminator
+from .models import stylegan1
+from .models.stylegan1 import discriminator as stylegan1_discriminator
 from .models.stylegan2 import DiscriminatorConfig, GeneratorConfig
 
 FIR_TAPS = 16

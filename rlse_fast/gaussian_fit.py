@@ -6,18 +6,11 @@ distribution of the generator's own W. The fit is computed once per weights file
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
+from .home import home
 from .models.stylegan2 import Generator
-
-
-def home() -> Path:
-    """The cache folder: $RLSE_FAST_HOME, else <XDG cache>/rlse-fast."""
-    if os.environ.get("RLSE_FAST_HOME"):
-        return Path(os.environ["RLSE_FAST_HOME"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rlse-fast"
 
 
 @torch.no_grad()

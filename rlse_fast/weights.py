@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import UserError
-from .gaussian_fit import home
+from .home import home
 
 NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files"
 NAMED = {

@@ -10,6 +10,7 @@ import torch
 from gan_files import tiny_gan
 from rlse_fast.checkpoints import save_gan
 from rlse_fast.downsample import bicubic_downsample_ref
+from rlse_fast.imageio import save_image
 
 FAST = ["--steps", "2", "--gaussian-samples", "4096", "--quiet"]
 
@@ -45,6 +46,14 @@ def make_faces(n: int = 3, factor: int = 4) -> torch.Tensor:
     with torch.no_grad():
         hr = (G(torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(0)), noise_mode="const").clamp(-1, 1) + 1) / 2
     return bicubic_downsample_ref(hr, factor)
+
+
+def face_folder(root: Path, names: list[str]) -> Path:
+    """A new folder `root` of tiny faces under the given file names."""
+    root.mkdir()
+    for face, name in zip(make_faces(len(names)), names):
+        save_image(face, root / name)
+    return root
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from cli_helpers import FAST, cli, home, make_faces, one_line_error, tree, weights  # noqa: F401
+from cli_helpers import FAST, cli, face_folder, home, make_faces, one_line_error, tree, weights  # noqa: F401
 from rlse_fast.imageio import load_image, save_image
 
 
@@ -15,15 +15,8 @@ def _home(home):
     return home
 
 
-def _folder(root, names):
-    root.mkdir()
-    for face, name in zip(make_faces(len(names)), names):
-        save_image(face, root / name)
-    return root
-
-
 def test_name_clash_refused_up_front(tmp_path, weights, capsys):
-    src = _folder(tmp_path / "in", ["face.png", "face.jpg", "other.png"])
+    src = face_folder(tmp_path / "in", ["face.png", "face.jpg", "other.png"])
     code, _, err = cli(capsys, "sr", src, tmp_path / "out", "--weights", weights, *FAST)
     line = one_line_error(code, err)
     assert "face.jpg and face.png" in line and "other" not in line
@@ -31,14 +24,14 @@ def test_name_clash_refused_up_front(tmp_path, weights, capsys):
 
 
 def test_output_folder_is_not_the_input_folder(tmp_path, weights, capsys):
-    src = _folder(tmp_path / "in", ["a.jpg"])
+    src = face_folder(tmp_path / "in", ["a.jpg"])
     code, _, err = cli(capsys, "sr", src, src, "--weights", weights, *FAST)
     assert "OUT is IN" in one_line_error(code, err)
     assert tree(src) == ["a.jpg"]
 
 
 def test_rerun_keeps_same_settings_and_stops_on_others(tmp_path, weights, capsys):
-    src, out = _folder(tmp_path / "in", ["a.png", "b.png"]), tmp_path / "out"
+    src, out = face_folder(tmp_path / "in", ["a.png", "b.png"]), tmp_path / "out"
     args = ["sr", src, out, "--weights", weights, "--steps", "2", "--gaussian-samples", "4096"]
     code, stdout, err = cli(capsys, *args)
     assert code == 0, err
@@ -69,7 +62,7 @@ def test_rerun_keeps_same_settings_and_stops_on_others(tmp_path, weights, capsys
 def test_sidecars_from_before_new_config_fields_are_kept(tmp_path, weights, capsys):
     """Sidecars written before pixel_floor and keep existed hold no such keys: those runs had the
     defaults, so a rerun keeps them; a rerun with a floor redoes nothing silently either."""
-    src, out = _folder(tmp_path / "in", ["a.png"]), tmp_path / "out"
+    src, out = face_folder(tmp_path / "in", ["a.png"]), tmp_path / "out"
     args = ["sr", src, out, "--weights", weights, "--steps", "2", "--gaussian-samples", "4096"]
     assert cli(capsys, *args)[0] == 0
     side = out / "a.json"
@@ -86,7 +79,7 @@ def test_sidecars_from_before_new_config_fields_are_kept(tmp_path, weights, caps
 def test_batch_changes_results_by_rounding_only(tmp_path, weights, capsys):
     # The claim in `sr --help` and docs/usage.md: a face in a batch gives its result alone up to float
     # rounding. One step (the first iterate, before the optimiser can amplify anything) agrees to 8 bits.
-    src = _folder(tmp_path / "in", ["a.png", "b.png", "c.png"])
+    src = face_folder(tmp_path / "in", ["a.png", "b.png", "c.png"])
     outs = {}
     for batch in (1, 3):
         out = tmp_path / f"b{batch}"

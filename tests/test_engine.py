@@ -8,11 +8,11 @@ from gan_files import tiny_gan
 from rlse_fast import gaussian_fit
 from rlse_fast.config import RLSEConfig
 from rlse_fast.downsample import bicubic_downsample_ref, bicubic_kernel
-from rlse_fast.explore import super_resolve
-from rlse_fast.geocross import geocross
+from rlse_fast.engine.eager import super_resolve
+from rlse_fast.engine.geocross import geocross
 from rlse_fast.ops.downsample_loss import downsample_loss
-from rlse_fast.schedule import linear1cycledrop
-from rlse_fast.spherical import SphericalOptimizer
+from rlse_fast.engine.schedule import linear1cycledrop
+from rlse_fast.engine.spherical import SphericalOptimizer
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_discriminator_input_is_torch_bicubic(size_in, size_out):
     under bf16 autocast (the products stay float32), and non-square inputs."""
     import torch.nn.functional as F
 
-    from rlse_fast.semantic import to_discriminator
+    from rlse_fast.engine.semantic import to_discriminator
 
     gen = torch.Generator().manual_seed(size_in)
     for shape in [(2, 3, size_in, size_in), (1, 3, size_in, size_in + 3)]:

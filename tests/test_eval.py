@@ -16,10 +16,12 @@ from gan_files import tiny_gan
 from rlse_fast.checkpoints import save_gan
 from rlse_fast.cli import main
 from rlse_fast.downsample import bicubic_downsample_ref
-from rlse_fast.evaluate import frames, stats
+from rlse_fast import assets
+from rlse_fast.evaluate import stats
+from rlse_fast.faces import frames
 from rlse_fast.evaluate.runner import COLUMNS, DEFAULT_METHODS
 from rlse_fast.imageio import save_image
-from rlse_fast.metrics import assets, psnr
+from rlse_fast.metrics import psnr
 
 REAL_ASSETS = assets.assets_dir()  # the user's cache, read before any test moves RLSE_FAST_HOME
 HAS_LPIPS = (REAL_ASSETS / assets.LPIPS_ALEXNET).is_file()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlse_fast.evaluate.frames import CELEBA, FFHQ
+from rlse_fast.faces.frames import CELEBA, FFHQ
 from rlse_fast.faces.align import Alignment, align, lr_size, warp_face
 from rlse_fast.faces.paste import mask, paste, upscale_photo
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlse_fast.metrics import assets
+from rlse_fast import assets
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
 pytestmark = pytest.mark.skipif(not all(assets.available(n) for n in ("mtcnn/pnet.pt", "mtcnn/rnet.pt", "mtcnn/onet.pt")),

@@ -1,4 +1,4 @@
-"""The fast engine (rlse_fast/fast.py) against the eager one (explore.super_resolve), and the FLOP model.
+"""The fast engine (rlse_fast/engine/fast.py) against the eager one (engine.eager.super_resolve), and the FLOP model.
 
 On the CPU the fast path (fp32, no graphs) runs the very iteration that CUDA captures; with the
 reference ops everywhere it must reproduce the eager engine bit for bit (asserted with a tight
@@ -16,8 +16,9 @@ from gan_files import tiny_gan
 from rlse_fast import flops, gaussian_fit
 from rlse_fast.config import RLSEConfig
 from rlse_fast.downsample import bicubic_downsample_ref
-from rlse_fast.explore import super_resolve
-from rlse_fast.fast import FastLoop, ops_impl, run, schedule_table, super_resolve_fast
+from rlse_fast.engine.eager import super_resolve
+from rlse_fast.engine.fast import FastLoop, ops_impl, schedule_table, super_resolve_fast
+from rlse_fast.engine.select import run
 from rlse_fast.models.stylegan2 import DiscriminatorConfig, GeneratorConfig
 from rlse_fast.ops import dispatch
 
@@ -194,7 +195,7 @@ def test_schedule_table_matches_lambda_lr():
     lrs, table = schedule_table(cfg)
     x = torch.zeros(1, requires_grad=True)
     opt = torch.optim.Adam([x], lr=cfg.lr)
-    from rlse_fast.schedule import SCHEDULES
+    from rlse_fast.engine.schedule import SCHEDULES
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: SCHEDULES[cfg.lr_schedule](s, cfg.steps))
     for t in range(cfg.steps):
@@ -357,7 +358,7 @@ def test_channels_last_same_trajectory(setup, faces):
     loop = FastLoop(G, D, lr[:faces], cfg, fit, seeds=seeds, precision="fp32", impl="cpp", channels_last=True)
     cl = torch.channels_last
     assert loop.D is not D and all(f.is_contiguous(memory_format=cl) and not f.is_contiguous()
-                                   for f in loop.target_feats if f.shape[-1] > 1)
+                                   for f in loop.objective.target_feats if f.shape[-1] > 1)
     assert all(p.is_contiguous() for p in D.parameters())
     gen = torch.Generator().manual_seed(faces)
     ws = torch.randn(faces, G.synthesis.num_ws, G.cfg.w_dim, generator=gen)

@@ -179,7 +179,7 @@ def test_photo_two_ranks_write_what_one_process_writes(data):
 
     from PIL import Image
 
-    from rlse_fast.metrics import assets
+    from rlse_fast import assets
 
     if not assets.available("mtcnn/onet.pt"):
         pytest.skip("MTCNN weights absent: run `rlse-fast fetch-assets`")

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from rlse_fast.errors import UserError
-from rlse_fast.metrics import LPIPS, assets, tensor_to_uint8, uint8_to_tensor
+from rlse_fast import assets
+from rlse_fast.metrics import LPIPS, tensor_to_uint8, uint8_to_tensor
 from rlse_fast.metrics import lpips as lpips_mod
 from rlse_fast.metrics import niqe as niqe_mod
 from rlse_fast.metrics.psnr_ssim import psnr, psnr_batch, ssim, ssim_batch

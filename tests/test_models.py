@@ -142,7 +142,7 @@ def test_bad_shapes_are_reported(nvidia):
 def test_per_sample_bias_matches_separate_add(impl, batch, channels_last):
     """A per-sample (B, C) bias goes through bias_act as one (1, B*C, H, W) call; values and the
     gradients of x and b equal adding the bias first, and a channels-last x stays channels-last."""
-    from rlse_fast.models.stylegan2 import _bias_act_maybe_per_sample
+    from rlse_fast.models.stylegan2.generator import _bias_act_maybe_per_sample
     from rlse_fast.ops import dispatch
     from rlse_fast.ops.bias_act import _bias_act_ref
 

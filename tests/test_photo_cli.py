@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from rlse_fast.cli import main
-from rlse_fast.metrics import assets
+from rlse_fast import assets
 
 PHOTO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos" / "tiny_3faces_128.png"
 pytestmark = [

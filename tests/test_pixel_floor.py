@@ -13,10 +13,10 @@ from rlse_fast import gaussian_fit, noise_level
 from rlse_fast.checkpoints import save_gan
 from rlse_fast.config import RLSEConfig
 from rlse_fast.downsample import bicubic_downsample_ref
-from rlse_fast.explore import super_resolve
-from rlse_fast.fast import super_resolve_fast
+from rlse_fast.engine.eager import super_resolve
+from rlse_fast.engine.fast import super_resolve_fast
 from rlse_fast.imageio import save_image
-from rlse_fast.pixel_loss import PULSE_FLOOR_LEVELS, floor_for, pixel_loss
+from rlse_fast.engine.pixel_loss import PULSE_FLOOR_LEVELS, floor_for, pixel_loss
 
 
 def _ramp(size=64, batch=2):

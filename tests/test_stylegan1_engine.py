@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from gan_files import write_pulse_files
-from rlse_fast import gaussian_fit, semantic
+from rlse_fast import gaussian_fit
+from rlse_fast.engine import semantic
 from rlse_fast.checkpoints import load_gan
 from rlse_fast.config import RLSEConfig
-from rlse_fast.explore import super_resolve
-from rlse_fast.fast import super_resolve_fast
+from rlse_fast.engine.eager import super_resolve
+from rlse_fast.engine.fast import super_resolve_fast
 from rlse_fast.imageio import save_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,9 +120,9 @@ def test_flops_match_flop_counter(mode, semantic_input):
     from torch.utils.flop_counter import FlopCounterMode
 
     from rlse_fast import flops
-    from rlse_fast.fast import ops_impl
+    from rlse_fast.engine.fast import ops_impl
     from rlse_fast.models.stylegan1 import Generator, GeneratorConfig
-    from rlse_fast.models.stylegan1_discriminator import Discriminator, DiscriminatorConfig
+    from rlse_fast.models.stylegan1.discriminator import Discriminator, DiscriminatorConfig
 
     torch.manual_seed(0)
     G = Generator(GeneratorConfig(z_dim=32, w_dim=32, img_resolution=32, mapping_layers=2, channel_base=256,

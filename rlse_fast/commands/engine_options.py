@@ -1,5 +1,6 @@
-"""The engine flags shared by `rlse-fast sr` and `rlse-fast photo` (weights, mode, losses, steps, seed,
-batch, device, kernels, engine, precision): the one place they are declared and turned into a config."""
+"""The engine flags shared by `rlse-fast sr`, `photo` and `eval` (weights, mode, losses, steps, seed,
+batch, device, kernels, engine, precision): the one place they are declared and turned into a config
+and a `session.EngineOptions`."""
 from __future__ import annotations
 
 
@@ -7,10 +8,37 @@ BATCH_HELP = ("faces optimised together: each face's result equals its result al
               "which the optimiser's steps can amplify into visible per-pixel differences")
 
 
-def add_engine_args(p, batch_help: str = BATCH_HELP) -> None:
+def add_engine_args(p, batch_help: str = BATCH_HELP, objective: bool = True, helps: dict[str, str] | None = None) -> None:
+    """Declare the engine flags on parser p. objective=False leaves out the flags of the objective
+    (mode, losses, weights of the terms, floor, kept iterate): for `eval`, whose methods fix them.
+    helps: a command's own help text for some flags ({'seed': ...})."""
+    helps = helps or {}
     p.add_argument("--weights", default=None,
-                   help="weights file (.pkl/.pt/.safetensors) or a name: ffhq, ffhq512, ffhq256, celeba64 "
-                        "(default: ffhq if downloaded, else the bundled celeba64)")
+                   help=helps.get("weights", "weights file (.pkl/.pt/.safetensors) or a name: ffhq, ffhq512, ffhq256, "
+                                  "celeba64 (default: ffhq if downloaded, else the bundled celeba64)"))
+    if objective:
+        _add_objective_args(p)
+    p.add_argument("--steps", type=int, default=100, help=helps.get("steps", "iterations per face"))
+    p.add_argument("--seed", type=int, default=0, help=helps.get("seed", "seed of the initial latent and noise (per face)"))
+    if objective:
+        p.add_argument("--batch", type=int, default=1, help=batch_help)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
+    p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
+                   help="kernel implementation (ref: plain PyTorch)")
+    p.add_argument("--engine", choices=["auto", "eager", "fast"], default="auto",
+                   help=helps.get("engine", "fast: static buffers, CUDA graphs, optional bf16 (same results in fp32); "
+                                  "auto: fast on CUDA, eager on CPU. The eager fp32 baseline: --engine eager --impl ref"))
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help=helps.get("precision", "bf16 autocast with fp32 weights and optimizer state (fast engine); "
+                                  "auto: bf16 on CUDA, else fp32"))
+    p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
+    if not objective:
+        p.add_argument("--batch", type=int, default=1, help=batch_help)
+    p.add_argument("--gaussian-samples", type=int, default=None,
+                   help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
+
+
+def _add_objective_args(p) -> None:
     p.add_argument("--mode", choices=["rlse", "pulse"], default="rlse", help="rlse (the paper) or pulse (baseline)")
     p.add_argument("--no-semantic", action="store_true", help="ablation: drop the discriminator loss L_s")
     p.add_argument("--no-finetune", action="store_true", help="ablation: keep the generator's weights fixed")
@@ -28,20 +56,6 @@ def add_engine_args(p, batch_help: str = BATCH_HELP) -> None:
                         "paper); pulse: PULSE's eps (11.4); auto: the input's estimated noise level")
     p.add_argument("--keep", choices=["best", "last"], default="best",
                    help="each face's result: the iterate of lowest total loss (PULSE's rule) or the last one")
-    p.add_argument("--steps", type=int, default=100, help="iterations per face")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise (per face)")
-    p.add_argument("--batch", type=int, default=1, help=batch_help)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
-    p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
-                   help="kernel implementation (ref: plain PyTorch)")
-    p.add_argument("--engine", choices=["auto", "eager", "fast"], default="auto",
-                   help="fast: static buffers, CUDA graphs, optional bf16 (same results in fp32); "
-                        "auto: fast on CUDA, eager on CPU. The eager fp32 baseline: --engine eager --impl ref")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="bf16 autocast with fp32 weights and optimizer state (fast engine); auto: bf16 on CUDA, else fp32")
-    p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
-    p.add_argument("--gaussian-samples", type=int, default=None,
-                   help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
 
 
 def validate_engine_args(args) -> None:
@@ -56,6 +70,8 @@ def validate_engine_args(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     if args.seed >= 2 ** 63:
         raise UserError(f"--seed must be below 2**63, got {args.seed}")
+    if not hasattr(args, "mode"):  # eval: its methods fix the objective
+        return
     for name in ("w_pixel", "w_semantic", "w_geocross"):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
@@ -102,10 +118,20 @@ def build_config(args):
     return RLSEConfig.from_mode(args.mode, semantic=not args.no_semantic, finetune=not args.no_finetune, **overrides)
 
 
-def load_session(args, cfg=None):
-    """A `session.Session` for the parsed engine flags (weights loaded, device and engine picked)."""
+def engine_options(args, cfg=None):
+    """The `session.EngineOptions` of the parsed engine flags; cfg: the objective's config (default:
+    `build_config(args)`)."""
+    from ..session import EngineOptions
+
+    return EngineOptions(weights=args.weights, cfg=cfg if cfg is not None else build_config(args), device=args.device,
+                         engine=args.engine, precision=args.precision, graphs=not args.no_graphs, impl=args.impl,
+                         gaussian_samples=args.gaussian_samples, quiet=getattr(args, "quiet", False))
+
+
+def load_session(args, cfg=None, fit: bool = True):
+    """A `session.Session` for the parsed engine flags (weights loaded, device and engine picked;
+    under torchrun one process fills the download and fit caches first)."""
+    from .. import launch
     from ..session import Session
 
-    return Session.load(args.weights, cfg or build_config(args), device=args.device, engine=args.engine,
-                        precision=args.precision, graphs=not args.no_graphs, impl=args.impl,
-                        quiet=getattr(args, "quiet", False))
+    return Session.open(engine_options(args, cfg), in_turn=launch.in_turn, fit=fit)

@@ -5,7 +5,16 @@ import shlex
 import sys
 from pathlib import Path
 
+from .engine_options import add_engine_args, validate_engine_args
 from .help_format import DefaultsOnce
+
+EVAL_HELPS = {
+    "weights": "weights file or name (ffhq, ffhq512, ffhq256, celeba64); default as in `sr`",
+    "seed": "seed of the initial latent and noise, the same for every face",
+    "steps": "iterations per face of the GAN methods",
+    "engine": "as in `sr`: auto is fast on CUDA, eager on CPU",
+    "precision": "as in `sr`: auto is bf16 with the fast engine on CUDA, else fp32",
+}
 
 
 def register(sub) -> None:
@@ -27,13 +36,9 @@ def register(sub) -> None:
     p.add_argument("--scale", type=int, nargs="+", default=[8], help="upscaling factors (powers of two)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated subset of {','.join(METHODS)} (rlse-noft: RLSE without fine-tuning)")
-    p.add_argument("--weights", default=None,
-                   help="weights file or name (ffhq, ffhq512, ffhq256, celeba64); default as in `sr`")
     p.add_argument("-n", "--n", type=int, default=None,
                    help="evaluate the first N faces (sorted by name); default all. Under torchrun write -n: "
                         "torchrun's own parser takes --n for an abbreviation of its options")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial latent and noise, the same for every face")
-    p.add_argument("--steps", type=int, default=100, help="iterations per face of the GAN methods")
     p.add_argument("--hr-size", type=int, default=None,
                    help="resize the HR faces to this side first (default: the generator's resolution)")
     p.add_argument("--frame", default="auto", choices=["auto", "none", "ffhq", "celeba"],
@@ -43,19 +48,9 @@ def register(sub) -> None:
                    help="the frame of the evaluation faces (celeba128_test: celeba)")
     p.add_argument("--grid", type=int, default=8, help="faces whose images are saved for the report's grid")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (e.g. when its weights are not fetched)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
-    p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
-                   help="kernel implementation (ref: plain PyTorch)")
-    p.add_argument("--engine", choices=["auto", "eager", "fast"], default="auto",
-                   help="as in `sr`: auto is fast on CUDA, eager on CPU")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="as in `sr`: auto is bf16 with the fast engine on CUDA, else fp32")
-    p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
-    p.add_argument("--batch", type=int, default=1,
-                   help="faces optimised together by the GAN methods (results do not depend on it)")
+    add_engine_args(p, batch_help="faces optimised together by the GAN methods (results do not depend on it)",
+                    objective=False, helps=EVAL_HELPS)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own choice)")
-    p.add_argument("--gaussian-samples", type=int, default=None,
-                   help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite summary.md and report.html from OUT's metrics.csv and run.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar or notices")
@@ -72,6 +67,7 @@ def run(args) -> int:
             print(f"wrote {Path(args.out) / 'summary.md'}, {Path(args.out) / 'report.html'}")
         return 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    validate_engine_args(args)
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be >= 1")
     opt = EvalOptions(

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..metrics import assets
+    from .. import assets
 
     log = (lambda msg: None) if args.quiet else print
     start = time.monotonic()

@@ -14,12 +14,13 @@ def register(sub) -> None:
 
 def describe(gan) -> dict:
     from ..checkpoints import config_as_dict as config_dict
+    from ..models import registry
 
     G, D = gan.generator, gan.discriminator
     out = {
         "file": gan.path,
         "format": gan.source_format,
-        "architecture": getattr(G, "architecture", "stylegan2"),
+        "architecture": registry.of(G)[0].name,
         "sha256": gan.sha256,
         "resolution": G.cfg.img_resolution,
         "generator": {

@@ -1,7 +1,6 @@
 """`rlse-fast photo IN OUT`: find every face in a photo, super-resolve it, paste it back."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +18,9 @@ def register(sub) -> None:
                     "of the photo is resampled with Pillow's Lanczos filter. Writes OUT, a JSON sidecar beside it "
                     "(per face: box, landmarks, score, input size, scale, seed, loss, seconds; per stage: "
                     "seconds) and with --save-faces a folder OUT-stem_faces/ of aligned inputs and outputs. "
-                    "A photo with no face writes nothing and exits 1. IN may be a folder: OUT is then a folder, "
-                    "and photos already done (image and sidecar present) are skipped.")
+                    "A photo with no face writes nothing and exits 1. IN may be a folder: OUT is then a folder; "
+                    "a rerun keeps the photos made with the same settings, and those made with other settings stop "
+                    "the run unless --overwrite.")
     p.add_argument("input", metavar="IN", help="photo (PNG/JPEG/WebP), or a folder of photos")
     p.add_argument("output", metavar="OUT", help="output photo (.png/.jpg/.webp), or a folder when IN is one")
     p.add_argument("--min-face", type=float, default=12.0,
@@ -35,6 +35,9 @@ def register(sub) -> None:
                    help="also write OUT-stem.html: the photo with its boxes, before/after, each face input -> output")
     add_engine_args(p)
     p.set_defaults(batch=8)
+    p.add_argument("--overwrite", action="store_true",
+                   help="folder mode: redo photos already done (by default those made with the same settings are "
+                        "kept and those made with other settings stop the run)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or notices")
     p.set_defaults(func=run)
 
@@ -55,40 +58,37 @@ def _check(args) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from .. import launch
+    from .. import assets, launch
     from ..errors import RunFailure, UserError
     from ..faces.mtcnn import ASSET_NAMES
-    from ..imageio import check_writable
     from ..faces.photo_io import read_photo
     from ..faces.pipeline import restore_photo
-    from ..metrics import assets
-    from . import sr_jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
+    from . import folder_job, sr_jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
 
     _check(args)
     validate_engine_args(args)
     cfg = build_config(args)
-    jobs, is_folder = sr_jobs.plan(Path(args.input), Path(args.output))
-    check_writable(args.output)
+    jobs, is_folder = folder_job.plan(Path(args.input), Path(args.output), args.quiet)
     for name in ASSET_NAMES:
         assets.require(name, "MTCNN face-detector weights")
-    todo = [(s, d) for s, d in jobs if not (is_folder and d.exists() and d.with_suffix(".json").exists())]
+    args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
+    todo, kept = jobs, []
+    if is_folder:  # what a rerun keeps: decided from the weights' hash, before any network is loaded
+        common = _common(args, cfg, launch.in_turn(lambda: _weights_sha256(args)))
+        todo, kept = sr_jobs.select(jobs, common, args.overwrite, recorded=recorded_settings)
     if not todo:
         if not args.quiet:
             print(f"all {len(jobs)} photos already done in {args.output}")
         return 0
-    args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
-    session = launch.in_turn(lambda: load_session(args, cfg))  # rank 0 fills the download and fit caches first
-    failed = 0
-    photos = launch.Progress(total=len(todo), unit="photo", disable=args.quiet or not is_folder)  # whole job, rank 0
-    for src, dst in launch.shard(todo):  # under torchrun: this rank's share of the photos not done yet
-        photos.update(1)
+    session = load_session(args, cfg)  # under torchrun rank 0 fills the download and fit caches first
+    common = _common(args, cfg, session.gan.sha256)
+    job = launch.FolderJob(len(todo), "photo", is_folder, args.quiet)
+    for src, dst in job.shard(todo):
+        job.update(1)
         try:
             rgb = read_photo(src)
         except UserError as exc:
-            if not is_folder:
-                raise
-            photos.write(f"skipped: {exc}", file=sys.stderr)
-            failed += 1
+            job.skip(exc)
             continue
         start = time.perf_counter()
         bar = tqdm(unit="face", desc=src.name, leave=False, disable=args.quiet or not launch.is_main())
@@ -106,8 +106,7 @@ def run(args) -> int:
             bar.close()
             if not is_folder:
                 raise RunFailure(f"{src.name}: {str(exc).splitlines()[0]}") from None
-            photos.write(f"failed {src.name}: {str(exc).splitlines()[0]}", file=sys.stderr)
-            failed += 1
+            job.fail([src.name], str(exc).splitlines()[0])
             continue
         bar.close()
         done = [f for f in result.faces if f.sr is not None]
@@ -119,23 +118,58 @@ def run(args) -> int:
                    "scan of the photo (faces need ~12 px between brow and chin)")
             if not is_folder:
                 raise RunFailure(msg)
-            photos.write(msg, file=sys.stderr)
-            failed += 1
+            job.say(msg)
+            job.failed += 1
             continue
-        _write(args, src, dst, rgb, result, session, time.perf_counter() - start)
+        _write(args, src, dst, rgb, result, session, time.perf_counter() - start, sr_jobs.settings(src, common))
         if not is_folder and not args.quiet:
             print(f"wrote {dst} ({len(done)} face(s) super-resolved, x{result.upscale:g}, "
                   f"{time.perf_counter() - start:.1f} s: " +
                   ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items()) + ")")
-    photos.close()  # under torchrun: waits for every rank
-    failed, = launch.total(failed)
+    failed = job.finish()  # under torchrun: waits for every rank
     if is_folder and not args.quiet and launch.is_main():
-        print(f"{len(todo) - failed} photos written to {args.output}, {len(jobs) - len(todo)} already done, "
+        print(f"{len(todo) - failed} photos written to {args.output}, {len(kept)} already done, "
               f"{failed} failed or without faces")
     return 1 if failed else 0
 
 
-def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float) -> None:
+SETTINGS = ("min_face", "min_score", "max_faces", "upscale")
+"""The photo flags that decide a result, besides the engine's (seed, config, weights, engine, precision)."""
+
+
+def _weights_sha256(args) -> str:
+    from ..checkpoints import sha256_file
+    from ..weights import resolve
+
+    return sha256_file(resolve(args.weights, quiet=args.quiet))
+
+
+def _common(args, cfg, weights_sha256: str) -> dict:
+    """What decides a photo's result besides its bytes (`sr_jobs.settings` adds the input's hash)."""
+    from ..devices import pick_device
+    from ..engine.select import pick_engine
+
+    fast, precision = pick_engine(args.engine, args.precision, pick_device(args.device))
+    return {"seed": args.seed, "config": cfg.to_dict(), "weights_sha256": weights_sha256,
+            "engine": "fast" if fast else "eager", "precision": precision,
+            **{name: getattr(args, name) for name in SETTINGS}}
+
+
+def recorded_settings(sidecar: dict, new: dict):
+    """The settings a photo's sidecar records. One written before sidecars recorded them is read from
+    its other fields; what it does not hold (the input's hash, --upscale as given) is taken as unchanged."""
+    from .sr_jobs import recorded_settings as sr_recorded
+
+    if "settings" in sidecar:
+        return sr_recorded(sidecar, new)
+    old = {"input_sha256": new["input_sha256"], "seed": sidecar["seed"], "config": sidecar["config"],
+           "weights_sha256": sidecar["weights"]["sha256"], "engine": sidecar["engine"],
+           "precision": sidecar["precision"], **{name: sidecar.get(name) for name in SETTINGS}}
+    old["upscale"] = new["upscale"]
+    return sr_recorded({"settings": old}, new)
+
+
+def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float, settings: dict) -> None:
     """Face crops first, then the photo, then the sidecar last (a folder run's marker of a finished photo)."""
     import torch
     from PIL import Image
@@ -161,7 +195,7 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float) -> 
         "input": str(src), "output": str(dst), "input_size": [int(rgb.shape[1]), int(rgb.shape[0])],
         "output_size": [int(result.image.shape[1]), int(result.image.shape[0])], "upscale": result.upscale,
         "frame": result.frame, "resolution": res, "detector": "mtcnn", "min_face": args.min_face, "min_score": args.min_score,
-        "max_faces": args.max_faces, "seed": args.seed, "batch": args.batch,
+        "max_faces": args.max_faces, "seed": args.seed, "batch": args.batch, "settings": settings,
         "weights": {"path": session.gan.path, "sha256": session.gan.sha256, "format": session.gan.source_format},
         "config": session.cfg.to_dict(), "device": str(session.device), "impl": session.impl,
         "engine": "fast" if session.fast else "eager", "precision": session.precision,

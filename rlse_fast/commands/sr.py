@@ -5,7 +5,7 @@ import math
 import sys
 from pathlib import Path
 
-from .engine_options import add_engine_args, build_config, validate_engine_args
+from .engine_options import add_engine_args, build_config, load_session, validate_engine_args
 from .help_format import DefaultsOnce
 
 MAX_SIZE = 16384  # --size: a larger output is a typo, not a face
@@ -55,21 +55,6 @@ def validate(args) -> None:
         raise UserError(f"--scale must be a power of two >= 2 (2, 4, 8, ...), got {args.scale}")
 
 
-def _check_impl(impl: str, device) -> None:
-    """--impl cpp/cuda/triton must be able to run on the device: refused now, not after the fit."""
-    import torch
-
-    from ..errors import UserError
-    from ..ops import dispatch
-
-    if impl in ("auto", "ref"):
-        return
-    try:
-        dispatch.pick("bias_act", impl, torch.empty(1, device=device))
-    except RuntimeError as exc:
-        raise UserError(f"--impl {impl}: {str(exc).splitlines()[0].split(': ', 1)[-1]}") from None
-
-
 def _input_sizes(hr_res: int, largest: int) -> str:
     """'32, 16, 8 or 4 px': the input sizes a generator of hr_res px can upscale."""
     sizes = [hr_res >> k for k in range(1, largest.bit_length()) if hr_res % (1 << k) == 0]
@@ -103,33 +88,19 @@ def run(args) -> int:
     import torch
 
     from .. import launch
-    from .. import weights as weights_mod
-    from ..checkpoints import load_gan
-    from ..errors import RunFailure, UserError
-    from ..explore import prepare_fit
-    from ..fast import pick_engine
-    from ..fast import run as run_engine
+    from ..errors import UserError
     from ..imageio import check_writable, load_image, save_image, save_json
-    from . import sr_jobs
+    from . import folder_job, sr_jobs
 
     validate(args)
     cfg = build_config(args)
-    jobs, is_folder = sr_jobs.plan(Path(args.input), Path(args.output))
-    check_writable(args.output)
+    jobs, is_folder = folder_job.plan(Path(args.input), Path(args.output), args.quiet)
     if args.save_steps:
         check_writable(args.save_steps)
-    device = launch.start(args.device)  # under torchrun: this rank's GPU or share of the cores
-    fast, precision = pick_engine(args.engine, args.precision, device)
-    _check_impl(args.impl, device)
-
-    gan = load_gan(launch.in_turn(lambda: weights_mod.resolve(args.weights, quiet=args.quiet)))
-    if cfg.semantic and gan.discriminator is None:
-        raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
-                        "use --no-semantic or --mode pulse, or weights with a discriminator")
-    if cfg.semantic and cfg.semantic_input == "native" and not hasattr(gan.discriminator, "reachable"):
-        raise UserError("--semantic-input native needs a progressive StyleGAN v1 discriminator (a fromRGB at every "
-                        "resolution); these weights' StyleGAN2 D takes only upsampled images: use --semantic-input upsampled")
-    hr_res = gan.generator.img_resolution
+    args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
+    session = load_session(args, cfg, fit=False)
+    gan, device, fast, precision = session.gan, session.device, session.fast, session.precision
+    hr_res = session.resolution
     common = {"seed": args.seed, "config": cfg.to_dict(), "weights_sha256": gan.sha256,
               "engine": "fast" if fast else "eager", "precision": precision, "size": args.size}
     todo, kept = sr_jobs.select(jobs, common, args.overwrite) if is_folder else (jobs, [])
@@ -143,39 +114,28 @@ def run(args) -> int:
         return lr, _check_scale(lr, hr_res, args.scale, src.name)
 
     first = read(todo[0][0]) if todo and not is_folder else None  # a bad single input fails before the fit
-    G = gan.generator.to(device)
-    D = gan.discriminator.to(device) if gan.discriminator is not None else None
-    # a rerun with everything kept needs no fit; under torchrun one process fills the cache
-    fit = launch.in_turn(lambda: prepare_fit(gan, cfg, device=device)) if todo else None
+    if todo:  # a rerun with everything kept needs no fit; under torchrun one process fills the cache
+        session.prepare_fit(launch.in_turn)
 
-    failed = 0
-    bar = launch.Progress(total=len(todo), unit="face", disable=args.quiet or not is_folder)  # the whole job, on rank 0
-    mine = launch.shard(todo)  # under torchrun: this rank's share of what is not done yet
+    job = launch.FolderJob(len(todo), "face", is_folder, args.quiet)
 
-    def fail(chunk, why: str) -> int:
-        if not is_folder:
-            raise RunFailure(why)
-        bar.write(f"failed {', '.join(c[0].name for c in chunk)}: {why}", file=sys.stderr)
-        return len(chunk)
-
-    def process(chunk) -> int:
-        """Super-resolve one batch of faces of the same input size; returns how many failed."""
+    def process(chunk) -> None:
+        """Super-resolve one batch of faces of the same input size."""
         lr_batch = torch.stack([c[2] for c in chunk]).to(device)
         on_step = _step_saver(Path(args.save_steps), [c[0].stem for c in chunk], chunk[0][3]) if args.save_steps else None
         try:
-            result = run_engine(G, D, lr_batch, cfg, fit, seeds=args.seed, impl=args.impl, fast=fast,
-                                precision=precision, graphs=not args.no_graphs, on_step=on_step)
+            result = session.run(lr_batch, seeds=args.seed, on_step=on_step)
         except (RuntimeError, ValueError) as exc:
             if not is_folder:
                 raise UserError(str(exc).splitlines()[0]) from None
-            bar.update(len(chunk))
-            return fail(chunk, str(exc).splitlines()[0])
-        bad = 0
+            job.update(len(chunk))
+            job.fail([c[0].name for c in chunk], str(exc).splitlines()[0])
+            return
         for i, (src, dst, lr, scale) in enumerate(chunk):
             loss = float(result.best_loss[i])
             if not math.isfinite(loss):
-                bad += fail([chunk[i]], f"the loss is not finite ({loss}): the weights or the options "
-                                        "(--w-*) make the optimisation diverge; nothing written")
+                job.fail([src.name], f"the loss is not finite ({loss}): the weights or the options "
+                                     "(--w-*) make the optimisation diverge; nothing written")
                 continue
             save_image(result.images[i], dst, size=args.size)
             save_json({
@@ -191,30 +151,25 @@ def run(args) -> int:
             }, dst.with_suffix(".json"))
             if not is_folder:
                 print(f"wrote {dst} ({scale}x, {cfg.mode}, {result.seconds:.1f} s, loss {loss:.4g})")
-        bar.update(len(chunk))
-        return bad
+        job.update(len(chunk))
 
     # A batch holds faces of one input size (a folder may mix 8 px and 16 px faces): each size
     # fills its own batch, run when full, and the partial ones at the end.
     pending: dict[tuple, list] = {}
-    for src, dst in mine:
+    for src, dst in job.shard(todo):
         try:
             lr, scale = first if first is not None else read(src)
         except UserError as exc:
-            if not is_folder:
-                raise
-            failed += 1
-            bar.write(f"skipped: {exc}", file=sys.stderr)
-            bar.update(1)
+            job.skip(exc)
+            job.update(1)
             continue
         group = pending.setdefault(tuple(lr.shape), [])
         group.append((src, dst, lr, scale))
         if len(group) == args.batch:
-            failed += process(pending.pop(tuple(lr.shape)))
+            process(pending.pop(tuple(lr.shape)))
     for group in pending.values():
-        failed += process(group)
-    bar.close()  # under torchrun: waits for every rank
-    failed, = launch.total(failed)
+        process(group)
+    failed = job.finish()  # under torchrun: waits for every rank
     if is_folder and not args.quiet and launch.is_main():
         print(f"{len(todo) - failed} faces written to {args.output}, {len(kept)} kept from an earlier run with "
               f"the same settings, {failed} failed")

@@ -1,5 +1,6 @@
-"""What `rlse-fast sr` has to do: the (input, output) pairs, output name clashes in folder mode, and
-which earlier results a rerun keeps (same settings) or refuses to overwrite silently (other settings)."""
+"""What `rlse-fast sr` and `photo` have to do: the (input, output) pairs, output name clashes in folder
+mode, and which earlier results a rerun keeps (same settings) or refuses to overwrite silently (other
+settings)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,12 +13,16 @@ from ..imageio import IMAGE_SUFFIXES
 
 def plan(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
     """[(input path, output path)] and whether IN is a folder. In a folder, faces whose names differ
-    only in the extension (face.png, face.jpg) would write the same output: refused, naming them."""
+    only in the extension (face.png, face.jpg) would write the same output: refused, naming them. A
+    single IN with an existing folder OUT writes OUT/<IN's name>.png, as `cp` would write into it."""
     if dst.exists() and dst.resolve() == src.resolve():
         raise UserError(f"OUT is IN ({src}): the results would overwrite or mix with the inputs; choose another OUT")
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
             raise UserError(f"IN is a folder, so OUT must be a folder too; {dst} is a file")
+        if not dst.exists() and dst.suffix.lower() in IMAGE_SUFFIXES:
+            raise UserError(f"IN is a folder, so OUT must be a folder too; {dst.name} names an image: "
+                            f"give a folder (e.g. {dst.with_suffix('')})")
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         if not files:
             raise UserError(f"{src} holds no .png/.jpg/.jpeg/.webp images")
@@ -33,11 +38,18 @@ def plan(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
         return [(f, dst / (f.stem + ".png")) for f in files], True
     if not src.exists():
         raise UserError(f"input not found: {src}")
+    if dst.is_dir():
+        dst = dst / (src.stem + ".png")
+        if dst.resolve() == src.resolve():
+            raise UserError(f"OUT is IN ({src}): the result would overwrite the input; choose another OUT")
     if dst.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"OUT must end in .png, .jpg or .webp, got {dst.name!r}")
-    if dst.is_dir():
-        raise UserError(f"OUT {dst} is a folder; give an image path (e.g. {dst / (src.stem + '.png')})")
     return [(src, dst)], False
+
+
+def subfolders(src: Path) -> int:
+    """How many folders sit in the folder IN (never entered: only its images are inputs)."""
+    return sum(1 for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def file_sha256(path: Path) -> str:
@@ -54,21 +66,27 @@ def settings(src: Path, common: dict) -> dict:
     return json.loads(json.dumps({"input_sha256": file_sha256(src), **common}))
 
 
-def select(jobs, common: dict, overwrite: bool):
+def recorded_settings(sidecar: dict, new: dict):
+    """The settings an `sr` sidecar records (older sidecars' with the fields added since)."""
+    return _with_new_fields(sidecar.get("settings"))
+
+
+def select(jobs, common: dict, overwrite: bool, recorded=recorded_settings):
     """Split folder jobs into (todo, kept): an output whose sidecar records the same settings is
-    kept; one made with other settings stops the run (before any work) unless `overwrite`."""
+    kept; one made with other settings stops the run (before any work) unless `overwrite`.
+    recorded(sidecar, new settings): the settings an earlier output's sidecar records (None: unknown)."""
     todo, kept, differ = [], [], []
     for src, dst in jobs:
         side = dst.with_suffix(".json")
         if overwrite or not (dst.is_file() and side.is_file()):
             todo.append((src, dst))
             continue
-        try:
-            old = json.loads(side.read_text()).get("settings")
-        except (OSError, ValueError, AttributeError):
-            old = None
         new = settings(src, common)
-        if _with_new_fields(old) == new:
+        try:
+            old = recorded(json.loads(side.read_text()), new)
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):  # unreadable or not ours
+            old = None
+        if old == new:
             kept.append((src, dst))
         else:
             differ.append((dst, _what_differs(old, new)))
@@ -80,8 +98,8 @@ def select(jobs, common: dict, overwrite: bool):
 
 
 def _with_new_fields(old):
-    """An older sidecar's settings with the config fields added since (pixel_floor and keep, issue
-    18) at their defaults, the behaviour that version had: upgrading redoes no output."""
+    """An older sidecar's settings with the config fields added since (pixel_floor, keep) at their
+    defaults, the behaviour that version had: upgrading redoes no output."""
     if not (isinstance(old, dict) and isinstance(old.get("config"), dict)):
         return old
     from ..config import RLSEConfig
@@ -93,7 +111,12 @@ def _with_new_fields(old):
 def _what_differs(old, new: dict) -> str:
     if not isinstance(old, dict):
         return "not recorded in the sidecar"
-    keys = [k for k in new if old.get(k) != new[k]]
-    if keys == ["config"]:
-        keys = [f"config.{k}" for k in new["config"] if old["config"].get(k) != new["config"][k]]
+    keys = []
+    for k in new:
+        if old.get(k) == new[k]:
+            continue
+        if k == "config" and isinstance(old.get(k), dict):  # name the config's fields that differ
+            keys += [f"config.{c}" for c in new[k] if old[k].get(c) != new[k][c]]
+        else:
+            keys.append(k)
     return "different " + ", ".join(k.replace("_sha256", "") for k in keys)

@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+from ..engine.objective import TERMS
 from .stats import Interval, mean_ci, paired_ci
 
 # (column, label, digits, higher is better)
@@ -44,7 +45,7 @@ COMPARISONS = (("rlse", "rlse-nosem", "Does L_s help?"), ("rlse", "rlse-noft", "
 
 
 def _methods(info: dict, rows: list[dict]) -> list[str]:
-    from .runner import METHODS
+    from .methods import METHODS
 
     present = {r["method"] for r in rows}
     return [m for m in METHODS if m in present]
@@ -150,7 +151,8 @@ def summary_markdown(info: dict, rows: list[dict], notes: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-LOSS_TERMS = (("loss_pixel", "w_pixel", "L_p"), ("loss_semantic", "w_semantic", "L_s"), ("loss_geocross", "w_geocross", "L_g"))
+LOSS_TERMS = tuple((f"loss_{name}", weight, symbol) for name, weight, symbol in TERMS)
+"""(metrics.csv column, RLSEConfig weight field, symbol) of each loss term of the engine's objective."""
 
 
 def loss_terms_table(info: dict, rows: list[dict], scale: int) -> list[str]:
@@ -272,7 +274,7 @@ def _html_grid(info, rows, out: Path, s: int) -> str:
 
 
 def _html_rows(info, rows, s) -> str:
-    from .runner import COLUMNS
+    from .methods import COLUMNS
 
     cols = [c for c in COLUMNS if c not in ("scale",) and any(r.get(c) not in (None, "") for r in rows)]
     head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>"

@@ -18,8 +18,8 @@ imresize), 'pulse' is `RLSEConfig.from_mode('pulse')`, 'rlse-nosem' the RLSE con
 'rlse-noft' the RLSE config without the generator's fine-tuning (opt-in: not in the default list),
 'rlse' the full method; 'rlse-floor', 'rlse-noisefloor', 'rlse-last', 'rlse-ls5', 'rlse-lg5000',
 'rlse-lg20000' and 'rlse-half' are the real-face variants of `GAN_MODES` (opt-in). The GAN methods
-run `explore.super_resolve` one face at a time from the same seed, with the generator moved into the
-test set's frame (`frames`).
+run the engine (`engine.select.run`) on --batch faces at a time, every face from the same seed, with the
+generator moved into the test set's frame (`frames`).
 """
 from __future__ import annotations
 
@@ -34,29 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine.objective import TERMS
 from ..errors import UserError
 from .inputs import downscale, list_faces, load_uint8, pil_resize, to01, to_u8
-
-METHODS = ("bicubic", "bilinear", "pulse", "rlse-noft", "rlse-nosem", "rlse", "rlse-floor", "rlse-noisefloor",
-           "rlse-last", "rlse-ls5", "rlse-lg5000", "rlse-lg20000", "rlse-half")
-"""Every method, in report order."""
-DEFAULT_METHODS = ("bicubic", "bilinear", "pulse", "rlse-nosem", "rlse")
-"""What `rlse-fast eval` runs without --methods."""
-UPSAMPLERS = {"bicubic", "bilinear"}
-GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-noft": dict(mode="rlse", finetune=False),
-             "rlse-nosem": dict(mode="rlse", semantic=False), "rlse": dict(mode="rlse"),
-             # The variants of issue 18 (real low-resolution faces): L_p's floor at PULSE's eps or at the
-             # input's noise level, the last iterate instead of the best, L_s or L_g ten times heavier, L_g forty
-             # times heavier, half the steps.
-             "rlse-floor": dict(mode="rlse", pixel_floor="pulse"),
-             "rlse-noisefloor": dict(mode="rlse", pixel_floor="auto"),
-             "rlse-last": dict(mode="rlse", keep="last"),
-             "rlse-ls5": dict(mode="rlse", w_semantic=5.0),
-             "rlse-lg5000": dict(mode="rlse", w_geocross=5000.0),
-             "rlse-lg20000": dict(mode="rlse", w_geocross=20000.0),
-             "rlse-half": dict(mode="rlse", steps_fraction=0.5)}
-COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "niqe",
-           "lr_psnr_y", "seconds", "best_step", "best_loss", "loss_pixel", "loss_semantic", "loss_geocross")
+from .methods import COLUMNS, DEFAULT_METHODS, GAN_MODES, METHODS, UPSAMPLERS
 
 
 @dataclass
@@ -158,31 +139,30 @@ def check_options(opt: EvalOptions) -> None:
 def run_eval(opt: EvalOptions) -> dict:
     """Run (or resume) the evaluation and write metrics.csv, summary.md and report.html under opt.out."""
     from .. import launch
-    from . import frames as frames_mod
+    from ..faces import frames as frames_mod
     from . import report
 
     check_options(opt)
     has_gt = opt.hr_dir is not None
     faces = list_faces(opt.hr_dir if has_gt else opt.lr_dir, opt.n)
     gan_methods = [m for m in opt.methods if m in GAN_MODES]
-    from ..fast import pick_engine
-    from ..fast import run as run_engine
+    from ..engine.select import pick_engine
+    from ..session import EngineOptions, Session
 
     device = launch.start(opt.device, threads=opt.threads)  # under torchrun: this rank's GPU or share of the cores
     fast, precision = pick_engine(opt.engine, opt.precision, device)
 
-    gan = G = D = None
+    session = gan = G = None
     src_frame = dst_frame = None
     if gan_methods:
-        from .. import weights as weights_mod
-        from ..checkpoints import load_gan
-
-        gan = load_gan(launch.in_turn(lambda: weights_mod.resolve(opt.weights, quiet=opt.quiet)))
+        # No config to check against: each method has its own, checked here.
+        options = EngineOptions(opt.weights, None, str(device), opt.engine, opt.precision, opt.graphs, opt.impl,
+                                opt.gaussian_samples, opt.quiet)
+        session = Session.open(options, in_turn=launch.in_turn, fit=False)
+        gan, G = session.gan, session.G
         if any(GAN_MODES[m].get("semantic", True) and GAN_MODES[m]["mode"] == "rlse" for m in gan_methods) \
-                and gan.discriminator is None:
+                and session.D is None:
             raise UserError("these weights hold no discriminator, which 'rlse' needs for L_s; drop it from --methods")
-        G = gan.generator.to(device)
-        D = gan.discriminator.to(device) if gan.discriminator is not None else None
         dst_frame = frames_mod.FRAMES[opt.hr_frame]
         if opt.frame == "auto":
             src_frame = frames_mod.weights_frame(gan, opt.weights)
@@ -222,10 +202,9 @@ def run_eval(opt: EvalOptions) -> dict:
             "kimg": gan.metadata.get("kimg"), "resolution": G.img_resolution},
         "configs": {},
     }
-    cfgs, fit = {}, None
+    cfgs = {}
     if gan_methods:
         from ..config import RLSEConfig
-        from ..explore import prepare_fit
 
         overrides = {"steps": opt.steps}
         if opt.gaussian_samples:
@@ -257,14 +236,15 @@ def run_eval(opt: EvalOptions) -> dict:
         except UserError as exc:
             raise UserError(f"{exc}; or pass --no-lpips") from None
     if todo and gan_methods:
-        fit = launch.in_turn(lambda: prepare_fit(gan, next(iter(cfgs.values())), device=device))
+        session.prepare_fit(launch.in_turn)
         G_framed = frames_mod.framed(G, src_frame, dst_frame)
 
-    bar = launch.Progress(total=len(todo), unit="run", disable=opt.quiet, desc="eval")  # the whole job, on rank 0
+    job = launch.FolderJob(len(todo), "run", quiet=opt.quiet, desc="eval")  # the whole job's bar, on rank 0
+    bar = job.bar
     grid_names = {f.name for f in faces[:opt.grid]}
     pending = set(todo)
     # Under torchrun a rank takes whole faces (their rows and images are its own files).
-    mine = launch.shard([f for f in faces if any((f, s, m) in pending for s in opt.scales for m in opt.methods)])
+    mine = job.shard([f for f in faces if any((f, s, m) in pending for s in opt.scales for m in opt.methods)])
     # Faces go in chunks of --batch: per chunk and scale, each GAN method optimises the chunk's faces
     # in one batch (each face as if alone), then every face is scored; metrics.csv is rewritten after
     # every chunk, so an interrupted run resumes there.
@@ -304,15 +284,14 @@ def run_eval(opt: EvalOptions) -> dict:
                         extras.append({"seconds": time.perf_counter() - t0})
                 else:
                     lr_batch = torch.cat([to01(pairs[f][1]) for f in batch]).to(device)
-                    res = run_engine(G_framed, D, lr_batch, cfgs[method], fit, seeds=opt.seed, impl=opt.impl,
-                                     fast=fast, precision=precision, graphs=opt.graphs)
+                    res = session.run(lr_batch, seeds=opt.seed, cfg=cfgs[method], G=G_framed)
                     outs, extras = [], []
                     for i in range(len(batch)):
                         outs.append(to_u8(res.images[i:i + 1]))
                         best = res.history[res.best_step[i]]  # the unweighted loss terms of the kept iterate
                         extras.append({"seconds": res.seconds / len(batch), "best_step": res.best_step[i],
-                                       "best_loss": float(res.best_loss[i]), "loss_pixel": best["pixel"][i],
-                                       "loss_semantic": best["semantic"][i], "loss_geocross": best["geocross"][i]})
+                                       "best_loss": float(res.best_loss[i]),
+                                       **{f"loss_{name}": best[name][i] for name, _, _ in TERMS}})
                 for face, out, extra in zip(batch, outs, extras):
                     hr, lr, img_dir, keep = pairs[face]
                     row = {"image": face.name, "scale": scale, "method": method, **extra}
@@ -323,7 +302,7 @@ def run_eval(opt: EvalOptions) -> dict:
                         _save(out, img_dir / f"{method}.png")
                     bar.update(1)
         table.flush()
-    bar.close()  # under torchrun: waits for every rank
+    job.finish()  # under torchrun: waits for every rank
     rows = table.close()  # rank 0 writes metrics.csv
     if not rows:
         raise UserError(f"nothing to report in {opt.out}")

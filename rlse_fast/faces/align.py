@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..downsample import max_factor
-from ..evaluate.frames import FFHQ, Frame, similarity
+from .frames import FFHQ, Frame, similarity
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ class MTCNN:
 
     @classmethod
     def from_cache(cls, **kwargs) -> "MTCNN":
-        from ..metrics import assets
+        from .. import assets
 
         paths = [assets.require(n, "MTCNN face-detector weights") for n in ASSET_NAMES]
         return cls(tuple(torch.load(p, map_location="cpu", weights_only=True) for p in paths), **kwargs)

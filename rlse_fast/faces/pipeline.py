@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..evaluate.frames import FFHQ, weights_frame
+from .frames import FFHQ, weights_frame
 from .align import Alignment, align, lr_size, warp_face
 from .detect import MIN_SCORE, Face, detect
 from .paste import paste, upscale_photo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .env import World, cpu_cores, world
 from .group import barrier, broadcast, current, destroy, gather, in_turn, wait_all
+from .job import FolderJob
 from .progress import Progress
 from .shard import shard
 from .table import ShardedTable
@@ -49,5 +50,5 @@ def total(*counts: int) -> tuple[int, ...]:
     return tuple(sum(c) for c in zip(*gather(tuple(counts))))
 
 
-__all__ = ["World", "world", "cpu_cores", "start", "end", "is_main", "total", "shard", "Progress", "ShardedTable",
+__all__ = ["World", "world", "cpu_cores", "start", "end", "is_main", "total", "shard", "Progress", "FolderJob", "ShardedTable",
            "barrier", "broadcast", "gather", "in_turn", "wait_all", "current"]

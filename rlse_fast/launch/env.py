@@ -66,7 +66,7 @@ def pick_device(name: str, w: World) -> torch.device:
     """The --device choice for this rank: on CUDA, GPU LOCAL_RANK of its node (one GPU per process);
     on the CPU, a share of the node's cores (cores // processes on the node) as PyTorch threads."""
     from ..errors import UserError
-    from ..fast import pick_device as pick
+    from ..devices import pick_device as pick
 
     device = pick(name)
     if not w.distributed:

@@ -60,7 +60,7 @@ def generator_state(synthesis: dict, mapping: dict) -> dict[str, torch.Tensor]:
 def load(synthesis: dict, path: Path, read) -> tuple:
     """(g_cfg, g_sd, None, None, extra) for PULSE's synthesis.pt at `path`; its mapping.pt is read
     from the same folder with `read(path)` (the caller's safe torch.load)."""
-    from .stylegan1_state import infer_generator_config
+    from ..models.stylegan1.state_dict import infer_generator_config
 
     mapping_path = path.with_name("mapping.pt")
     if not mapping_path.is_file():

@@ -89,7 +89,7 @@ def is_tf_networks(data) -> bool:
 
 def load(data, path) -> tuple:
     """(g_cfg, g_sd, d_cfg, d_sd, extra) from the unpickled (G, D, Gs) tuple."""
-    from .stylegan1_state import infer_discriminator_config, infer_generator_config
+    from ..models.stylegan1.state_dict import infer_discriminator_config, infer_generator_config
 
     if len(data) != 3:
         raise UserError(f"{path}: a TF network pickle with {len(data)} networks; expected (G, D, Gs)")

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
-from . import assets
+from .. import assets
 from .pixels import check_batch
 
 # LPIPS v0.1 ScalingLayer constants (per RGB channel, for inputs in [-1, 1]).

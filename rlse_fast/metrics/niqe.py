@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from . import assets
+from .. import assets
 from .pixels import check_uint8_image, tensor_to_uint8
 
 BLOCK = 96

@@ -16,8 +16,6 @@ and `psnr_batch(x, y)` / `ssim_batch(x, y)` on (B, 3, H, W) float tensors in [-1
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -117,8 +115,3 @@ def ssim(a: np.ndarray, b: np.ndarray, channel: str = "y", crop_border: int = 0)
     """SSIM of two (H, W, 3) uint8 RGB images (1.0 if identical)."""
     ta, tb = _pair_uint8(a, b)
     return float(_ssim_255(_select(ta, channel, crop_border), _select(tb, channel, crop_border))[0])
-
-
-def mse_to_psnr(mse: float) -> float:
-    """PSNR in dB for a mean squared error on the 0..255 scale (handy for averaging MSEs first)."""
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)

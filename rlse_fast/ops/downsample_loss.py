@@ -16,10 +16,10 @@ def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _downsample_loss_ref(y: torch.Tensor, x: torch.Tensor, factor: int) -> torch.Tensor:
+def _downsample_loss_ref(y: torch.Tensor, x: torch.Tensor, factor: int, taps: torch.Tensor | None = None) -> torch.Tensor:
     """Plain-PyTorch reference: unfused, accumulating in float32 (float64 for float64 y)."""
     acc = _loss_dtype(y.dtype)
-    d = bicubic_downsample_ref(y.to(acc), factor) - x.to(acc)
+    d = bicubic_downsample_ref(y.to(acc), factor, taps) - x.to(acc)
     return (d * d).sum((1, 2, 3))
 
 
@@ -35,18 +35,19 @@ def _check(y: torch.Tensor, x: torch.Tensor, factor: int) -> None:
         raise ValueError(f"x must have shape {want} (y downscaled by {factor}), got {tuple(x.shape)}")
 
 
-def downsample_loss(y: torch.Tensor, x: torch.Tensor, factor: int, impl: str = "auto") -> torch.Tensor:
+def downsample_loss(y: torch.Tensor, x: torch.Tensor, factor: int, impl: str = "auto",
+                    taps: torch.Tensor | None = None) -> torch.Tensor:
     """Sum of squared differences between bicubic_downsample(y, factor) and x, per sample.
 
     y: (B, C, H, W), H and W multiples of `factor` (a power of two, 1..64; the reflect padding needs
     H, W > 1.5 * factor); x: (B, C, H / factor, W / factor), any float dtype. Returns (B,) in float32
     (float64 when y is float64). Differentiable w.r.t. y and x. impl: 'auto', 'ref', 'cpp', 'cuda'
-    or 'triton'.
+    or 'triton'. taps: the reference's `bicubic_kernel`, made beforehand (graph capture).
     """
     from . import dispatch
 
     _check(y, x, factor)
     fn = dispatch.pick("downsample_loss", impl, y)
     if fn is None:
-        return _downsample_loss_ref(y, x, factor)
+        return _downsample_loss_ref(y, x, factor, taps)
     return fn(y, x, factor)

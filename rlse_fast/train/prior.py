@@ -221,7 +221,7 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
         # The architecture is the checkpoint's; the schedule and limits are this invocation's.
         cfg = TrainConfig(**{**asdict(cfg), **{k: saved[k] for k in ARCH_FIELDS + ("batch",)}})
     cfg.check()
-    from ..fast import pick_device
+    from ..devices import pick_device
 
     device = pick_device(cfg.device)
     if device.type == "cpu" and cfg.threads:

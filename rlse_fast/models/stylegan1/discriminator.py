@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from . import stylegan2
-from .stylegan1 import ARCHITECTURE, _Dense
-from .stylegan1_layers import SQRT2, blur, conv2d, conv_down, conv_weight
-from ..ops import bias_act
+from ...ops import bias_act
+from ..stylegan2 import discriminator as stylegan2
+from .generator import ARCHITECTURE, _Dense
+from .layers import SQRT2, blur, conv2d, conv_down, conv_weight
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..ops import bias_act, setup_filter, upfirdn2d
-from ..ops.adain import adain_epilogue
+from ...ops import bias_act, setup_filter, upfirdn2d
+from ...ops.adain import adain_epilogue
 
 SQRT2 = math.sqrt(2)
 BLUR = (1, 2, 1)

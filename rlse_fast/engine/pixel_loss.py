@@ -1,4 +1,4 @@
-"""L_p, the pixel loss, in its two readings, with an optional floor (issue 18).
+"""L_p, the pixel loss, in its two readings, with an optional floor.
 
 'norm' is the paper's eq. 3, ||down_s(y) - x||_2 per face on `pixel_scale` intensities; 'mse' is
 PULSE's per-face mean squared error of [0, 1] images, clamped below at eps. PULSE's clamp makes
@@ -8,7 +8,7 @@ blur and compression included. The floor gives the norm reading the same stop, p
 L_p = max(||down_s(y) - x||_2, floor), the floor being an RMS residual per low-resolution value in
 8-bit levels (`RLSEConfig.pixel_floor`): a number, 'pulse' (PULSE's eps as such an RMS, 11.4) or
 'auto' (the input's own noise level, `noise_level.estimate`). Below the floor the gradient of L_p
-is zero. Both engines (`explore`, `fast`) compute L_p here.
+is zero. Both drivers compute L_p here, through `objective`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from . import noise_level
+from .. import noise_level
 
 PULSE_EPS = 2e-3
 """PULSE's clamp of its per-face MSE ([0, 1] images)."""

@@ -1,6 +1,6 @@
 """The RLSE loop for accelerators: one whole iteration captured in a CUDA graph and replayed.
 
-Same semantics and the same `Result` as `explore.super_resolve`; what changes is how the work is
+Same objective (`objective.Objective`) and the same `Result` as `eager.super_resolve`; what changes is how the work is
 issued, never what is computed:
 - every tensor the loop touches lives in a static buffer made once: the latent, the noise maps,
   the per-face generator copies, both optimizers' moments, the best iterate, a (steps, B, 4) log of
@@ -19,7 +19,7 @@ issued, never what is computed:
   a caller's D requires grad, are never formed.
 
 Without CUDA (or with graphs=False) the very same `FastLoop._iteration` runs eagerly; in fp32 on
-the CPU it reproduces `explore.super_resolve` (bit for bit in the tests: both run the same fused
+the CPU it reproduces `eager.super_resolve` (bit for bit in the tests: both run the same fused
 Adam kernel with the same learning rate and step count).
 """
 from __future__ import annotations
@@ -33,36 +33,29 @@ from typing import Callable
 
 import torch
 
-from . import gaussian_fit, semantic
-from .config import RLSEConfig
-from .downsample import bicubic_downsample_ref, bicubic_kernel, check_factor, padding
-from .explore import Result, _initial_state, scale_factor
-from .explore import super_resolve as super_resolve_eager
-from .geocross import geocross
-from .ops import bias_act
-from .ops.downsample_loss import _check as _check_downsample_loss
-from .pixel_loss import floor_for, pixel_loss
+from .. import gaussian_fit
+from ..config import RLSEConfig
+from ..ops import dispatch
+from .objective import LOSS_NAMES, Objective
+from .result import Result
 from .schedule import SCHEDULES
 from .spherical import _radius
+from .state import check_batch, initial_state, per_face_params
 
 PRECISIONS = ("fp32", "bf16")
 BETAS = (0.9, 0.999)
-"""torch.optim.Adam's defaults, which explore's optimizers use."""
+"""torch.optim.Adam's defaults, which the eager driver's optimizers use."""
 EPS = 1e-8
-LOSS_NAMES = ("total", "pixel", "semantic", "geocross")
-"""The columns of the per-step loss log, in order."""
 
 
 def ops_impl(impl: str):
     """Every op called with impl='auto' inside the block runs `impl` (`ops.dispatch.using`)."""
-    from .ops import dispatch
-
     return dispatch.using(impl)
 
 
 def _adam_(params, grads, exp_avgs, exp_avg_sqs, step: torch.Tensor, lr: torch.Tensor) -> None:
     """One Adam step on tensor lists, in place, on torch's fused kernel: the kernel torch.optim.Adam
-    (fused=True) runs, which `explore` uses, so the CPU results are bit-identical to the eager loop.
+    (fused=True) runs, which `eager` uses, so the CPU results are bit-identical to the eager loop.
 
     step: the float32 step count (already advanced for this step), shared by every tensor; lr: a
     0-dim tensor on the parameters' device (CUDA reads it from device memory: float32; the CPU kernel
@@ -76,7 +69,7 @@ def _adam_(params, grads, exp_avgs, exp_avg_sqs, step: torch.Tensor, lr: torch.T
 
 
 def schedule_table(cfg: RLSEConfig) -> tuple[list[float], torch.Tensor]:
-    """The latent learning rate of each step (as explore's LambdaLR gives it: lr * schedule(t)) and
+    """The latent learning rate of each step (as the eager driver's LambdaLR gives it: lr * schedule(t)) and
     the (steps, 2) float64 table [lr_t, finetune_lr] of both Adam steps' learning rates."""
     schedule = SCHEDULES[cfg.lr_schedule]
     lrs = [cfg.lr * schedule(t, cfg.steps) for t in range(cfg.steps)]
@@ -87,19 +80,18 @@ class FastLoop:
     """The state and the iteration of one `super_resolve_fast` run; `step()` advances one iteration.
 
     Benchmarks drive it directly (`step()` k times, then synchronise). G, D, lr_images, cfg, fit,
-    seeds, impl: as `explore.super_resolve`. precision: 'fp32' or 'bf16' (autocast of the forward
+    seeds, impl: as `eager.super_resolve`. precision: 'fp32' or 'bf16' (autocast of the forward
     pass; weights and optimizer state stay fp32). graphs: capture one iteration in a CUDA graph
     after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: run the discriminator
     (a private NHWC copy of the frozen D) and the generator's activations in NHWC, so that cuDNN
     skips its layout conversions (21% of a batch-4 iteration at 1024 px on an H100 in NCHW); the
     native bias_act and upfirdn2d take NHWC as it is. G then runs one face at a time (see
-    `SynthesisNetwork.forward`). Off by default until a GPU run measures it
-    (`benchmarks/bench_iteration.py` has the cases). keep_image: also keep each
-    step's image (for on_step).
+    `SynthesisNetwork.forward`). Off by default (`benchmarks/bench_iteration.py` measures both).
+    keep_image: also keep each step's image (for on_step).
     cudnn_benchmark: on CUDA, let cuDNN time its algorithms for each convolution shape during the
     warm-up and keep the fastest; the global setting is restored after every iteration. Off by
-    default: on an H200 (2026-12-04, 1024 px, bf16, batch 1 and 4) the replayed iterations took the
-    same time with and without it (14.7 and 48.9 ms), and the timing added 0.9 and 3.2 s of set-up.
+    default: on an H200 (1024 px, bf16, batch 1 and 4) the replayed iterations took the same time
+    with and without it, and the timing added seconds of set-up (the README's GPU measurements).
     """
 
     def __init__(self, G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor],
@@ -110,19 +102,8 @@ class FastLoop:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.t0 = time.perf_counter()
         device = lr_images.device
-        batch, _, h, w = lr_images.shape
-        if h != w:
-            raise ValueError(f"input must be square, got {h}x{w}")
-        self.factor = scale_factor(h, G.img_resolution)
-        check_factor(self.factor)
-        _check_downsample_loss(torch.empty(batch, 3, G.img_resolution, G.img_resolution, device="meta"), lr_images,
-                               self.factor)
-        if cfg.semantic and D is None:
-            raise ValueError("the semantic loss needs a discriminator; these weights have none "
-                             "(use --no-semantic or --mode pulse)")
-        seeds = [seeds] * batch if isinstance(seeds, int) else list(seeds)
-        if len(seeds) != batch:
-            raise ValueError(f"{len(seeds)} seeds for {batch} faces")
+        batch = lr_images.shape[0]
+        self.factor, seeds = check_batch(G, D, lr_images, cfg, seeds)
         if channels_last and D is not None and cfg.semantic:
             # D is frozen: an NHWC copy (weights too, so that autocast's casts stay NHWC), the
             # caller's D untouched.
@@ -137,16 +118,12 @@ class FastLoop:
         G.synthesis.eval()
 
         self.lr_images = lr_images
-        self.floor = floor_for(cfg, lr_images)  # (B,) or None: L_p's floor
         self.mean, self.std = fit["mean"].to(device), fit["std"].to(device)
-        self.z, self.noise, trainable_noise = _initial_state(G, batch, seeds, cfg, device)
+        self.z, self.noise, trainable_noise = initial_state(G, seeds, cfg, device)
         self.latents = [self.z] + trainable_noise
         with torch.no_grad():
             self.radii = [_radius(p) for p in self.latents]
-        self.params = None
-        if cfg.finetune:
-            self.params = {k: p.detach().unsqueeze(0).repeat(batch, *[1] * p.ndim).clone().requires_grad_(True)
-                           for k, p in G.synthesis.named_parameters()}
+        self.params = per_face_params(G, batch) if cfg.finetune else None
         self.leaves = self.latents + (list(self.params.values()) if self.params else [])
         self.exp_avgs = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.leaves]
         self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.leaves]
@@ -161,13 +138,8 @@ class FastLoop:
         self.best_step = torch.full((batch,), -1, dtype=torch.long, device=device)
         self.best = torch.zeros(batch, 3, G.img_resolution, G.img_resolution, device=device)
         self.image = torch.zeros_like(self.best) if keep_image else None
-        # PULSE's bicubic taps on the device, made here: a host-to-device copy cannot be captured.
-        self.taps = bicubic_kernel(self.factor, device=device) if self.factor > 1 else None
-
-        self.semantic_mode = semantic.input_mode(D, cfg.semantic_input) if cfg.semantic else None
-        self.names = semantic.block_names(D, cfg.semantic_blocks, h, self.semantic_mode) if cfg.semantic else []
-        with torch.no_grad(), ops_impl(impl), self._autocast():
-            self.target_feats = self._features(lr_images) if cfg.semantic else []
+        with ops_impl(impl), self._autocast():  # the target features, as the iterations will see them
+            self.objective = Objective(D, lr_images, cfg, self.factor, channels_last=channels_last)
 
         self.done = 0
         self.closed = False
@@ -182,34 +154,6 @@ class FastLoop:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False)
 
-    def _downscale(self, x: torch.Tensor) -> torch.Tensor:
-        """`bicubic_downsample_ref` with the taps made in __init__ (same operations, graph-safe)."""
-        if self.taps is None:
-            return x
-        f = self.factor
-        b, c, h, w = x.shape
-        p0, p1 = padding(f)
-        k = self.taps.to(x.dtype)
-        y = x.reshape(b * c, 1, h, w)
-        y = torch.nn.functional.pad(y, (0, 0, p0, p1), mode="reflect")
-        y = torch.nn.functional.conv2d(y, k.reshape(1, 1, -1, 1), stride=(f, 1))
-        y = torch.nn.functional.pad(y, (p0, p1, 0, 0), mode="reflect")
-        y = torch.nn.functional.conv2d(y, k.reshape(1, 1, 1, -1), stride=(1, f))
-        return y.reshape(b, c, h // f, w // f)
-
-    def _downsample_loss(self, img01: torch.Tensor) -> torch.Tensor:
-        """`ops.downsample_loss`; its reference path with the taps made in __init__ (graph-safe)."""
-        from .ops import dispatch
-
-        fn = dispatch.pick("downsample_loss", self.impl, img01)
-        if fn is not None:
-            return fn(img01, self.lr_images, self.factor)
-        d = self._downscale(img01.float()) - self.lr_images.float()  # as `_downsample_loss_ref`
-        return (d * d).sum((1, 2, 3))
-
-    def _features(self, lr01: torch.Tensor) -> list[torch.Tensor]:
-        return semantic.features(self.D, lr01, self.names, channels_last=self.channels_last, mode=self.semantic_mode)
-
     def _iteration(self) -> None:
         """One RLSE iteration on the static buffers; issues device work only (graph-capturable)."""
         if not self.cudnn_benchmark:
@@ -222,34 +166,22 @@ class FastLoop:
             torch.backends.cudnn.benchmark = before
 
     def _iteration_body(self) -> None:
-        cfg = self.cfg
         with ops_impl(self.impl):
             with self._autocast():
-                ws = gaussian_fit.to_w(self.G, self.z, self.mean, self.std, impl=self.impl)
+                ws = gaussian_fit.to_w(self.G, self.z, self.mean, self.std)
                 img01 = (self.G.synthesis(ws, noise=self.noise, params=self.params, channels_last=self.channels_last)
                          + 1) / 2
-                sse = self._downsample_loss(img01)
-                pixel = pixel_loss(sse, self.lr_images[0].numel(), cfg, self.floor)
-                sem = torch.zeros_like(pixel)
-                if cfg.semantic:
-                    with torch.autocast(self.device.type, enabled=False):
-                        lr_gen = self._downscale(img01)
-                    feats = self._features(lr_gen)
-                    sem = semantic.semantic_loss([f.float() for f in feats], [t.float() for t in self.target_feats],
-                                                 cfg.semantic_reduction)
-                geo = geocross(ws)
-                total = cfg.w_pixel * pixel + cfg.w_semantic * sem + cfg.w_geocross * geo
-            grads = torch.autograd.grad(total.sum(), self.leaves, allow_unused=True)
+                terms = self.objective.terms(ws, img01)
+            grads = torch.autograd.grad(terms["total"].sum(), self.leaves, allow_unused=True)
 
         with torch.no_grad():
             # The best iterate is the image evaluated at this step, before its update.
-            total = total.detach()
-            better = total < self.best_loss if cfg.keep == "best" else torch.ones_like(total, dtype=torch.bool)
+            total = terms["total"].detach()
+            better = self.objective.better(total, self.best_loss)
             self.best.copy_(torch.where(better.view(-1, 1, 1, 1), img01.detach(), self.best))
             self.best_loss.copy_(torch.where(better, total, self.best_loss))
             self.best_step.copy_(torch.where(better, self.idx, self.best_step))
-            row = torch.stack([total, pixel.detach().float(), sem.detach().float(), geo.detach()], 1)
-            self.loss_log.index_copy_(0, self.idx, row.unsqueeze(0))
+            self.loss_log.index_copy_(0, self.idx, self.objective.row(terms).unsqueeze(0))
             if self.image is not None:
                 self.image.copy_(img01.detach())
 
@@ -331,7 +263,7 @@ class FastLoop:
         log = self.loss_log[: self.done].permute(0, 2, 1).tolist()  # (steps, 4, B)
         history = [{"step": t, "lr": self.lrs[t], **dict(zip(LOSS_NAMES, rows))} for t, rows in enumerate(log)]
         with torch.no_grad():
-            lr_best = bicubic_downsample_ref(self.best, self.factor)
+            lr_best = self.objective.downscale(self.best)
         return Result(images=self.best.clone(), lr_images=lr_best, best_loss=self.best_loss.clone(),
                       best_step=self.best_step.tolist(), history=history, seconds=time.perf_counter() - self.t0)
 
@@ -348,7 +280,7 @@ def _release_rng_from_capture(device: torch.device) -> None:
 
     Capture puts the generator in capture mode and only a successful capture_end takes it out
     (torch 2.11): after an invalidated capture every CUDA random op in the process raised "Offset
-    increment outside graph capture encountered unexpectedly" (seen on an H100, 2026-11-28). A
+    increment outside graph capture encountered unexpectedly" (seen on an H100). A
     clone of its state (same seed and offset, not capturing) swapped in clears that; the failed
     graph keeps the old state until it is freed."""
     index = device.index if device.index is not None else torch.cuda.current_device()
@@ -361,9 +293,9 @@ def super_resolve_fast(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict
                        seeds: int | list[int] = 0, impl: str = "auto", precision: str = "bf16", graphs: bool = True,
                        channels_last: bool = False, warmup: int = 3,
                        on_step: Callable[[int, torch.Tensor, dict], None] | None = None) -> Result:
-    """`explore.super_resolve` with static buffers, a CUDA graph per iteration and bf16 autocast.
+    """`eager.super_resolve` with static buffers, a CUDA graph per iteration and bf16 autocast.
 
-    Arguments and result as `explore.super_resolve`, plus: precision 'fp32' | 'bf16' (autocast of
+    Arguments and result as `eager.super_resolve`, plus: precision 'fp32' | 'bf16' (autocast of
     the forward pass; on the CPU bf16 works but is slow), graphs (CUDA only), channels_last (G and
     D on NHWC activations, G one face at a time), warmup (eager iterations before the capture). impl applies
     to every op of the loop (`ops_impl`). on_step(step, images01, losses) is called after each
@@ -380,56 +312,3 @@ def super_resolve_fast(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict
         return loop.result()
     finally:
         loop.close()
-
-
-ENGINES = ("auto", "eager", "fast")
-
-
-def pick_device(name: str) -> torch.device:
-    """The --device option: 'auto' (CUDA when PyTorch sees a GPU, else the CPU), 'cpu', 'cuda' or
-    'cuda:N'; a CUDA device on a machine without one is a UserError."""
-    from .errors import UserError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}, but PyTorch sees no CUDA device; use --device cpu")
-    return device
-
-
-def pick_engine(engine: str, precision: str, device: torch.device | str) -> tuple[bool, str]:
-    """Resolve the command-line choices: (fast, precision). engine 'auto' is the fast engine on CUDA
-    and the eager one elsewhere; precision 'auto' is bf16 with the fast engine on CUDA, else fp32.
-    A choice that cannot run (bf16 without the fast engine) is a UserError."""
-    from .errors import UserError
-
-    if engine not in ENGINES:
-        raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if precision not in PRECISIONS + ("auto",):
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS + ('auto',))}, got {precision!r}")
-    cuda = torch.device(device).type == "cuda"
-    fast = engine == "fast" or (engine == "auto" and cuda)
-    if precision == "auto":
-        precision = "bf16" if fast and cuda else "fp32"
-    if precision == "bf16" and not fast:
-        raise UserError("--precision bf16 needs the fast engine (--engine fast)")
-    return fast, precision
-
-
-def run(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor], seeds: int | list[int] = 0,
-        impl: str = "auto", fast: bool = False, precision: str = "fp32", graphs: bool = True,
-        on_step: Callable[[int, torch.Tensor, dict], None] | None = None) -> Result:
-    """The engine `rlse-fast sr` calls: the eager `explore.super_resolve` (fast=False; precision must
-    be fp32, graphs is moot) or `super_resolve_fast` (fast=True)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if not fast:
-        if precision != "fp32":
-            raise ValueError("--precision bf16 needs the fast engine (--engine fast)")
-        return super_resolve_eager(G, D, lr_images, cfg, fit, seeds=seeds, impl=impl, on_step=on_step)
-    return super_resolve_fast(G, D, lr_images, cfg, fit, seeds=seeds, impl=impl, precision=precision,
-                              graphs=graphs, on_step=on_step)
-
-
-__all__ = ["FastLoop", "LOSS_NAMES", "ops_impl", "pick_device", "pick_engine", "run", "schedule_table", "super_resolve_fast"]

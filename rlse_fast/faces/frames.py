@@ -136,7 +136,7 @@ def weights_frame(gan, spec: str | None = None) -> Frame | None:
 
 class _WarpedSynthesis(torch.nn.Module):
     """G.synthesis followed by the warp; parameters and noise layers are the inner network's own
-    (same names), so per-face fine-tuning in `explore.super_resolve` works unchanged."""
+    (same names), so per-face fine-tuning in `engine.eager.super_resolve` works unchanged."""
 
     def __init__(self, inner, m: torch.Tensor):
         super().__init__()

@@ -16,13 +16,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .models.stylegan2 import Discriminator
+from ..models import registry
+from ..models.stylegan2 import Discriminator
+
+
+def takes_native(D) -> bool:
+    """Whether D has an input at every resolution (StyleGAN v1's progressive D), so that a
+    low-resolution image can enter it at its own size (its backbone's `native_lr_input`)."""
+    backbone, _ = registry.of(D)
+    return backbone is not None and backbone.native_lr_input
 
 
 def input_mode(D, requested: str = "auto") -> str:
     """'native' or 'upsampled' for this discriminator ('auto': native where D has an input at every
     resolution, i.e. StyleGAN v1)."""
-    progressive = hasattr(D, "reachable")
+    progressive = takes_native(D)
     if requested == "auto":
         return "native" if progressive else "upsampled"
     if requested == "native" and not progressive:
@@ -34,7 +42,7 @@ def block_names(D: Discriminator, count: int, lr_size: int | None = None, mode: 
     """The last `count` discriminator features before the minibatch-stddev epilogue (so faces in a
     batch never see each other): of D's blocks ('upsampled'), or of those an lr_size image passes
     from its own fromRGB ('native', see the module docstring)."""
-    if hasattr(D, "reachable"):
+    if takes_native(D):
         return D.reachable(lr_size if mode == "native" else D.img_resolution)[-count:]
     return [f"b{res}" for res in D.block_resolutions[-count:]]
 
@@ -62,7 +70,7 @@ def to_discriminator(lr01: torch.Tensor, resolution: int) -> torch.Tensor:
     The upsampling is `F.interpolate(..., mode="bicubic")` written as two matrix products,
     rows @ x @ cols^T, in float32 whatever the autocast: the same function to float rounding, and
     its gradient is two more products, where interpolate's backward scatters with atomics (4.5 ms
-    of a 64 ms batch-4 iteration at 1024 px on an H100, 2026-11-28)."""
+    of a 64 ms batch-4 iteration at 1024 px on an H100)."""
     x = lr01 * 2 - 1
     h, w = x.shape[-2:]
     if h == resolution and w == resolution:
@@ -81,7 +89,7 @@ def features(D: Discriminator, lr01: torch.Tensor, names: list[str], channels_la
     img = lr01 * 2 - 1 if mode == "native" else to_discriminator(lr01, D.img_resolution)
     if channels_last:
         img = img.contiguous(memory_format=torch.channels_last)
-    if hasattr(D, "run"):  # StyleGAN v1: enters at img's own resolution
+    if takes_native(D):  # StyleGAN v1: enters at img's own resolution
         _, out = D.run(img, names)
         return [out[n] for n in names]
     out = []

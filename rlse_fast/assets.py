@@ -1,4 +1,5 @@
-"""Metric assets (LPIPS weights, NIQE parameters, calibration images): where they live, how they arrive.
+"""Downloaded assets (LPIPS weights, NIQE parameters, calibration images, the face detector's weights):
+where they live, how they arrive.
 
 Nothing here downloads at import time. `require(name)` returns the path of an asset in the cache or
 raises a UserError that says how to get it; `fetch()` (the `rlse-fast fetch-assets` command) fills
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
+from .errors import UserError
+from .home import home
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,8 @@ _MANUAL_HINT = {
 
 
 def assets_dir() -> Path:
-    """The cache folder for metric assets (it may not exist yet)."""
-    home = os.environ.get("RLSE_FAST_HOME")
-    if not home:
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        home = os.path.join(cache, "rlse-fast")
-    return Path(home) / "assets"
+    """The cache folder for assets (it may not exist yet)."""
+    return home() / "assets"
 
 
 def asset_path(name: str, root: Path | None = None) -> Path:

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from . import stylegan2
-from .stylegan1_layers import conv2d, conv_weight, dense, epilogue, blur, up_conv
+from ..stylegan2 import generator as stylegan2
+from .layers import conv2d, conv_weight, dense, epilogue, blur, up_conv
 
 ARCHITECTURE = "stylegan1"
 

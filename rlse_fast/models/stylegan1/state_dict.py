@@ -6,10 +6,10 @@ import re
 
 import torch
 
-from ..errors import UserError
-from ..models.stylegan1 import GeneratorConfig
-from ..models.stylegan1_discriminator import DiscriminatorConfig
-from .architecture import channel_params
+from ...errors import UserError
+from ..channels import channel_params
+from .discriminator import DiscriminatorConfig
+from .generator import GeneratorConfig
 
 
 def infer_generator_config(sd: dict[str, torch.Tensor], fused_min_resolution: int = 128) -> GeneratorConfig:

@@ -1,0 +1,77 @@
+"""Backbones by name: each architecture's networks and configs, and what the engine needs to know
+about them, registered once.
+
+The protocol a backbone's networks follow (what the engine, the loaders and the Gaussian fit call):
+- generator G (an nn.Module built from its config, `G.cfg`): `img_resolution`, `num_ws`, `w_dim`;
+  `mapping(z, c)` to W; `mapping_act_gain`, the W transform's gain (`gaussian_fit.to_w`: None for
+  the leaky ReLU's own sqrt 2); `synthesis(ws, noise=, params=, channels_last=)` -> (B, 3, R, R) in
+  about [-1, 1], with `synthesis.noise_layers()` (each with `.resolution`) and per-face `params`
+  (B-stacked copies of `synthesis.named_parameters()`);
+- discriminator D: `img_resolution`, `cfg`; with `native_lr_input` (a fromRGB at every resolution:
+  the low-resolution image enters at its own size) `reachable(resolution)` -> feature names and
+  `run(img, names)` -> (score, {name: features}); otherwise `block_resolutions` and blocks `b{res}`
+  taking (x, img) at D's own resolution (`engine.semantic`).
+A third backbone is one module (or folder) of networks and one `register` call at the end of this file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    """The 'architecture' a weights file's config records (StyleGAN2's files record none)."""
+    generator: type
+    discriminator: type
+    generator_config: type
+    discriminator_config: type
+    generator_config_dict: Callable[[object], dict]
+    """Config -> the JSON-able dict our safetensors files store (with 'architecture' unless StyleGAN2)."""
+    discriminator_config_dict: Callable[[object], dict]
+    native_lr_input: bool
+    """D takes a low-resolution image through the fromRGB of that resolution (L_s 'native' input)."""
+
+
+_BACKBONES: dict[str, Backbone] = {}
+_ROLES: dict[type, tuple[Backbone, str]] = {}
+ROLES = ("generator", "discriminator", "generator_config", "discriminator_config")
+
+
+def register(backbone: Backbone) -> None:
+    _BACKBONES[backbone.name] = backbone
+    for role in ROLES:
+        _ROLES[getattr(backbone, role)] = (backbone, role)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_BACKBONES)
+
+
+def get(name: str) -> Backbone | None:
+    return _BACKBONES.get(name)
+
+
+def of(obj) -> tuple[Backbone, str] | tuple[None, None]:
+    """(backbone, role) of a network or a config, by its most derived registered class (StyleGAN v1's
+    classes subclass StyleGAN2's); (None, None) for an object of no registered backbone."""
+    for cls in type(obj).__mro__:
+        if cls in _ROLES:
+            return _ROLES[cls]
+    return None, None
+
+
+def _register_builtins() -> None:
+    from . import stylegan1, stylegan2
+    from .stylegan1 import discriminator as stylegan1_discriminator
+
+    register(Backbone("stylegan2", stylegan2.Generator, stylegan2.Discriminator, stylegan2.GeneratorConfig,
+                      stylegan2.DiscriminatorConfig, stylegan2.config_dict, stylegan2.config_dict,
+                      native_lr_input=False))
+    register(Backbone(stylegan1.ARCHITECTURE, stylegan1.Generator, stylegan1_discriminator.Discriminator,
+                      stylegan1.GeneratorConfig, stylegan1_discriminator.DiscriminatorConfig, stylegan1.config_dict,
+                      stylegan1_discriminator.config_dict, native_lr_input=True))
+
+
+_register_builtins()
