@@ -142,8 +142,8 @@ BLUR_TAPS = 9
 def generator_macs_v1(g: stylegan1.GeneratorConfig, finetune: bool = True, filters: bool = True) -> tuple[float, float]:
     """(forward, backward) multiply-adds of a StyleGAN v1 synthesis network for one face.
 
-    Per layer: the style dense (w -> 2C), the (up-)convolution (the fused ones as a stride-2
-    transposed 4x4 convolution on the coarse grid), with `filters` the blur after each upsampling;
+    Per layer: the style dense (w -> 2C), the (up-)convolution (every up-convolution fused: a
+    stride-2 transposed 4x4 convolution on the coarse grid, as the network runs it), with `filters` the blur after each upsampling;
     the final 1x1 toRGB. Backward: every convolution's input gradient (each layer's input depends on
     the latent through the styles before it), and its weight gradient only when fine-tuning (v1's
     weights are not modulated: PULSE mode computes none); the style products' input gradients and,
@@ -156,11 +156,7 @@ def generator_macs_v1(g: stylegan1.GeneratorConfig, finetune: bool = True, filte
         if res == 4:
             convs.append(c * c * 9 * 16)
         else:
-            c_in = g.channels(res // 2)
-            if res >= g.fused_min_resolution:
-                convs.append(c_in * c * 16 * (res // 2) ** 2)
-            else:
-                convs.append(c_in * c * 9 * res * res)
+            convs.append(g.channels(res // 2) * c * 16 * (res // 2) ** 2)
             if filters:
                 fwd += c * res * res * BLUR_TAPS
                 bwd += c * res * res * BLUR_TAPS
@@ -177,7 +173,8 @@ def generator_macs_v1(g: stylegan1.GeneratorConfig, finetune: bool = True, filte
 def discriminator_macs_v1(d: stylegan1_discriminator.DiscriminatorConfig, input_resolution: int,
                           semantic_blocks: int, filters: bool = True) -> float:
     """Forward multiply-adds of StyleGAN v1's D from an image of `input_resolution` through the last
-    block before the epilogue (L_s's last feature), for one face."""
+    block before the epilogue (L_s's last feature), for one face; every down-convolution fused (a
+    stride-2 4x4 convolution), as the network runs it."""
     if semantic_blocks <= 0:
         return 0.0
     r = input_resolution
@@ -187,10 +184,7 @@ def discriminator_macs_v1(d: stylegan1_discriminator.DiscriminatorConfig, input_
             continue
         c, c_out = d.channels(res), d.channels(res // 2)
         total += c * c * 9 * res * res  # conv0
-        if res >= d.fused_min_resolution:
-            total += c * c_out * 16 * (res // 2) ** 2  # fused strided 4x4
-        else:
-            total += c * c_out * 9 * res * res  # conv, then a 2x2 average pool
+        total += c * c_out * 16 * (res // 2) ** 2  # fused strided 4x4
         if filters:
             total += c * res * res * BLUR_TAPS
     return total

@@ -1,8 +1,8 @@
 """StyleGAN (v1) discriminator: the official progressive TF architecture at lod 0, through our ops.
 
 A fromRGB (1x1 conv + lrelu) exists at every resolution. Each block at resolution r (r >= 8): a
-3x3 conv + lrelu, then [1,2,1] blur, a 3x3 conv with 2x downsampling (conv + 2x2 average pool, or
-TF's fused strided conv when r >= 128) + lrelu. The 4x4 epilogue: minibatch stddev, 3x3 conv,
+3x3 conv + lrelu, then [1,2,1] blur, a 3x3 conv with 2x downsampling (conv + 2x2 average pool, run
+as TF's fused 4x4 strided conv) + lrelu. The 4x4 epilogue: minibatch stddev, 3x3 conv,
 two dense layers. An image at a lower resolution r enters through fromRGB r and runs the blocks
 from r down (`forward(img)` takes any power of two up to img_resolution): this is how the
 progressive network scores a low-resolution image, as TF StyleGAN does at lod log2(R / r).
@@ -29,7 +29,9 @@ class DiscriminatorConfig:
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
     fused_min_resolution: int = 128
-    """Blocks whose input is at least this large use TF's fused down-sampling convolution ('auto')."""
+    """TF's setting, as read from the weights: its blocks from this input size up use the fused
+    down-sampling convolution. Ours use it at every resolution (a strided conv2d, like the unfused
+    conv: no kernel flip), so the field changes nothing here; it is kept for the file format."""
 
     # As StyleGAN2's: channels(res); block_resolutions from the input down to 8 (each halves it).
     channels = stylegan2.DiscriminatorConfig.channels
@@ -99,8 +101,8 @@ class Discriminator(nn.Module):
         for res in cfg.input_resolutions:
             setattr(self, f"fromrgb{res}", _Conv(cfg.img_channels, cfg.channels(res), 1))
         for res in cfg.block_resolutions:
-            setattr(self, f"b{res}", DiscriminatorBlock(cfg.channels(res), cfg.channels(res // 2), res,
-                                                        fused=res >= cfg.fused_min_resolution))
+            # Fused at every resolution, as in the generator: the same function at 4 / 9 of the cost.
+            setattr(self, f"b{res}", DiscriminatorBlock(cfg.channels(res), cfg.channels(res // 2), res, fused=True))
         self.b4 = DiscriminatorEpilogue(cfg.channels(4), cfg.mbstd_group_size, cfg.mbstd_num_channels)
 
     def reachable(self, resolution: int) -> list[str]:
