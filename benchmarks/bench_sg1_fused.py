@@ -7,7 +7,8 @@ the paper's RLSE (L_s native, per-face fine-tuning), the fast engine in fp32 ('a
 kernels on a CPU):
   before   TF's fusion boundary (fused resampling convs from 128 px only) and the plain-PyTorch
            AdaIN epilogue: the code before the fused AdaIN kernels and the fused convs everywhere
-  fused    fused resampling convs at every resolution, plain-PyTorch AdaIN
+  fused    fused resampling convs at every resolution (on a CPU from 64 px: stylegan1_layers.fused_here),
+           plain-PyTorch AdaIN
   adain    TF's fusion boundary, the native AdaIN kernels (C++ on a CPU, Triton on a GPU)
   after    both
 Rounds alternate the variants; each keeps its fastest round (the machine is shared: the minimum is

@@ -67,12 +67,15 @@ def _unfused(module):
     return module
 
 
-def test_networks_fuse_every_resolution_and_match_the_unfused_ones():
+def test_networks_fuse_every_resolution_and_match_the_unfused_ones(monkeypatch):
     """A 64 px G with per-face (fine-tuned) weights and its D: images, features and every gradient
-    as the RLSE engine takes them (the latents and the per-face weights), fused vs unfused."""
+    as the RLSE engine takes them (the latents and the per-face weights), fused vs unfused. Fused at
+    every resolution as on a GPU (the CPU's own threshold lifted)."""
+    from rlse_fast.models import stylegan1_layers
     from rlse_fast.models.stylegan1 import Generator, GeneratorConfig
     from rlse_fast.models.stylegan1_discriminator import Discriminator, DiscriminatorConfig
 
+    monkeypatch.setattr(stylegan1_layers, "CPU_FUSED_MIN_RESOLUTION", 0)
     torch.manual_seed(0)
     # TF's fused layers (transposed weights) from 32 px up, its unfused ones at 8 and 16 px
     g_cfg = GeneratorConfig(z_dim=16, w_dim=16, img_resolution=64, mapping_layers=2, channel_base=512, channel_max=16,
@@ -103,3 +106,16 @@ def test_networks_fuse_every_resolution_and_match_the_unfused_ones():
     torch.testing.assert_close(img1, img0, rtol=1e-4, atol=1e-4 * img0.abs().max().item())
     for a, b, name in zip(g1, g0, ["ws"] + names):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * b.abs().max().item(), msg=name)
+
+
+def test_cpu_fuses_from_its_threshold_and_flops_count_what_runs():
+    from rlse_fast import flops
+    from rlse_fast.models.stylegan1_layers import CPU_FUSED_MIN_RESOLUTION, fused_here
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert [fused_here(r, cpu) for r in (32, CPU_FUSED_MIN_RESOLUTION)] == [False, True]
+    assert all(fused_here(r, gpu) for r in RESOLUTIONS)
+    on_gpu = flops.iteration_flops(flops.FFHQ_V1, flops.FFHQ_V1_D, batch=1, factor=16)
+    on_cpu = flops.iteration_flops(flops.FFHQ_V1, flops.FFHQ_V1_D, batch=1, factor=16, device="cpu")
+    # fused everywhere: 0.203 TFLOP; the CPU's unfused 8..32 px layers add about 17 GFLOP
+    assert on_gpu.total == pytest.approx(0.2034e12, rel=0.01) and on_cpu.total > on_gpu.total + 10e9

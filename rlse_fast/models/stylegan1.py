@@ -2,8 +2,8 @@
 
 Mapping: pixel-normalised z, `mapping_layers` dense layers with lrelu (gain sqrt 2 in the weights,
 learning-rate multiplier 0.01). Synthesis, two layers per resolution: a learned 4x4 constant, then
-(nearest 2x upsampling + 3x3 conv, run at every resolution as TF's fused 4x4 transposed conv,
-which TF uses from 128 px up) + [1,2,1] blur,
+(nearest 2x upsampling + 3x3 conv, run as TF's fused 4x4 transposed conv, which TF uses from
+128 px up: at every resolution on a GPU, from 64 px on the CPU) + [1,2,1] blur,
 and a 3x3 conv; each layer followed by noise (per-channel strength), bias, lrelu, instance norm and
 AdaIN with its own W+ row; a 1x1 toRGB at the final resolution. Images (B, 3, R, R) in about
 [-1, 1] (no tanh). Parameter names are ours; `rlse_fast.loaders.tf_pickle` maps the TF ones.
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import stylegan2
-from .stylegan1_layers import conv2d, conv_weight, dense, epilogue, blur, up_conv
+from .stylegan1_layers import conv2d, conv_weight, dense, epilogue, blur, fused_here, up_conv
 
 ARCHITECTURE = "stylegan1"
 
@@ -37,8 +37,9 @@ class GeneratorConfig:
     fused_min_resolution: int = 128
     """TF's setting, as read from the weights: its layers from this output size up use the fused
     up-sampling convolution, whose conv2d_transpose applies their weights spatially flipped. Ours
-    run fused at every resolution (flipping the other layers' weights at run time: the same
-    function); the field says which orientation each layer's weights have."""
+    run fused at every resolution on a GPU (flipping the other layers' weights at run time: the same
+    function; on the CPU from 64 px up, `fused_here`); the field says which orientation each
+    layer's weights have."""
     truncation_layers: int = 8
     """Rows that truncation moves toward w_avg (TF truncation_cutoff)."""
 
@@ -131,7 +132,8 @@ class SynthesisLayer(nn.Module):
         if not self.first:
             weight = p.get("weight", self.weight)
             if self.up:
-                x = blur(up_conv(x, weight, self.fused, self.transposed))
+                fused = self.fused and fused_here(self.resolution, x.device)
+                x = blur(up_conv(x, weight, fused, self.transposed))
             else:
                 x = conv2d(x, conv_weight(weight).to(x.dtype), padding=1)
         if noise is None:

@@ -78,6 +78,18 @@ def blur(x):
     return upfirdn2d(x, blur_filter(x.device).to(x.dtype), padding=1)
 
 
+CPU_FUSED_MIN_RESOLUTION = 64
+"""On the CPU the layers run fused only from this resolution (G: output, D: input) up. oneDNN runs
+the 4x4 kernels slowly on small grids with many channels: forward + both gradients, FFHQ channels,
+one face, one thread, fused vs unfused (ms): G 8 px 152 vs 19, 32 px 228 vs 153, 64 px 192 vs 314,
+128 px 242 vs 450; D alike (docs/kernels-adain.md has the command)."""
+
+
+def fused_here(resolution: int, device: torch.device) -> bool:
+    """Whether a resampling conv at `resolution` runs fused on `device` (everywhere on a GPU)."""
+    return device.type != "cpu" or resolution >= CPU_FUSED_MIN_RESOLUTION
+
+
 def up_conv(x, weight, fused: bool, transposed: bool = False):
     """2x upsampling + 3x3 conv (G), no bias, no blur. weight: raw (.., O, I, 3, 3), shared or per
     sample; transposed: the weight is one of TF's fused layers (from 128 px up), which apply it
