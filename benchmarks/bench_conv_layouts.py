@@ -26,6 +26,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlse_fast.imageio import atomic_write  # noqa: E402
+
 # (name, C_in, C_out, kernel, input px, transposed (an up-conv: stride 2), padding)
 SHAPES = [
     ("sg2-1024-conv-32x32", 32, 32, 3, 1024, False, 1),
@@ -198,11 +202,8 @@ def main(argv=None) -> int:
         doc = {"command": "python benchmarks/bench_conv_layouts.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "device": gpu, "dtype": str(dtype), "torch": torch.__version__, "peaks": peak,
                "cudnn_benchmark": torch.backends.cudnn.benchmark, "rows": rows}
-        out = Path(args.json)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(out)
-        print(f"wrote {out}")
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
+        print(f"wrote {args.json}")
     return 0
 
 

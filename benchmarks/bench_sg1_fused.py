@@ -13,6 +13,12 @@ kernels on a CPU):
   after    both
 Rounds alternate the variants; each keeps its fastest round (the machine is shared: the minimum is
 the least disturbed measurement). The ratios before / variant are the result.
+
+    python benchmarks/bench_sg1_fused.py --layers --rounds 5    # -> benchmarks/results/cpu-sg1-fused-layers-<date>.json
+
+--layers: each resampling conv alone, fused vs unfused, forward + input and weight gradients, one
+face with its own weights (G's up-convs 8..128 px, D's down-convs out of 8..128 px, FFHQ channels):
+where the fused 4x4 kernels pay on this device (the CPU's threshold, stylegan1_layers.fused_here).
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ sys.path.insert(0, str(HERE))
 from bench_backbones import networks, time_fast  # noqa: E402
 from rlse_fast import flops  # noqa: E402
 from rlse_fast.config import RLSEConfig  # noqa: E402
+from rlse_fast.imageio import atomic_write  # noqa: E402
 from rlse_fast.models import stylegan1_layers  # noqa: E402
 
 VARIANTS = ("before", "fused", "adain", "after")
@@ -58,6 +65,40 @@ def variant(G, D, name: str):
         stylegan1_layers.adain_epilogue = saved[1]
 
 
+def layers(device, rounds: int) -> list[dict]:
+    """Per-resolution fused vs unfused timings of the resampling convs (see the module docstring)."""
+    from rlse_fast.models.stylegan1 import GeneratorConfig
+
+    g = GeneratorConfig()
+    rows = []
+    for res in (8, 16, 32, 64, 128):
+        c_lo, c_hi = g.channels(res // 2), g.channels(res)
+        gen = torch.Generator().manual_seed(res)
+        cases = {  # G: c(res/2) -> c(res) into res px; D: c(res) -> c(res/2) out of res px
+            "up": (torch.randn(1, c_lo, res // 2, res // 2, generator=gen), torch.randn(1, c_hi, c_lo, 3, 3, generator=gen),
+                   stylegan1_layers.up_conv),
+            "down": (torch.randn(1, c_hi, res, res, generator=gen), torch.randn(c_lo, c_hi, 3, 3, generator=gen),
+                     stylegan1_layers.conv_down),
+        }
+        best: dict[tuple[str, bool], float] = {}
+        for _ in range(rounds):
+            for kind, (x, w, op) in cases.items():
+                for fused in (False, True):
+                    xr, wr = x.to(device).requires_grad_(True), w.to(device).requires_grad_(True)
+                    t = time.perf_counter()
+                    y = op(xr, wr, fused)
+                    y.backward(torch.ones_like(y))
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    best[(kind, fused)] = min(best.get((kind, fused), float("inf")), time.perf_counter() - t)
+        for kind in cases:
+            row = {"conv": kind, "resolution": res, "unfused_s": best[(kind, False)], "fused_s": best[(kind, True)]}
+            rows.append(row)
+            print(f"{kind:<5} {res:5d} px  unfused {row['unfused_s'] * 1e3:8.1f} ms  fused {row['fused_s'] * 1e3:8.1f} ms  "
+                  f"{row['unfused_s'] / row['fused_s']:5.2f}x", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
@@ -70,11 +111,14 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--layers", action="store_true", help="the per-layer fused vs unfused table instead")
     p.add_argument("--json", default=None, help="default: benchmarks/results/cpu-sg1-fused-<date>.json on the CPU")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+    if args.layers:
+        return _write(args, argv, device, {"layers": layers(device, args.rounds)}, "cpu-sg1-fused-layers")
     G, D, fit = networks("stylegan1", args.resolution, device, small=args.small)
     cfg = RLSEConfig.from_mode("rlse", semantic_input="native")
     best: dict[tuple[str, int], list[float]] = {}
@@ -95,18 +139,21 @@ def main(argv=None) -> int:
                         "speedup_vs_before": before / min(rounds),
                         "tflop_per_iter_fused": model.total / 1e12})
         print(f"{name:<7} b{batch} {min(rounds) * 1e3:9.1f} ms/iter  {before / min(rounds):5.2f}x before")
+    return _write(args, argv, device, {"resolution": args.resolution, "factor": args.factor,
+                                       "precision": args.precision, "small": args.small, "records": records},
+                  "cpu-sg1-fused")
+
+
+def _write(args, argv, device, body: dict, stem: str) -> int:
     out = args.json
     if out is None and device.type == "cpu":
-        out = HERE / "results" / f"cpu-sg1-fused-{time.strftime('%Y-%m-%d')}.json"
+        out = HERE / "results" / f"{stem}-{time.strftime('%Y-%m-%d')}.json"
     if out:
         doc = {"command": "python benchmarks/bench_sg1_fused.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "device": str(device), "threads": torch.get_num_threads() if device.type == "cpu" else None,
-               "torch": torch.__version__, "resolution": args.resolution, "factor": args.factor,
-               "precision": args.precision, "small": args.small, "records": records,
-               "note": "shared machine (other processes running): compare the variants' ratios, not absolute times"}
-        tmp = Path(str(out) + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(out)
+               "torch": torch.__version__, **body,
+               "note": "shared machine (other processes running): compare ratios in one run, not absolute times"}
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
         print(f"wrote {out}")
     return 0
 

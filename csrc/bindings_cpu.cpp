@@ -111,8 +111,9 @@ std::vector<at::Tensor> modulate_backward(const at::Tensor& g, const at::Tensor&
 
 // --- adain (StyleGAN v1's layer epilogue, CPU only) -------------------------------------------------
 
-// Checks x [B, C, H, W], noise [1 or B, 1, H, W] or empty, and the (B * C,) per-plane vectors in the
-// accumulation dtype (strength may be empty without noise); fills the shape fields of p.
+// Checks x [B, C, H, W], noise [1 or B, 1, H, W] or empty, and the (B * C,) per-plane vectors
+// (strength, bias, scale[, shift]) in the accumulation dtype (strength may be empty without noise);
+// returns the parameters with the inputs and shapes filled in.
 adain_kernel_params adain_checked(const char* op, const at::Tensor& x, const at::Tensor& noise,
                                   const std::vector<at::Tensor>& planes, const char* const* names) {
     check_input<CpuBackend>(x, op, "x");
@@ -140,6 +141,10 @@ adain_kernel_params adain_checked(const char* op, const at::Tensor& x, const at:
     adain_kernel_params p{};
     p.x = x.data_ptr();
     p.noise = noise.numel() ? noise.data_ptr() : nullptr;
+    p.strength = planes[0].numel() ? planes[0].data_ptr() : nullptr;
+    p.bias = planes[1].data_ptr();
+    p.scale = planes[2].data_ptr();
+    p.shift = planes.size() > 3 ? planes[3].data_ptr() : nullptr;
     p.planes = count;
     p.channels = x.size(1);
     p.n = n;
@@ -155,10 +160,6 @@ std::vector<at::Tensor> adain(const at::Tensor& x, const at::Tensor& noise, cons
     auto p = adain_checked("adain", x, noise, {strength, bias, scale, shift}, names);
     auto y = at::empty_like(x);
     auto stats = at::empty({x.size(0), x.size(1), 2}, x.options().dtype(acc_dtype(x.scalar_type())));
-    p.strength = strength.numel() ? strength.data_ptr() : nullptr;
-    p.bias = bias.data_ptr();
-    p.scale = scale.data_ptr();
-    p.shift = shift.data_ptr();
     p.y = y.data_ptr();
     p.stats = stats.data_ptr();
     p.eps = eps;
@@ -183,9 +184,6 @@ std::vector<at::Tensor> adain_backward(const at::Tensor& dy, const at::Tensor& x
                 op, ": stats must be the forward's (B, C, 2) plane statistics");
     auto du = at::empty_like(x);
     auto sums = at::empty({x.size(0), x.size(1), 4}, acc);
-    p.strength = strength.numel() ? strength.data_ptr() : nullptr;
-    p.bias = bias.data_ptr();
-    p.scale = scale.data_ptr();
     p.g = dy.data_ptr();
     p.y = du.data_ptr();
     p.stats = stats.data_ptr();

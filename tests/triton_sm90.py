@@ -81,13 +81,13 @@ def variants():
 
     from rlse_fast.ops.triton_ops import ADAIN_BLOCK, adain_warps
 
-    # StyleGAN v1's epilogue: activations, noise and dy in dt, per-plane parameters and partial sums
-    # fp32; 1024 px planes (256 tiles), and the 4x4 ones (one 16-element tile).
+    # StyleGAN v1's epilogue: activations and dy in dt, the noise map as the networks hold it (fp32),
+    # per-plane parameters and partial sums fp32; 1024 px planes (256 tiles), and 4x4 ones (one tile).
     for dt in ("fp32", "bf16"):
         for has_noise in (True, False):
             for block, tiles in ((ADAIN_BLOCK, 256), (16, 1)):
                 t_block = triton.next_power_of_2(tiles)
-                plane = {"x_ptr": PTR[dt], "n_ptr": PTR[dt], "s_ptr": "*fp32", "b_ptr": "*fp32"}
+                plane = {"x_ptr": PTR[dt], "n_ptr": "*fp32", "s_ptr": "*fp32", "b_ptr": "*fp32"}
                 dims = {"C": "i32", "HW": "i32", "T": "i32", "n_bstride": "i32"}
                 cx = {"HAS_NOISE": has_noise, "F64": False, "BLOCK": block}
                 tag = f"{dt} noise={has_noise} block={block}"

@@ -2,8 +2,8 @@
 
 A fromRGB (1x1 conv + lrelu) exists at every resolution. Each block at resolution r (r >= 8): a
 3x3 conv + lrelu, then [1,2,1] blur, a 3x3 conv with 2x downsampling (conv + 2x2 average pool, run
-as TF's fused 4x4 strided conv: everywhere on a GPU, from 64 px on the CPU) + lrelu. The 4x4 epilogue: minibatch stddev, 3x3 conv,
-two dense layers. An image at a lower resolution r enters through fromRGB r and runs the blocks
+as TF's fused 4x4 strided conv: everywhere on a GPU, from 64 px on the CPU) + lrelu. The 4x4
+epilogue: minibatch stddev, 3x3 conv, two dense layers. An image at a lower resolution r enters through fromRGB r and runs the blocks
 from r down (`forward(img)` takes any power of two up to img_resolution): this is how the
 progressive network scores a low-resolution image, as TF StyleGAN does at lod log2(R / r).
 """
