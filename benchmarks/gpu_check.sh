@@ -40,8 +40,9 @@
 # layouts and the before / after rows travel in the summary only.
 #
 # Environment: OUT (required; a scratch folder here for a dry run), PYTHON (default python3),
-# RLSE_GPU_CHECK_TOTAL_S (default 470), RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry
-# run in a shared checkout, where an in-place build would replace the others' extension).
+# RLSE_GPU_CHECK_TOTAL_S (default 455: with a stage's 20 s kill grace, under 8 minutes),
+# RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry run in a shared checkout, where an
+# in-place build would replace the others' extension).
 set -u
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,7 +50,7 @@ cd "$ROOT" || exit 1
 : "${OUT:?set OUT to the folder for the results}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-TOTAL="${RLSE_GPU_CHECK_TOTAL_S:-470}"
+TOTAL="${RLSE_GPU_CHECK_TOTAL_S:-455}"
 DRY="${RLSE_GPU_CHECK_DRY:-0}"
 WORK="$(mktemp -d)"
 LOGS="$OUT/logs.txt"

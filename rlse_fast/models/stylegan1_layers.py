@@ -81,8 +81,8 @@ def blur(x):
 CPU_FUSED_MIN_RESOLUTION = 64
 """On the CPU the layers run fused only from this resolution (G: output, D: input) up. oneDNN runs
 the 4x4 kernels slowly on small grids with many channels: forward + both gradients, FFHQ channels,
-one face, one thread, fused vs unfused (ms): G 8 px 152 vs 19, 32 px 228 vs 153, 64 px 192 vs 314,
-128 px 242 vs 450; D alike (docs/kernels-adain.md has the command)."""
+one face, one thread, fused vs unfused (ms): G 8 px 306 vs 32, 32 px 375 vs 282, 64 px 360 vs 609,
+128 px 327 vs 614; D alike (`benchmarks/bench_sg1_fused.py --layers`, docs/kernels-adain.md)."""
 
 
 def fused_here(resolution: int, device: torch.device) -> bool:
