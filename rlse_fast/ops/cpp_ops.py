@@ -228,7 +228,9 @@ def _usable(x: torch.Tensor) -> bool:
 # converts fp16 in software, which makes fp16 bias_act and downsample_loss (memory-bound; the
 # reference's few ATen ops convert in hardware) and bf16 bias_act slower than the reference.
 # modulate beats the reference in every dtype on both builds (fwd + bwd of a 4x128x128x3x3 weight,
-# one thread: fp32 3.5x / 2.6x, bf16 5.1x / 3.3x, fp16 5.4x / 1.5x with AVX2 / the baseline).
+# one thread: fp32 3.5x / 2.6x, bf16 5.1x / 3.3x, fp16 5.4x / 1.5x with AVX2 / the baseline), and so
+# does adain_epilogue (fwd + bwd at v1's 1024 px planes: fp32 4.3x, bf16 3.5x, fp16 4.2x / 1.5x;
+# docs/kernels-adain.md).
 _ALL_DTYPES = {"bias_act": DTYPES, "upfirdn2d": DTYPES, "downsample_loss": DTYPES, "modulate": DTYPES,
                "adain_epilogue": DTYPES}
 _BASE_DTYPES = {
