@@ -23,8 +23,9 @@ FAMILIES = [
     ("modulate", r"modulate"),
     ("downsample_loss", r"downsample"),
     ("adam", r"adam"),
-    ("conv", r"conv|cudnn|xmma|implicit_gemm|wgrad|dgrad|fprop|sm\d+_.*(nhwc|nchw)"),
-    ("gemm", r"gemm|cutlass|matmul|addmm|\bmm\b|_mm_|dot_kernel"),
+    # cuDNN's convolutions (implicit GEMM: fprop / dgrad / wgrad); cuBLAS's GEMMs are also sm90_xmma_*
+    ("conv", r"conv|cudnn|implicit_gemm|implicit_precomp|wgrad|dgrad|fprop|precomputed_convolve|winograd|nhwckrsc"),
+    ("gemm", r"gemm|cutlass|nvjet|matmul|addmm|\bmm\b|_mm_|dot_kernel"),
     ("reduce", r"reduce|sum_|norm|mean|\bsum\b"),
     ("copy/fill", r"copy|memcpy|memset|fill|cat|index|clone|contiguous|empty|alloc"),
     ("elementwise", r"elementwise|vectorized|unrolled|pointwise|mul|add|where|lerp|div|sqrt"),

@@ -153,3 +153,26 @@ def test_gpu_table_shows_the_variants_a_run_has(gpu_table):
     assert "| 1024, 1 | 8.00 |  | 2.00 | 1.90 | 4.0x | 0.50 | 1.0 | 3.0 | 2.9 |" in text
     with pytest.raises(ValueError, match="no iteration records"):
         gpu_table.table({"iteration_records": []})
+
+
+def test_profile_buckets_name_the_kernel_families(bench_script):
+    """Kernel names as the H200 profiles of 2026-12-04 show them, and ours, land in their families."""
+    family = bench_script("profile_buckets").family
+    cases = {
+        "void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>": "transpose",
+        "void foldedNhwcToNchwKernel<__nv_bfloat16, __nv_bfloat16>": "transpose",
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "conv",
+        "sm90_xmma_wgrad_indexed_implicit_gemm_bf16bf16_bf16f32": "conv",
+        "void precomputed_convolve_sgemm<__nv_bfloat16, 1024, 5, 5>": "conv",
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64": "gemm",
+        "void (anonymous namespace)::upfirdn2d_tiled<__nv_bfloat16>": "fir",
+        "adain_backward_sums_kernel": "adain",
+        "void (anonymous namespace)::bias_act_kernel<__nv_bfloat16>": "bias_act",
+        "modulate_backward_kernel": "modulate",
+        "downsample_diff_kernel": "downsample_loss",
+        "void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor<float>>": "adam",
+        "void at::native::reduce_kernel<128, 4, at::native::ReduceOp<float, SumOp>>": "reduce",
+        "Memset (Device)": "copy/fill",
+        "void at::native::vectorized_elementwise_kernel<8, at::native::CUDAFunctor_add<float>>": "elementwise",
+    }
+    assert {name: family(name) for name in cases} == cases
