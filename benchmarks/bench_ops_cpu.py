@@ -23,6 +23,7 @@ import torch
 
 from rlse_fast.ops import bias_act, downsample2d, modulate, setup_filter, upsample2d
 from rlse_fast.memory import keep_freed_memory
+from rlse_fast.ops.adain import adain_epilogue
 from rlse_fast.ops.downsample_loss import downsample_loss
 
 # As the rlse-fast command does: freed memory is reused, not page-faulted in again on every call
@@ -55,6 +56,12 @@ def _make(op, shape, factor, dtype=torch.float32):
     if op == "modulate":  # x: per-face weights (B, O, I, 3, 3); the styles get gradients too
         st = (torch.randn(shape[0], shape[2], generator=g) + 1).to(dtype).requires_grad_(True)
         return [x, st], lambda t, impl: modulate(t[0], t[1], impl=impl)
+    if op == "adain_epilogue":  # StyleGAN v1's layer epilogue: a constant noise map, per-face parameters
+        batch, c = shape[:2]
+        noise = torch.randn(1, 1, *shape[2:], generator=g).to(dtype)
+        strength, bias, shift = (torch.randn(batch, c, generator=g).requires_grad_(True) for _ in range(3))
+        scale = (torch.randn(batch, c, generator=g) + 1).requires_grad_(True)
+        return [x, noise, strength, bias, scale, shift], lambda t, impl: adain_epilogue(*t, impl=impl)
     lo = torch.randn(shape[0], shape[1], shape[2] // factor, shape[3] // factor, generator=g).to(dtype)
     return [x, lo], lambda t, impl: downsample_loss(t[0], t[1], factor, impl)
 
@@ -65,6 +72,8 @@ CASES = (  # (op, shape, factor)
     + [("downsample_loss", s, f) for f in (8, 16) for s in ((4, 3, 256, 256), (1, 3, 1024, 1024))]
     # per-face weights: the bundled prior's 128-channel layers and config-f's 512-channel ones, 4 faces
     + [("modulate", s, None) for s in ((4, 128, 128, 3, 3), (4, 512, 512, 3, 3))]
+    # StyleGAN v1's 1024 px layers at batch 1 and its 256 px ones at batch 4
+    + [("adain_epilogue", s, None) for s in ((1, 16, 1024, 1024), (4, 64, 256, 256))]
 )
 
 

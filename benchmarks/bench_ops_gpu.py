@@ -88,27 +88,40 @@ def test_modulate(benchmark, impl, batch, mode):
         _run(benchmark, step)
 
 
+# StyleGAN v1's 1024 px layers at batch 1 and 16 besides StyleGAN2's sizes.
+ADAIN_SHAPES = {**SHAPES, "1x16x1024": (1, 16, 1024, 1024), "16x16x1024": (16, 16, 1024, 1024)}
+
+
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("impl", ["ref", "triton"])
+@pytest.mark.parametrize("shape", list(ADAIN_SHAPES))
+@pytest.mark.parametrize("impl", ["ref", "triton", "copy"])
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 def test_adain_epilogue(benchmark, impl, shape, dtype, mode):
-    """StyleGAN v1's layer epilogue (noise, bias, lrelu, instance norm, AdaIN) at StyleGAN sizes."""
+    """StyleGAN v1's layer epilogue (noise, bias, lrelu, instance norm, AdaIN) at StyleGAN sizes.
+    impl 'copy': the memory roofline, the bytes an ideal kernel moves as plain copies (forward: read
+    x, write y; backward: read x and dy, write dx)."""
     from rlse_fast.ops.adain import adain_epilogue
 
-    x = torch.randn(SHAPES[shape], device="cuda", dtype=DTYPES[dtype])
+    x = torch.randn(ADAIN_SHAPES[shape], device="cuda", dtype=DTYPES[dtype])
     b, c, h, w = x.shape
-    noise = torch.randn(b, 1, h, w, device="cuda", dtype=x.dtype)
+    noise = torch.randn(1, 1, h, w, device="cuda")  # the networks' constant noise map (fp32, untrained)
     strength, bias = torch.randn(c, device="cuda"), torch.randn(c, device="cuda")
     scale, shift = torch.randn(b, c, device="cuda") + 1, torch.randn(b, c, device="cuda")
-    _need("adain_epilogue", impl, x)
     benchmark.group = f"adain_epilogue {mode} {shape} {dtype}"
+    g = torch.randn_like(x)
+    if impl == "copy":
+        y, dx = torch.empty_like(x), torch.empty_like(x)
+        if mode == "fwd":
+            _run(benchmark, lambda: y.copy_(x))
+        else:
+            _run(benchmark, lambda: (y.copy_(x), torch.add(x, g, out=dx)))
+        return
+    _need("adain_epilogue", impl, x)
     if mode == "fwd":
         with torch.no_grad():
             _run(benchmark, lambda: adain_epilogue(x, noise, strength, bias, scale, shift, impl=impl))
     else:
         xg, sg = x.clone().requires_grad_(True), scale.clone().requires_grad_(True)
-        g = torch.randn_like(x)
 
         def step():
             xg.grad = sg.grad = None

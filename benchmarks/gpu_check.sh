@@ -5,35 +5,44 @@
 #   bash benchmarks/gpu_check.sh          # on the device machine, in the repo root, with $OUT set
 #
 # Made for the lent H100 (Python 3.12, torch 2.11 + CUDA 13.0, triton 3.6, nvcc 13.0, no internet):
-# under 9 minutes in all. Every stage is time-boxed with `timeout` (SIGINT first, so pytest still
-# writes its reports) and the script carries on after a failure; the stage table is printed last.
+# under 8 minutes in all (the H200 run of 2026-12-04 took 358 s for the stages up to sg1). Every
+# stage is time-boxed with `timeout` (SIGINT first, so pytest still writes its reports) and the
+# script carries on after a failure; the stage table is printed last.
 #
-# Stages (seconds, shrunk when the total budget runs low):
-#   env      versions, nvidia-smi                                              10
-#   build    setup.py build_ext --inplace: rlse_fast._C (CPU) + rlse_fast._cuda  120
-#   tests    tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py  100
+# Stages (limit in seconds, shrunk when the total budget runs low; measured on the H200 2026-12-04):
+#   env      versions, nvidia-smi                                              10   (7)
+#   build    setup.py build_ext --inplace: rlse_fast._C (CPU) + rlse_fast._cuda  120  (68)
+#   tests    tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py  100  (44)
 #            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
-#   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 200
-#   ops      benchmarks/bench_adam.py (CUDA cases), benchmarks/bench_ops_gpu.py  45
-#            (bias_act, modulate, upfirdn2d, downsample_loss: ref vs CUDA / Triton)
-#   profile  benchmarks/profile_iteration.py, 1024 px, batch 4, bf16           45
-#   profile_cl  the same at batch 1 with --channels-last (G and D in NHWC)      45
-#   quality  benchmarks/quality_fast.py: eager fp32 vs fast fp32 / bf16, 16 faces 40
+#   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 120 (103
+#            with a 150 s case budget; now 70)
+#   ops      benchmarks/bench_adam.py (CUDA cases), benchmarks/bench_ops_gpu.py  45   (27)
+#            (bias_act, modulate, upfirdn2d, downsample_loss, adain_epilogue: ref vs CUDA / Triton)
+#   profile  benchmarks/profile_iteration.py, StyleGAN2, 1024 px, batch 4, bf16   35   (22)
+#   quality  benchmarks/quality_fast.py: eager fp32 vs fast fp32 / bf16, 16 faces 35   (26)
 #   sg1      benchmarks/bench_backbones.py: StyleGAN (v1), L_s native, 1024 px, random FFHQ-shaped
-#            weights, eager fp32 vs fast bf16 at batch 1 and 16                 60
+#            weights, eager fp32 vs fast bf16 at batch 1 and 16                 50   (31)
+#   sg1_profile  the first v1 profiles: profile_iteration.py --backbone stylegan1, 1024 px, bf16,
+#            batch 1 and 16; kernels by family and by forward / backward / optimiser   60
+#   convs    benchmarks/bench_conv_layouts.py: per-face convs in four layouts, forward / dgrad /
+#            wgrad, batch 1 and 16, the shapes that matter (SG2 and v1 at 1024 px)  45
+#   sg1_ab   benchmarks/bench_sg1_fused.py: the v1 iteration before / after the fused AdaIN and the
+#            fused convs everywhere, fast bf16, batch 1 and 16, one round      40
 # Without a GPU the script is a dry run of itself (CI runs one: tests/test_gpu_check.py): the CUDA
-# cases skip, and the profile and quality stages run on tiny sizes.
+# cases skip, and the profile, quality, v1 and conv stages run on tiny sizes.
 # A stage gets less when the total (RLSE_GPU_CHECK_TOTAL_S) runs low; one not reached is skipped.
 # No prior-training chunk: `rlse-fast train-prior` reads ../shared/data, which does not travel
 # to the device machine.
 #
-# Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data, the profile and the
-# quality comparison), logs.txt, bench_iteration.json, bench_ops_gpu.json, profile.txt,
-# profile_cl.txt, quality_fast.json, bench_sg1.json.
+# Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data, the profiles, the
+# conv layouts and the quality comparison), logs.txt, bench_iteration.json, bench_ops_gpu.json,
+# profile.txt, profile_sg1.txt (batch 1 then 16), quality_fast.json, bench_sg1.json; the conv
+# layouts and the before / after rows travel in the summary only.
 #
 # Environment: OUT (required; a scratch folder here for a dry run), PYTHON (default python3),
-# RLSE_GPU_CHECK_TOTAL_S (default 525), RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry
-# run in a shared checkout, where an in-place build would replace the others' extension).
+# RLSE_GPU_CHECK_TOTAL_S (default 455: with a stage's 20 s kill grace, under 8 minutes),
+# RLSE_GPU_CHECK_DRY=1 (skip the build: for a CPU-only dry run in a shared checkout, where an
+# in-place build would replace the others' extension).
 set -u
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,7 +50,7 @@ cd "$ROOT" || exit 1
 : "${OUT:?set OUT to the folder for the results}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-TOTAL="${RLSE_GPU_CHECK_TOTAL_S:-525}"
+TOTAL="${RLSE_GPU_CHECK_TOTAL_S:-455}"
 DRY="${RLSE_GPU_CHECK_DRY:-0}"
 WORK="$(mktemp -d)"
 LOGS="$OUT/logs.txt"
@@ -199,11 +208,11 @@ stage tests 100 "$PY" -m pytest $TESTS -q -rs -p no:cacheprovider -k "not emulat
     --junitxml="$WORK/tests.xml"
 
 # --- (c) benchmarks -------------------------------------------------------------------------------
-ITER_S=$(budget 200)
+ITER_S=$(budget 120)
 # The benchmark starts no case after its own budget, leaving ~50 s for the case in flight.
 export RLSE_BENCH_BUDGET_S=$(( ITER_S > 60 ? ITER_S - 50 : 10 ))
 export RLSE_BENCH_LOG="$WORK/iteration.jsonl"
-stage iter 200 "$PY" -m pytest benchmarks/bench_iteration.py -q -rs -p no:cacheprovider -k cuda \
+stage iter 120 "$PY" -m pytest benchmarks/bench_iteration.py -q -rs -p no:cacheprovider -k cuda \
     --benchmark-json="$OUT/bench_iteration.json" --benchmark-columns=min,median,max,rounds
 if [ -f benchmarks/bench_ops_gpu.py ]; then
     # The fine-tuning Adam first (4 short cases): foreach vs fused at config-f x 1 and x 16 faces.
@@ -219,21 +228,17 @@ fi
 HAVE_CUDA=0
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null && HAVE_CUDA=1
 if [ "$HAVE_CUDA" = "1" ]; then
-    stage profile 45 "$PY" benchmarks/profile_iteration.py --resolution 1024 --batch 4 --precision bf16 \
+    stage profile 35 "$PY" benchmarks/profile_iteration.py --resolution 1024 --batch 4 --precision bf16 \
         --out "$OUT/profile.txt"
-    stage profile_cl 45 "$PY" benchmarks/profile_iteration.py --resolution 1024 --batch 1 --precision bf16 \
-        --channels-last --out "$OUT/profile_cl.txt"
 else
     stage profile 40 "$PY" benchmarks/profile_iteration.py --resolution 32 --batch 2 --channel-base 1024 \
         --channel-max 64 --factor 4 --precision fp32 --rows 15 --out "$OUT/profile.txt"
-    stage profile_cl 40 "$PY" benchmarks/profile_iteration.py --resolution 32 --batch 1 --channel-base 1024 \
-        --channel-max 64 --factor 4 --precision fp32 --rows 15 --channels-last --out "$OUT/profile_cl.txt"
 fi
 
 # --- (e) quality: eager fp32 vs the fast path (kernels, graphs, bf16) on faces from the bundled prior
 if [ "$HAVE_CUDA" = "1" ]; then QUALITY_ARGS="--faces 16 --steps 100"; else QUALITY_ARGS="--faces 2 --steps 8"; fi
 # shellcheck disable=SC2086
-stage quality 40 "$PY" benchmarks/quality_fast.py $QUALITY_ARGS --json "$OUT/quality_fast.json"
+stage quality 35 "$PY" benchmarks/quality_fast.py $QUALITY_ARGS --json "$OUT/quality_fast.json"
 
 # --- (f) StyleGAN (v1): the paper's backbone, L_s at the input's own resolution (issue 14) --------
 if [ "$HAVE_CUDA" = "1" ]; then
@@ -242,7 +247,40 @@ else
     SG1_ARGS="--device cpu --resolution 32 --factor 4 --batches 1 --engines eager-fp32,fast-fp32 --small --threads 2"
 fi
 # shellcheck disable=SC2086
-stage sg1 60 "$PY" benchmarks/bench_backbones.py $SG1_ARGS --backbones stylegan1-native --json "$OUT/bench_sg1.json"
+stage sg1 50 "$PY" benchmarks/bench_backbones.py $SG1_ARGS --backbones stylegan1-native --json "$OUT/bench_sg1.json"
+
+# --- (g) StyleGAN (v1)'s first profiles, batch 1 and 16: where its time goes ----------------------
+if [ "$HAVE_CUDA" = "1" ]; then
+    SG1_PROFILE="--resolution 1024 --precision bf16 --rows 25"
+else
+    SG1_PROFILE="--resolution 32 --channel-base 512 --channel-max 32 --factor 4 --precision fp32 --rows 10"
+fi
+sg1_profiles() {
+    set -e
+    # shellcheck disable=SC2086
+    "$PY" benchmarks/profile_iteration.py --backbone stylegan1 --batch 1 $SG1_PROFILE --out "$WORK/profile_sg1_b1.txt"
+    # shellcheck disable=SC2086
+    "$PY" benchmarks/profile_iteration.py --backbone stylegan1 --batch "$1" $SG1_PROFILE --out "$WORK/profile_sg1_b16.txt"
+    cat "$WORK/profile_sg1_b1.txt" "$WORK/profile_sg1_b16.txt" >"$OUT/profile_sg1.txt"
+}
+export WORK SG1_PROFILE
+export -f sg1_profiles
+if [ "$HAVE_CUDA" = "1" ]; then SG1_BIG=16; else SG1_BIG=2; fi
+stage sg1_profile 60 bash -c "sg1_profiles $SG1_BIG"
+
+# --- (h) per-face convolutions in four layouts: is a layout switch enough, or our own kernel? ----
+if [ "$HAVE_CUDA" = "1" ]; then CONV_ARGS="--budget-s 35"; else CONV_ARGS="--smoke"; fi
+# shellcheck disable=SC2086
+stage convs 45 "$PY" benchmarks/bench_conv_layouts.py $CONV_ARGS --json "$WORK/conv_layouts.json"
+
+# --- (i) the v1 iteration before / after this round's kernels, in one run ------------------------
+if [ "$HAVE_CUDA" = "1" ]; then
+    AB_ARGS="--device cuda --resolution 1024 --batches 1,16 --precision bf16 --rounds 1 --warmup 2 --iters 3"
+else
+    AB_ARGS="--device cpu --resolution 32 --factor 4 --batches 1 --small --rounds 1 --iters 1"
+fi
+# shellcheck disable=SC2086
+stage sg1_ab 40 "$PY" benchmarks/bench_sg1_fused.py $AB_ARGS --json "$WORK/sg1_ab.json"
 
 # --- collect --------------------------------------------------------------------------------------
 "$PY" - "$OUT" "$WORK" "$TAG" "$GPU" "$DATE" "$(elapsed)" <<'EOF'
@@ -327,7 +365,8 @@ summary = {
     "stages": stages, "tests": tests,
     "bench_iteration": bench("bench_iteration.json"), "iteration_records": iteration_lines,
     "bench_ops_gpu": bench("bench_ops_gpu.json"), "profile": read(out / "profile.txt"),
-    "profile_channels_last": read(out / "profile_cl.txt"),
+    "profile_sg1_b1": read(work / "profile_sg1_b1.txt"), "profile_sg1_b16": read(work / "profile_sg1_b16.txt"),
+    "conv_layouts": load_json(work / "conv_layouts.json"), "sg1_before_after": load_json(work / "sg1_ab.json"),
     "quality_fast": load_json(out / "quality_fast.json"),
     "bench_sg1": load_json(out / "bench_sg1.json"),
 }

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "adain.h"
 #include "cpu/cpu_isa.h"
 #include "modulate.h"
 #include "ops_bindings.h"
@@ -108,6 +109,90 @@ std::vector<at::Tensor> modulate_backward(const at::Tensor& g, const at::Tensor&
     return {dw, ds};
 }
 
+// --- adain (StyleGAN v1's layer epilogue, CPU only) -------------------------------------------------
+
+// Checks x [B, C, H, W], noise [1 or B, 1, H, W] or empty, and the (B * C,) per-plane vectors
+// (strength, bias, scale[, shift]) in the accumulation dtype (strength may be empty without noise);
+// returns the parameters with the inputs and shapes filled in.
+adain_kernel_params adain_checked(const char* op, const at::Tensor& x, const at::Tensor& noise,
+                                  const std::vector<at::Tensor>& planes, const char* const* names) {
+    check_input<CpuBackend>(x, op, "x");
+    TORCH_CHECK(x.dim() == 4, op, ": x must be (B, C, H, W), got ", x.sizes());
+    const int64_t n = x.size(2) * x.size(3), count = x.size(0) * x.size(1);
+    if (noise.numel()) {
+        check_input<CpuBackend>(noise, op, "noise");
+        TORCH_CHECK(noise.scalar_type() == x.scalar_type(), op, ": noise must have the dtype of x (", x.scalar_type(),
+                    "), got ", noise.scalar_type());
+        TORCH_CHECK(noise.dim() == 4 && (noise.size(0) == 1 || noise.size(0) == x.size(0)) && noise.size(1) == 1 &&
+                        noise.size(2) == x.size(2) && noise.size(3) == x.size(3),
+                    op, ": noise must be (1 or ", x.size(0), ", 1, ", x.size(2), ", ", x.size(3), "), got ",
+                    noise.sizes());
+    }
+    const auto acc = acc_dtype(x.scalar_type());
+    for (size_t i = 0; i < planes.size(); i++) {
+        const at::Tensor& t = planes[i];
+        if (!t.numel() && std::string(names[i]) == "strength" && !noise.numel()) continue;
+        check_input<CpuBackend>(t, op, names[i]);
+        TORCH_CHECK(t.scalar_type() == acc, op, ": ", names[i], " must be ", acc, " (the accumulation dtype), got ",
+                    t.scalar_type());
+        TORCH_CHECK(t.numel() == count, op, ": ", names[i], " must have B * C = ", count, " elements, got ",
+                    t.numel());
+    }
+    adain_kernel_params p{};
+    p.x = x.data_ptr();
+    p.noise = noise.numel() ? noise.data_ptr() : nullptr;
+    p.strength = planes[0].numel() ? planes[0].data_ptr() : nullptr;
+    p.bias = planes[1].data_ptr();
+    p.scale = planes[2].data_ptr();
+    p.shift = planes.size() > 3 ? planes[3].data_ptr() : nullptr;
+    p.planes = count;
+    p.channels = x.size(1);
+    p.n = n;
+    p.noise_bstride = noise.numel() && noise.size(0) > 1 ? n : 0;
+    return p;
+}
+
+// (y, stats [B, C, 2] = per-plane (mean, rstd)) of y = scale * instnorm(lrelu(x + noise * strength + bias)) + shift.
+std::vector<at::Tensor> adain(const at::Tensor& x, const at::Tensor& noise, const at::Tensor& strength,
+                              const at::Tensor& bias, const at::Tensor& scale, const at::Tensor& shift, double eps,
+                              double alpha) {
+    static const char* const names[] = {"strength", "bias", "scale", "shift"};
+    auto p = adain_checked("adain", x, noise, {strength, bias, scale, shift}, names);
+    auto y = at::empty_like(x);
+    auto stats = at::empty({x.size(0), x.size(1), 2}, x.options().dtype(acc_dtype(x.scalar_type())));
+    p.y = y.data_ptr();
+    p.stats = stats.data_ptr();
+    p.eps = eps;
+    p.alpha = alpha;
+    if (x.numel()) RLSE_DISPATCH_FLOAT_TYPES(x.scalar_type(), "adain", [&] { adain_cpu<scalar_t>(p); });
+    return {y, stats};
+}
+
+// (du, sums [B, C, 4] = per-plane (sum dy, sum dy * x_hat, sum du, sum du * noise)) for upstream dy.
+std::vector<at::Tensor> adain_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& noise,
+                                       const at::Tensor& strength, const at::Tensor& bias, const at::Tensor& scale,
+                                       const at::Tensor& stats, double alpha) {
+    const char* op = "adain_backward";
+    static const char* const names[] = {"strength", "bias", "scale"};
+    auto p = adain_checked(op, x, noise, {strength, bias, scale}, names);
+    check_input<CpuBackend>(dy, op, "dy");
+    TORCH_CHECK(dy.scalar_type() == x.scalar_type() && dy.sizes() == x.sizes(), op,
+                ": dy must have the dtype and shape of x");
+    const auto acc = x.options().dtype(acc_dtype(x.scalar_type()));
+    TORCH_CHECK(stats.scalar_type() == acc.dtype().toScalarType() && stats.is_contiguous() &&
+                    stats.numel() == 2 * p.planes,
+                op, ": stats must be the forward's (B, C, 2) plane statistics");
+    auto du = at::empty_like(x);
+    auto sums = at::empty({x.size(0), x.size(1), 4}, acc);
+    p.g = dy.data_ptr();
+    p.y = du.data_ptr();
+    p.stats = stats.data_ptr();
+    p.sums = sums.data_ptr();
+    p.alpha = alpha;
+    if (x.numel()) RLSE_DISPATCH_FLOAT_TYPES(x.scalar_type(), "adain_backward", [&] { adain_backward_cpu<scalar_t>(p); });
+    return {du, sums};
+}
+
 const rlse::CpuIsa kIsas[] = {rlse::CpuIsa::kBase, rlse::CpuIsa::kAvx2};
 
 std::string cpu_isa() { return rlse::cpu_isa_name(rlse::cpu_isa()); }
@@ -141,6 +226,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("modulate_backward", &modulate_backward, "gradient of modulate: (dweight per sample, dstyles)",
           py::arg("grad"), py::arg("weight"), py::arg("styles"), py::arg("dcoef"), py::arg("demodulate"),
           py::arg("need_dw"), py::arg("need_ds"));
+    m.def("adain", &adain, "StyleGAN v1's layer epilogue: (y, plane stats)", py::arg("x"), py::arg("noise"),
+          py::arg("strength"), py::arg("bias"), py::arg("scale"), py::arg("shift"), py::arg("eps"), py::arg("alpha"));
+    m.def("adain_backward", &adain_backward, "gradient of adain: (du, plane sums)", py::arg("dy"), py::arg("x"),
+          py::arg("noise"), py::arg("strength"), py::arg("bias"), py::arg("scale"), py::arg("stats"),
+          py::arg("alpha"));
     m.def("cpu_isa", &cpu_isa, "the instruction set of the kernels in use: 'avx2' or 'base'");
     m.def("cpu_isas", &cpu_isas, "the kernel builds this CPU can run");
     m.def("set_cpu_isa", &set_cpu_isa, "use the kernel build `name`; returns the previous one", py::arg("name"));

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
+
 from .models import stylegan1
 from .models.stylegan1 import discriminator as stylegan1_discriminator
+from .models.stylegan1.layers import fused_here
 from .models.stylegan2 import DiscriminatorConfig, GeneratorConfig
 
 FIR_TAPS = 16
@@ -140,11 +143,13 @@ BLUR_TAPS = 9
 """StyleGAN v1's [1, 2, 1] x [1, 2, 1] blur: 3x3 taps per output pixel and channel."""
 
 
-def generator_macs_v1(g: stylegan1.GeneratorConfig, finetune: bool = True, filters: bool = True) -> tuple[float, float]:
+def generator_macs_v1(g: stylegan1.GeneratorConfig, finetune: bool = True, filters: bool = True,
+                      device: str = "cuda") -> tuple[float, float]:
     """(forward, backward) multiply-adds of a StyleGAN v1 synthesis network for one face.
 
-    Per layer: the style dense (w -> 2C), the (up-)convolution (the fused ones as a stride-2
-    transposed 4x4 convolution on the coarse grid), with `filters` the blur after each upsampling;
+    Per layer: the style dense (w -> 2C), the (up-)convolution (fused where the network runs it so
+    on `device`, `models.stylegan1.layers.fused_here`: a stride-2 transposed 4x4 convolution on the coarse
+    grid), with `filters` the blur after each upsampling;
     the final 1x1 toRGB. Backward: every convolution's input gradient (each layer's input depends on
     the latent through the styles before it), and its weight gradient only when fine-tuning (v1's
     weights are not modulated: PULSE mode computes none); the style products' input gradients and,
@@ -158,7 +163,7 @@ def generator_macs_v1(g: stylegan1.GeneratorConfig, finetune: bool = True, filte
             convs.append(c * c * 9 * 16)
         else:
             c_in = g.channels(res // 2)
-            if res >= g.fused_min_resolution:
+            if fused_here(res, torch.device(device)):
                 convs.append(c_in * c * 16 * (res // 2) ** 2)
             else:
                 convs.append(c_in * c * 9 * res * res)
@@ -176,9 +181,10 @@ def generator_macs_v1(g: stylegan1.GeneratorConfig, finetune: bool = True, filte
 
 
 def discriminator_macs_v1(d: stylegan1_discriminator.DiscriminatorConfig, input_resolution: int,
-                          semantic_blocks: int, filters: bool = True) -> float:
+                          semantic_blocks: int, filters: bool = True, device: str = "cuda") -> float:
     """Forward multiply-adds of StyleGAN v1's D from an image of `input_resolution` through the last
-    block before the epilogue (L_s's last feature), for one face."""
+    block before the epilogue (L_s's last feature), for one face; the down-convolutions fused (a
+    stride-2 4x4 convolution) where the network runs them so on `device`."""
     if semantic_blocks <= 0:
         return 0.0
     r = input_resolution
@@ -188,7 +194,7 @@ def discriminator_macs_v1(d: stylegan1_discriminator.DiscriminatorConfig, input_
             continue
         c, c_out = d.channels(res), d.channels(res // 2)
         total += c * c * 9 * res * res  # conv0
-        if res >= d.fused_min_resolution:
+        if fused_here(res, torch.device(device)):
             total += c * c_out * 16 * (res // 2) ** 2  # fused strided 4x4
         else:
             total += c * c_out * 9 * res * res  # conv, then a 2x2 average pool
@@ -199,16 +205,18 @@ def discriminator_macs_v1(d: stylegan1_discriminator.DiscriminatorConfig, input_
 
 def iteration_flops(g: GeneratorConfig, d: DiscriminatorConfig | None = None, batch: int = 1, factor: int = 16,
                     semantic_blocks: int = 3, finetune: bool = True, filters: bool = True,
-                    semantic_input: str = "auto") -> IterationFlops:
+                    semantic_input: str = "auto", device: str = "cuda") -> IterationFlops:
     """FLOPs of one iteration for `batch` faces; d=None or semantic_blocks=0 leaves L_s out (PULSE).
     g, d: StyleGAN2 or StyleGAN v1 configs; semantic_input (v1 only): 'native' (the default there:
-    D runs from the low-resolution image's own fromRGB) or 'upsampled'."""
+    D runs from the low-resolution image's own fromRGB) or 'upsampled'; device (v1 only): where the
+    networks run ('cpu' fuses fewer resampling convs: `models.stylegan1.layers.fused_here`)."""
     v1 = isinstance(g, stylegan1.GeneratorConfig)
     native = v1 and semantic_input in ("auto", "native")
     if v1:
-        g_fwd, g_bwd = generator_macs_v1(g, finetune=finetune, filters=filters)
+        g_fwd, g_bwd = generator_macs_v1(g, finetune=finetune, filters=filters, device=device)
         d_in = g.img_resolution // factor if native else (d.img_resolution if d is not None else 0)
-        d_fwd = discriminator_macs_v1(d, d_in, semantic_blocks, filters=filters) if d is not None else 0.0
+        d_fwd = (discriminator_macs_v1(d, d_in, semantic_blocks, filters=filters, device=device)
+                 if d is not None else 0.0)
     else:
         g_fwd, g_bwd = generator_macs(g, finetune=finetune, filters=filters)
         d_fwd = discriminator_macs(d, semantic_blocks, filters=filters) if d is not None else 0.0
@@ -221,10 +229,11 @@ def iteration_flops(g: GeneratorConfig, d: DiscriminatorConfig | None = None, ba
 
 
 def for_config(G, D, cfg, batch: int, factor: int) -> IterationFlops:
-    """`iteration_flops` for loaded networks and an RLSEConfig."""
+    """`iteration_flops` for loaded networks (on their device) and an RLSEConfig."""
+    device = next(G.parameters()).device.type
     return iteration_flops(G.cfg, D.cfg if (D is not None and cfg.semantic) else None, batch=batch, factor=factor,
                            semantic_blocks=cfg.semantic_blocks if cfg.semantic else 0, finetune=cfg.finetune,
-                           semantic_input=getattr(cfg, "semantic_input", "auto"))
+                           semantic_input=getattr(cfg, "semantic_input", "auto"), device=device)
 
 
 CONFIG_F = GeneratorConfig()

@@ -31,3 +31,60 @@ def assert_modulate_matches_ref(impl, w, s, demodulate):
     for a, b in zip(g1, g0):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def adain_inputs(batch, c, h, w, per_sample, noise_batch, dtype=torch.float32, device="cpu", seed=0):
+    """(x, noise, strength, bias, scale, shift) of the v1 epilogue: x and noise in dtype, the
+    parameters float32 (float64 with dtype float64) as the networks hold them; noise_batch 0: no noise."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, dt=dtype):
+        return torch.randn(shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dt)
+
+    par = torch.float64 if dtype == torch.float64 else torch.float32
+    shape = (batch, c) if per_sample else (c,)
+    return [rand(batch, c, h, w), rand(noise_batch, 1, h, w) if noise_batch else None, rand(*shape, dt=par),
+            rand(*shape, dt=par), rand(batch, c, dt=par) + 1, rand(batch, c, dt=par)]
+
+
+def adain_grads(impl, inputs, trained=(True,) * 6):
+    """The epilogue's output and its inputs' gradients (None where not `trained`) for a fixed
+    upstream gradient."""
+    from rlse_fast.ops.adain import _adain_epilogue_ref, adain_epilogue
+
+    ins = [t.detach().clone().requires_grad_(bool(tr)) if t is not None else None for t, tr in zip(inputs, trained)]
+    fn = _adain_epilogue_ref if impl == "ref" else lambda *a: adain_epilogue(*a, impl=impl)
+    y = fn(*ins)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    y.backward(g.to(device=y.device, dtype=y.dtype))
+    return y.detach(), [t.grad if t is not None else None for t in ins]
+
+
+def assert_adain_matches_ref(impl, inputs, trained=(True,) * 6):
+    """Forward and every trained input's gradient against the reference (same dtype: float32 or
+    float64); untrained inputs get none."""
+    y0, g0 = adain_grads("ref", inputs, trained)
+    y1, g1 = adain_grads(impl, inputs, trained)
+    assert y1.dtype == y0.dtype
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=2e-5)
+    for name, a, b in zip(("x", "noise", "strength", "bias", "scale", "shift"), g1, g0):
+        if b is None:
+            assert a is None, name
+            continue
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * (1 + b.abs().max().item()), msg=name)
+
+
+def assert_adain_within_budget(impl, inputs):
+    """Reduced precision (x and noise in a 16-bit dtype): the flash-attention rule against float64,
+    forward and every gradient."""
+    wide = [t.double() if t is not None else None for t in inputs]
+    y64, g64 = adain_grads("ref", wide)
+    y_low, g_low = adain_grads("ref", inputs)
+    y, g = adain_grads(impl, inputs)
+    assert y.dtype == inputs[0].dtype
+    within_budget(y, y64, y_low, f"adain {impl} {y.dtype} forward")
+    for name, a, b, c in zip(("x", "noise", "strength", "bias", "scale", "shift"), g, g64, g_low):
+        if b is not None:
+            assert a.dtype == c.dtype, name
+            within_budget(a, b, c, f"adain {impl} {y.dtype} d{name}")

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-STAGES = ["env", "build", "tests", "iter", "ops", "profile", "profile_cl", "quality", "sg1"]
+STAGES = ["env", "build", "tests", "iter", "ops", "profile", "quality", "sg1", "sg1_profile", "convs", "sg1_ab"]
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
                                 reason="the script needs bash and coreutils' timeout")
@@ -56,8 +56,21 @@ def test_summary_holds_the_tests_profile_and_quality(dry_run):
     assert counts["failure"] == 0 and counts["error"] == 0 and counts["passed"] > 0, counts
     profile = summary["profile"] or ""
     assert "ms/iteration" in profile and "Self CPU time total" in profile, profile[:500]
-    profile_cl = summary["profile_channels_last"] or ""
-    assert "channels_last" in profile_cl and "ms/iteration" in profile_cl, profile_cl[:500]
+    assert "by family and phase" in profile
+    for key, batch in (("profile_sg1_b1", 1), ("profile_sg1_b16", 2)):  # the dry run's batches
+        text = summary[key] or ""
+        assert f"stylegan1, 32px, batch {batch}" in text and "by family and phase" in text, text[:500]
+        assert "phases not marked" not in text  # the backward call was found and marked
+    convs = summary["conv_layouts"]["rows"]
+    from itertools import product
+    assert {(r["direction"], r["layout"]) for r in convs} == set(product(
+        ["forward", "dgrad", "wgrad"], ["grouped-nchw", "grouped-nhwc", "per-face-nhwc", "shared-nhwc"]))
+    assert all(r["seconds"] > 0 for r in convs)
+    # the per-face layouts compute the grouped conv's function
+    diffs = [r["max_abs_diff_vs_grouped_nchw"] for r in convs if r["max_abs_diff_vs_grouped_nchw"] is not None]
+    assert len(diffs) == 2 * 2 * 2 and max(diffs) < 1e-4  # 2 shapes x 2 batches x 2 per-face layouts
+    ab = summary["sg1_before_after"]["records"]
+    assert sorted(r["variant"] for r in ab) == ["adain", "after", "before", "fused"]
     quality = summary["quality_fast"]
     assert [r["name"] for r in quality["results"]] == ["eager-fp32-ref", "fast-fp32", "fast-bf16"]
     assert all(r["psnr_y"] > 10 for r in quality["results"])
@@ -140,3 +153,26 @@ def test_gpu_table_shows_the_variants_a_run_has(gpu_table):
     assert "| 1024, 1 | 8.00 |  | 2.00 | 1.90 | 4.0x | 0.50 | 1.0 | 3.0 | 2.9 |" in text
     with pytest.raises(ValueError, match="no iteration records"):
         gpu_table.table({"iteration_records": []})
+
+
+def test_profile_buckets_name_the_kernel_families(bench_script):
+    """Kernel names as the H200 profiles of 2026-12-04 show them, and ours, land in their families."""
+    family = bench_script("profile_buckets").family
+    cases = {
+        "void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>": "transpose",
+        "void foldedNhwcToNchwKernel<__nv_bfloat16, __nv_bfloat16>": "transpose",
+        "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "conv",
+        "sm90_xmma_wgrad_indexed_implicit_gemm_bf16bf16_bf16f32": "conv",
+        "void precomputed_convolve_sgemm<__nv_bfloat16, 1024, 5, 5>": "conv",
+        "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64": "gemm",
+        "void (anonymous namespace)::upfirdn2d_tiled<__nv_bfloat16>": "fir",
+        "adain_backward_sums_kernel": "adain",
+        "void (anonymous namespace)::bias_act_kernel<__nv_bfloat16>": "bias_act",
+        "modulate_backward_kernel": "modulate",
+        "downsample_diff_kernel": "downsample_loss",
+        "void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor<float>>": "adam",
+        "void at::native::reduce_kernel<128, 4, at::native::ReduceOp<float, SumOp>>": "reduce",
+        "Memset (Device)": "copy/fill",
+        "void at::native::vectorized_elementwise_kernel<8, at::native::CUDAFunctor_add<float>>": "elementwise",
+    }
+    assert {name: family(name) for name in cases} == cases

@@ -11,12 +11,14 @@ import sys
 
 import pytest
 import torch
-from op_checks import assert_modulate_matches_ref, grads, within_budget
+from op_checks import (adain_inputs, assert_adain_matches_ref, assert_adain_within_budget, assert_modulate_matches_ref,
+                       grads, within_budget)
 from torch.autograd import gradcheck
 
 from rlse_fast.ops import bias_act, downsample2d, filter2d, modulate, setup_filter, upfirdn2d, upsample2d
 from rlse_fast.ops.bias_act import _bias_act_ref
 from rlse_fast.ops.downsample_loss import _downsample_loss_ref, downsample_loss
+from rlse_fast.ops.adain import adain_epilogue
 from rlse_fast.ops.modulate import _modulate_ref
 from rlse_fast.ops.upfirdn2d import _upfirdn2d_ref
 
@@ -303,7 +305,7 @@ def test_auto_picks_cpp_on_cpu():
     from rlse_fast.ops import cpp_ops, dispatch
 
     x = torch.randn(2, 3)
-    for op in ("bias_act", "upfirdn2d", "downsample_loss", "modulate"):
+    for op in ("bias_act", "upfirdn2d", "downsample_loss", "modulate", "adain_epilogue"):
         assert dispatch.pick(op, "auto", x) is dispatch._REGISTRY[op]["cpp"][0]
         for dtype in (torch.float16, torch.bfloat16):
             fast = dtype in cpp_ops.auto_dtypes(_C.cpu_isa())[op]
@@ -348,6 +350,8 @@ def _isa_outputs(isa, dtype):
         lambda x, b: downsample2d(x, setup_filter([1, 3, 3, 1]), impl="cpp"),
         lambda x, b: downsample_loss(x, lo, 4, impl="cpp"),
         lambda x, b: modulate(x[:, :, :9].reshape(2, 37, 9, 4, 7), x[:, 0, 0, :9] + 2, impl="cpp"),  # 28 taps
+        lambda x, b: adain_epilogue(x, x[:1, :1], b, b.float(), x[:, :, 0, 0].float() + 1, x[:, :, 1, 0].float(),
+                                    impl="cpp"),
     ]
     x, b, lo = rnd(2, 37, 20, 28), rnd(37), rnd(2, 37, 5, 7)
     before = _C.set_cpu_isa(isa)
@@ -401,13 +405,13 @@ def test_kernels_command_reports_the_build(capsys):
     want = cpp_ops.auto_dtypes(_C.cpu_isa())
     for dtype, row in info["auto"]["cpu"].items():
         for op, impl in row.items():
-            # an op without a C++ kernel (adain_epilogue: Triton only) runs its reference on the CPU
+            # an op without a C++ kernel runs its reference on the CPU
             assert impl == ("cpp" if getattr(torch, dtype) in want.get(op, ()) else "ref"), (dtype, op)
     if not torch.version.cuda:
         assert "CPU build" in info["impls"]["cuda"]
     assert main(["kernels"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("auto on cpu float32:"))
-    assert "bias_act cpp" in line and "adain_epilogue ref" in line
+    assert "bias_act cpp" in line and "adain_epilogue cpp" in line
 
 
 def test_bindings_check_arguments():
@@ -518,3 +522,44 @@ def test_modulate_out_dtype():
         out = modulate(w, s, impl=impl, out_dtype=torch.bfloat16)
         assert out.dtype == torch.bfloat16
         assert torch.equal(out, modulate(w, s, impl=impl).to(torch.bfloat16))
+
+
+# --- adain_epilogue (StyleGAN v1's layer epilogue) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("batch,c,h,w,per_sample,noise_batch", [(2, 3, 5, 5, False, 1), (1, 2, 7, 3, True, 1),
+                                                                (3, 2, 4, 9, True, 3), (2, 4, 33, 31, False, 0)])
+def test_adain_epilogue_matches_ref(batch, c, h, w, per_sample, noise_batch):
+    """Forward and every input's gradient; rows that are not multiples of the 8-lane sums."""
+    assert_adain_matches_ref("cpp", adain_inputs(batch, c, h, w, per_sample, noise_batch))
+
+
+def test_adain_epilogue_untrained_noise():
+    """The layers' usual case: a constant noise map and an untrained strength get no gradient."""
+    assert_adain_matches_ref("cpp", adain_inputs(2, 3, 6, 5, False, 1), trained=(True, False, False, True, True, True))
+
+
+@pytest.mark.parametrize("per_sample,noise_batch", [(True, 1), (False, 2), (True, 0)])
+def test_adain_epilogue_gradcheck(per_sample, noise_batch):
+    inputs = [t.requires_grad_(True) if t is not None else None
+              for t in adain_inputs(2, 2, 5, 4, per_sample, noise_batch, dtype=torch.float64)]
+    assert gradcheck(lambda *a: adain_epilogue(*a, impl="cpp"), inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_adain_epilogue_dtype_budget(dtype):
+    assert_adain_within_budget("cpp", adain_inputs(2, 3, 17, 19, True, 1, dtype=dtype))
+
+
+def test_adain_bindings_check_arguments():
+    from rlse_fast import _C
+
+    x, v = torch.randn(2, 3, 4, 4), torch.randn(6)
+    with pytest.raises(RuntimeError, match="noise must be"):
+        _C.adain(x, torch.randn(3, 1, 4, 4), v, v, v, v, 1e-8, 0.2)
+    with pytest.raises(RuntimeError, match="bias must have B \\* C = 6"):
+        _C.adain(x, torch.empty(0), torch.empty(0), torch.randn(3), v, v, 1e-8, 0.2)
+    with pytest.raises(RuntimeError, match="scale must be Float"):
+        _C.adain(x, torch.empty(0), torch.empty(0), v, v.double(), v, 1e-8, 0.2)
+    with pytest.raises(RuntimeError, match="stats must be"):
+        _C.adain_backward(x, x, torch.empty(0), torch.empty(0), v, v, torch.empty(3), 0.2)

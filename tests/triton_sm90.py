@@ -21,7 +21,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from rlse_fast.ops.triton_kernels.adain import adain_forward_kernel
+from rlse_fast.ops.triton_kernels.adain import (adain_backward_kernel, adain_backward_sums_kernel, adain_forward_kernel,
+                                               adain_tile_stats_kernel)
 from rlse_fast.ops.triton_kernels.bias_act import bias_act_kernel
 from rlse_fast.ops.triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 from rlse_fast.ops.triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
@@ -78,16 +79,29 @@ def variants():
             yield (f"modulate_backward {dt}<-{out} {channels}x{taps}", modulate_backward_kernel, sig, cx,
                    modulate_warps(bi * bk))
 
-    from rlse_fast.ops.triton_ops import ADAIN_BLOCK
+    from rlse_fast.ops.triton_ops import ADAIN_BLOCK, adain_warps
 
-    for dt in ("fp32", "bf16"):  # StyleGAN v1's epilogue: activations and styles in dt, parameters fp32
+    # StyleGAN v1's epilogue: activations and dy in dt, the noise map as the networks hold it (fp32),
+    # per-plane parameters and partial sums fp32; 1024 px planes (256 tiles), and 4x4 ones (one tile).
+    for dt in ("fp32", "bf16"):
         for has_noise in (True, False):
-            for block in (ADAIN_BLOCK, 16):  # large planes, and the 4x4 ones
-                sig = {"x_ptr": PTR[dt], "n_ptr": "*fp32", "s_ptr": "*fp32", "b_ptr": "*fp32", "sc_ptr": PTR[dt],
-                       "sh_ptr": PTR[dt], "y_ptr": PTR[dt], "stats_ptr": "*fp32", "C": "i32", "HW": "i32",
-                       "n_bstride": "i32", "s_bstride": "i32", "b_bstride": "i32", "eps": "fp32", "alpha": "fp32"}
-                yield (f"adain_forward {dt} noise={has_noise} block={block}", adain_forward_kernel, sig,
-                       {"HAS_NOISE": has_noise, "BLOCK": block}, 4)
+            for block, tiles in ((ADAIN_BLOCK, 256), (16, 1)):
+                t_block = triton.next_power_of_2(tiles)
+                plane = {"x_ptr": PTR[dt], "n_ptr": "*fp32", "s_ptr": "*fp32", "b_ptr": "*fp32"}
+                dims = {"C": "i32", "HW": "i32", "T": "i32", "n_bstride": "i32"}
+                cx = {"HAS_NOISE": has_noise, "F64": False, "BLOCK": block}
+                tag = f"{dt} noise={has_noise} block={block}"
+                sig = dict(plane, part_ptr="*fp32", **dims, alpha="fp32")
+                yield f"adain_tile_stats {tag}", adain_tile_stats_kernel, sig, cx, adain_warps(block)
+                sig = dict(plane, sc_ptr="*fp32", sh_ptr="*fp32", y_ptr=PTR[dt], part_ptr="*fp32", stats_ptr="*fp32",
+                           **dims, eps="fp32", alpha="fp32")
+                yield f"adain_forward {tag}", adain_forward_kernel, sig, dict(cx, T_BLOCK=t_block), adain_warps(block)
+                sig = dict(g_ptr=PTR[dt], **plane, stats_ptr="*fp32", part_ptr="*fp32", **dims, alpha="fp32")
+                yield f"adain_backward_sums {tag}", adain_backward_sums_kernel, sig, cx, adain_warps(block)
+                sig = dict(g_ptr=PTR[dt], **plane, sc_ptr="*fp32", stats_ptr="*fp32", part_ptr="*fp32",
+                           dx_ptr=PTR[dt], dpart_ptr="*fp32", sums_ptr="*fp32", **dims, alpha="fp32")
+                yield (f"adain_backward {tag}", adain_backward_kernel, sig, dict(cx, T_BLOCK=t_block),
+                       adain_warps(block))
 
 
 def resource_usage(cubin: bytes) -> dict:

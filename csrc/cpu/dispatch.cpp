@@ -1,6 +1,8 @@
 // The public CPU launchers (bias_act_cpu<T>, upfirdn2d_cpu<T>, downsample_loss_cpu<T>,
-// downsample_loss_backward_cpu<T>, modulate_cpu<T>, modulate_backward_cpu<T>): each sends the call to the build of the kernels chosen by
+// downsample_loss_backward_cpu<T>, modulate_cpu<T>, modulate_backward_cpu<T>, adain_cpu<T>,
+// adain_backward_cpu<T>): each sends the call to the build of the kernels chosen by
 // rlse::cpu_isa() (see cpu_isa.h).
+#include "adain.h"
 #include "bias_act.h"
 #include "cpu_isa.h"
 #include "downsample_loss.h"
@@ -24,6 +26,8 @@
     template <class T> void downsample_loss_backward_cpu(const downsample_loss_kernel_params& p); \
     template <class T> void modulate_cpu(const modulate_kernel_params& p);                  \
     template <class T> void modulate_backward_cpu(const modulate_kernel_params& p);         \
+    template <class T> void adain_cpu(const adain_kernel_params& p);                        \
+    template <class T> void adain_backward_cpu(const adain_kernel_params& p);               \
     }                                                                                       \
     }
 
@@ -97,12 +101,17 @@ template <class T> void modulate_backward_cpu(const modulate_kernel_params& p) {
     RLSE_CPU_CALL(modulate_backward_cpu, T, p);
 }
 
+template <class T> void adain_cpu(const adain_kernel_params& p) { RLSE_CPU_CALL(adain_cpu, T, p); }
+template <class T> void adain_backward_cpu(const adain_kernel_params& p) { RLSE_CPU_CALL(adain_backward_cpu, T, p); }
+
 #define RLSE_INSTANTIATE(T)                                                             \
     template void bias_act_cpu<T>(const bias_act_kernel_params&);                       \
     template void upfirdn2d_cpu<T>(const upfirdn2d_kernel_params&);                     \
     template void downsample_loss_cpu<T>(const downsample_loss_kernel_params&);         \
     template void downsample_loss_backward_cpu<T>(const downsample_loss_kernel_params&); \
     template void modulate_cpu<T>(const modulate_kernel_params&);                       \
-    template void modulate_backward_cpu<T>(const modulate_kernel_params&);
+    template void modulate_backward_cpu<T>(const modulate_kernel_params&);              \
+    template void adain_cpu<T>(const adain_kernel_params&);                             \
+    template void adain_backward_cpu<T>(const adain_kernel_params&);
 RLSE_FOR_EACH_KERNEL_DTYPE(RLSE_INSTANTIATE)
 #undef RLSE_INSTANTIATE

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "adain.h"
 #include "bias_act.h"
 #include "downsample_loss.h"
 #include "upfirdn2d.h"
@@ -189,10 +190,67 @@ static void test_downsample_loss() {
     }
 }
 
+// The v1 epilogue against its definition (csrc/common/adain.h) in double: forward, and the backward
+// against central differences of L = sum(g * y) with respect to x and the bias.
+static void test_adain() {
+    const int B = 2, C = 3, N = 37;  // 37: the 8-lane sums' tail
+    const double eps = 1e-8, alpha = 0.2;
+    auto x = randn(B * C * N, 7), noise = randn(N, 8), g = randn(B * C * N, 9), par = randn(4 * B * C, 10);
+    std::vector<float> strength(par.begin(), par.begin() + B * C), bias(par.begin() + B * C, par.begin() + 2 * B * C);
+    std::vector<float> scale(par.begin() + 2 * B * C, par.begin() + 3 * B * C), shift(par.begin() + 3 * B * C, par.end());
+    auto forward = [&](const std::vector<float>& xs, const std::vector<float>& bs, std::vector<double>& y) {
+        y.assign(B * C * N, 0.0);
+        for (int r = 0; r < B * C; r++) {
+            std::vector<double> v(N);
+            double mean = 0, var = 0;
+            for (int i = 0; i < N; i++) {
+                const double u = xs[r * N + i] + double(noise[i]) * strength[r] + bs[r];
+                v[i] = u > 0 ? u : u * alpha;
+                mean += v[i] / N;
+            }
+            for (int i = 0; i < N; i++) var += (v[i] - mean) * (v[i] - mean) / N;
+            for (int i = 0; i < N; i++) y[r * N + i] = scale[r] * (v[i] - mean) / std::sqrt(var + eps) + shift[r];
+        }
+    };
+    adain_kernel_params p{};
+    p.x = x.data(); p.noise = noise.data(); p.strength = strength.data(); p.bias = bias.data();
+    p.scale = scale.data(); p.shift = shift.data(); p.planes = B * C; p.channels = C; p.n = N;
+    p.noise_bstride = 0; p.eps = eps; p.alpha = alpha;
+    std::vector<float> y(B * C * N), stats(2 * B * C), du(B * C * N), sums(4 * B * C);
+    p.y = y.data(); p.stats = stats.data();
+    adain_cpu<float>(p);
+    std::vector<double> want;
+    forward(x, bias, want);
+    for (int i = 0; i < B * C * N; i++) expect_close(y[i], want[i], 1e-4, "adain forward", i);
+    p.g = g.data(); p.y = du.data(); p.sums = sums.data();
+    adain_backward_cpu<float>(p);
+    auto loss = [&](const std::vector<float>& xs, const std::vector<float>& bs) {
+        std::vector<double> yy;
+        forward(xs, bs, yy);
+        double s = 0;
+        for (int i = 0; i < B * C * N; i++) s += g[i] * yy[i];
+        return s;
+    };
+    const float h = 1e-2f;
+    for (int i = 0; i < B * C * N; i += 5) {  // dL/dx = du (du is also dL/du: u = x + ...)
+        const int r = i / N;
+        if (std::fabs(x[i] + double(noise[i % N]) * strength[r] + bias[r]) < 2 * h) continue;  // the lrelu kink
+        auto xp = x, xm = x;
+        xp[i] += h; xm[i] -= h;
+        expect_close(du[i], (loss(xp, bias) - loss(xm, bias)) / (2 * h), 2e-2, "adain dx", i);
+    }
+    for (int r = 0; r < B * C; r++) {  // dbias = sum du
+        auto bp = bias, bm = bias;
+        bp[r] += h; bm[r] -= h;
+        expect_close(sums[4 * r + 2], (loss(x, bp) - loss(x, bm)) / (2 * h), 2e-2, "adain dbias", r);
+    }
+}
+
 int main() {
     test_upfirdn2d();
     test_bias_act();
     test_downsample_loss();
+    test_adain();
     if (failures) {
         std::printf("%d check(s) failed\n", failures);
         return 1;

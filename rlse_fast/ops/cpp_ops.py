@@ -9,7 +9,8 @@ csrc/bindings_cpu.cpp (bias_act, upfirdn2d, downsample_loss, downsample_loss_bac
 signatures; `rlse_fast.ops.cuda_ops` reuses it for `rlse_fast._cuda`. Every backward pass runs the
 same extension: bias_act with grad=1, upfirdn2d with up/down swapped and the filter flipped,
 downsample_loss with its own transposed kernel. `modulate` (StyleGAN2's weight modulation and
-demodulation, fused) has a CPU kernel only, with its own backward kernel (`modulate_impl`).
+demodulation, fused) and `adain_epilogue` (StyleGAN v1's layer epilogue) have CPU kernels only, each
+with its own backward kernel (`modulate_impl`, `adain_impl`).
 """
 from __future__ import annotations
 
@@ -193,6 +194,31 @@ def modulate_impl(ext) -> Callable:
     return modulate
 
 
+def adain_impl(ext) -> Callable:
+    """`adain_epilogue(x, noise, strength, bias, scale, shift)` over an extension with adain /
+    adain_backward (csrc/bindings_cpu.cpp), through `ops.adain.NativeAdaIN`."""
+    from .adain import ALPHA, EPS, NativeAdaIN
+
+    class Kernels:
+        @staticmethod
+        def forward(x, n, s, b, sc, sh):
+            return ext.adain(x, _none(x) if n is None else n.to(x.dtype), _none(b) if s is None else s, b, sc, sh,
+                             EPS, ALPHA)
+
+        @staticmethod
+        def backward(dy, x, n, s, b, sc, stats):
+            return ext.adain_backward(dy.to(x.dtype), x, _none(x) if n is None else n.to(x.dtype),
+                                      _none(b) if s is None else s, b, sc, stats, ALPHA)
+
+    def adain_epilogue(x, noise, strength, bias, scale, shift):
+        if x.ndim != 4 or scale.shape != x.shape[:2] or shift.shape != x.shape[:2]:
+            raise ValueError(f"adain_epilogue: x (B, C, H, W) with scale and shift (B, C), got {tuple(x.shape)}, "
+                             f"{tuple(scale.shape)}, {tuple(shift.shape)}")
+        return NativeAdaIN.apply(Kernels, x, noise, strength, bias, scale, shift)
+
+    return adain_epilogue
+
+
 def _usable(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in DTYPES
 
@@ -202,9 +228,13 @@ def _usable(x: torch.Tensor) -> bool:
 # converts fp16 in software, which makes fp16 bias_act and downsample_loss (memory-bound; the
 # reference's few ATen ops convert in hardware) and bf16 bias_act slower than the reference.
 # modulate beats the reference in every dtype on both builds (fwd + bwd of a 4x128x128x3x3 weight,
-# one thread: fp32 3.5x / 2.6x, bf16 5.1x / 3.3x, fp16 5.4x / 1.5x with AVX2 / the baseline).
-_ALL_DTYPES = {"bias_act": DTYPES, "upfirdn2d": DTYPES, "downsample_loss": DTYPES, "modulate": DTYPES}
+# one thread: fp32 3.5x / 2.6x, bf16 5.1x / 3.3x, fp16 5.4x / 1.5x with AVX2 / the baseline), and so
+# does adain_epilogue (fwd + bwd at v1's 1024 px planes: fp32 4.3x, bf16 3.5x, fp16 4.2x / 1.5x;
+# docs/kernels-adain.md).
+_ALL_DTYPES = {"bias_act": DTYPES, "upfirdn2d": DTYPES, "downsample_loss": DTYPES, "modulate": DTYPES,
+               "adain_epilogue": DTYPES}
 _BASE_DTYPES = {
+    "adain_epilogue": DTYPES,
     "bias_act": (torch.float32, torch.float64),
     "upfirdn2d": DTYPES,
     "downsample_loss": (torch.float32, torch.float64, torch.bfloat16),
@@ -228,6 +258,8 @@ def _register() -> None:
     impls = native_impls(_C)
     if hasattr(_C, "modulate"):  # an extension built before the op lacks it: the reference runs
         impls["modulate"] = modulate_impl(_C)
+    if hasattr(_C, "adain"):
+        impls["adain_epilogue"] = adain_impl(_C)
     for op, fn in impls.items():
         dtypes = auto[op]
         dispatch.register(op, "cpp", fn, _usable, RANK,

@@ -1,6 +1,6 @@
 """Triton implementations of bias_act, the fused downsample_loss, the fused weight modulation and
-StyleGAN v1's layer epilogue (adain_epilogue; its backward from the forward's saved plane stats,
-`ops.adain.backward_from_stats`), registered as impl 'triton'.
+StyleGAN v1's layer epilogue (adain_epilogue, forward and backward kernels over
+`ops.adain.NativeAdaIN`), registered as impl 'triton'.
 
 Importing this module raises ImportError when triton is not installed. The kernels live in
 `triton_kernels/`. upfirdn2d has no Triton version: its CUDA kernel (shared-memory tiles) covers the
@@ -27,8 +27,9 @@ from .triton_kernels.bias_act import bias_act_kernel
 from .triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 from .modulate import _modulate_ref, kernel_inputs, weight_grad
 from .triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
-from .triton_kernels.adain import adain_forward_kernel
-from .adain import ALPHA, EPS, backward_from_stats
+from .triton_kernels.adain import (adain_backward_kernel, adain_backward_sums_kernel, adain_forward_kernel,
+                                   adain_tile_stats_kernel)
+from .adain import ALPHA, EPS, NativeAdaIN
 
 # 'auto' tries the lowest rank first: after the CUDA kernels (0), before the C++ ones (20, CPU only).
 RANK = 10
@@ -320,38 +321,65 @@ def _give_up(exc: Exception) -> None:
 
 # --- adain_epilogue (StyleGAN v1) -------------------------------------------------------------------
 
-ADAIN_BLOCK = 1024
+# Elements of a plane per program: 16 planes of a 1024 px layer at batch 1 make 4,096 programs.
+ADAIN_BLOCK = 4096
 
 
-class _AdaIN(torch.autograd.Function):
+def adain_warps(block: int) -> int:
+    """Eight elements a thread: compiled for sm_90, 16 per thread (8 warps at 4,096) puts the bf16
+    backward at ptxas's 64-register cap with a stack frame; 8 per thread needs 47 registers."""
+    return max(1, min(16, block // 256))
+
+
+def _adain_grid(x):
+    batch, c, h, w = x.shape
+    hw = h * w
+    block = min(ADAIN_BLOCK, triton.next_power_of_2(hw))
+    tiles = triton.cdiv(hw, block)
+    return (batch * c, tiles), block, tiles, triton.next_power_of_2(tiles)
+
+
+class _AdaINKernels:
+    """The Triton backend of `ops.adain.NativeAdaIN` (kernels: triton_kernels/adain.py)."""
+
     @staticmethod
-    def forward(ctx, x, noise, strength, bias, scale, shift):
-        batch, c, h, w = x.shape
-        x = x.contiguous()
+    def forward(x, n, s, b, sc, sh):
+        grid, block, tiles, t_block = _adain_grid(x)
         y = torch.empty_like(x)
-        stats = torch.empty(batch, c, 2, device=x.device, dtype=torch.float32)
-        n = noise.contiguous() if noise is not None else None
-        s = strength.contiguous() if noise is not None else bias
-        b = bias.contiguous()
-        adain_forward_kernel[(batch * c,)](
-            x, x if n is None else n, s, b, scale.contiguous(), shift.contiguous(), y, stats, c, h * w,
-            0 if n is None or n.shape[0] == 1 else h * w, c if s.ndim == 2 else 0, c if b.ndim == 2 else 0,
-            EPS, ALPHA, HAS_NOISE=n is not None, BLOCK=min(ADAIN_BLOCK, triton.next_power_of_2(h * w)))
-        ctx.save_for_backward(x, n, strength if noise is not None else None, bias, scale, stats)
-        return y
+        part = torch.empty(grid[0], tiles, 2, device=x.device, dtype=b.dtype)
+        stats = torch.empty(x.shape[0], x.shape[1], 2, device=x.device, dtype=b.dtype)
+        hw = x.shape[2] * x.shape[3]
+        nb = 0 if n is None or n.shape[0] == 1 else hw
+        flags = dict(HAS_NOISE=n is not None, F64=b.dtype == torch.float64, BLOCK=block, num_warps=adain_warps(block))
+        adain_tile_stats_kernel[grid](x, x if n is None else n, b if s is None else s, b, part, x.shape[1], hw,
+                                      tiles, nb, ALPHA, **flags)
+        adain_forward_kernel[grid](x, x if n is None else n, b if s is None else s, b, sc, sh, y, part, stats,
+                                   x.shape[1], hw, tiles, nb, EPS, ALPHA, T_BLOCK=t_block, **flags)
+        return y, stats
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, dy):
-        x, n, s, b, scale, stats = ctx.saved_tensors
-        return backward_from_stats(dy, x, n, s, b, scale, stats)
+    def backward(dy, x, n, s, b, sc, stats):
+        grid, block, tiles, t_block = _adain_grid(x)
+        hw = x.shape[2] * x.shape[3]
+        nb = 0 if n is None or n.shape[0] == 1 else hw
+        part = torch.empty(grid[0], tiles, 2, device=x.device, dtype=b.dtype)
+        dpart = torch.zeros(grid[0], tiles, 2, device=x.device, dtype=b.dtype)
+        sums = torch.empty(grid[0], 2, device=x.device, dtype=b.dtype)
+        du = torch.empty_like(x)
+        flags = dict(HAS_NOISE=n is not None, F64=b.dtype == torch.float64, BLOCK=block, num_warps=adain_warps(block))
+        args = (x, x if n is None else n, b if s is None else s, b)
+        adain_backward_sums_kernel[grid](dy, *args, stats, part, x.shape[1], hw, tiles, nb, ALPHA, **flags)
+        adain_backward_kernel[grid](dy, *args, sc, stats, part, du, dpart, sums, x.shape[1], hw, tiles, nb, ALPHA,
+                                    T_BLOCK=t_block, **flags)
+        out = torch.cat([sums, dpart.sum(1)], 1)
+        return du, out.reshape(x.shape[0], x.shape[1], 4)
 
 
 def adain_epilogue(x, noise, strength, bias, scale, shift):
     if x.ndim != 4 or scale.shape != x.shape[:2] or shift.shape != x.shape[:2]:
         raise ValueError(f"adain_epilogue: x (B, C, H, W) with scale and shift (B, C), got {tuple(x.shape)}, "
                          f"{tuple(scale.shape)}, {tuple(shift.shape)}")
-    return _AdaIN.apply(x, noise, strength, bias, scale, shift)
+    return NativeAdaIN.apply(_AdaINKernels, x, noise, strength, bias, scale, shift)
 
 
 dispatch.register("adain_epilogue", "triton", adain_epilogue, usable, RANK)

@@ -1,9 +1,9 @@
 """StyleGAN (v1) discriminator: the official progressive TF architecture at lod 0, through our ops.
 
 A fromRGB (1x1 conv + lrelu) exists at every resolution. Each block at resolution r (r >= 8): a
-3x3 conv + lrelu, then [1,2,1] blur, a 3x3 conv with 2x downsampling (conv + 2x2 average pool, or
-TF's fused strided conv when r >= 128) + lrelu. The 4x4 epilogue: minibatch stddev, 3x3 conv,
-two dense layers. An image at a lower resolution r enters through fromRGB r and runs the blocks
+3x3 conv + lrelu, then [1,2,1] blur, a 3x3 conv with 2x downsampling (conv + 2x2 average pool, run
+as TF's fused 4x4 strided conv: everywhere on a GPU, from 64 px on the CPU) + lrelu. The 4x4
+epilogue: minibatch stddev, 3x3 conv, two dense layers. An image at a lower resolution r enters through fromRGB r and runs the blocks
 from r down (`forward(img)` takes any power of two up to img_resolution): this is how the
 progressive network scores a low-resolution image, as TF StyleGAN does at lod log2(R / r).
 """
@@ -17,7 +17,7 @@ from torch import nn
 from ...ops import bias_act
 from ..stylegan2 import discriminator as stylegan2
 from .generator import ARCHITECTURE, _Dense
-from .layers import SQRT2, blur, conv2d, conv_down, conv_weight
+from .layers import SQRT2, blur, conv2d, conv_down, conv_weight, fused_here
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,10 @@ class DiscriminatorConfig:
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
     fused_min_resolution: int = 128
-    """Blocks whose input is at least this large use TF's fused down-sampling convolution ('auto')."""
+    """TF's setting, as read from the weights: its blocks from this input size up use the fused
+    down-sampling convolution. Ours use it at every resolution on a GPU, from 64 px on the CPU
+    (`fused_here`; a strided conv2d like the unfused conv: no kernel flip), so the field changes
+    nothing here; it is kept for the file format."""
 
     # As StyleGAN2's: channels(res); block_resolutions from the input down to 8 (each halves it).
     channels = stylegan2.DiscriminatorConfig.channels
@@ -68,7 +71,7 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x):
         x = self.conv0(x)
-        y = conv_down(blur(x), self.conv1.weight, self.fused)
+        y = conv_down(blur(x), self.conv1.weight, self.fused and fused_here(self.resolution, x.device))
         return bias_act(y, self.conv1.bias.to(x.dtype), act="lrelu", gain=1.0)
 
 
@@ -99,8 +102,8 @@ class Discriminator(nn.Module):
         for res in cfg.input_resolutions:
             setattr(self, f"fromrgb{res}", _Conv(cfg.img_channels, cfg.channels(res), 1))
         for res in cfg.block_resolutions:
-            setattr(self, f"b{res}", DiscriminatorBlock(cfg.channels(res), cfg.channels(res // 2), res,
-                                                        fused=res >= cfg.fused_min_resolution))
+            # Fused as in the generator (see fused_here): the same function at 4 / 9 of the cost.
+            setattr(self, f"b{res}", DiscriminatorBlock(cfg.channels(res), cfg.channels(res // 2), res, fused=True))
         self.b4 = DiscriminatorEpilogue(cfg.channels(4), cfg.mbstd_group_size, cfg.mbstd_num_channels)
 
     def reachable(self, resolution: int) -> list[str]:

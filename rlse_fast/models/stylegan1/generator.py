@@ -2,7 +2,8 @@
 
 Mapping: pixel-normalised z, `mapping_layers` dense layers with lrelu (gain sqrt 2 in the weights,
 learning-rate multiplier 0.01). Synthesis, two layers per resolution: a learned 4x4 constant, then
-(nearest 2x upsampling + 3x3 conv, or the fused transposed conv from 128 px up) + [1,2,1] blur,
+(nearest 2x upsampling + 3x3 conv, run as TF's fused 4x4 transposed conv, which TF uses from
+128 px up: at every resolution on a GPU, from 64 px on the CPU) + [1,2,1] blur,
 and a 3x3 conv; each layer followed by noise (per-channel strength), bias, lrelu, instance norm and
 AdaIN with its own W+ row; a 1x1 toRGB at the final resolution. Images (B, 3, R, R) in about
 [-1, 1] (no tanh). Parameter names are ours; `rlse_fast.loaders.tf_pickle` maps the TF ones.
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from ..stylegan2 import generator as stylegan2
-from .layers import conv2d, conv_weight, dense, epilogue, blur, up_conv
+from .layers import conv2d, conv_weight, dense, epilogue, blur, fused_here, up_conv
 
 ARCHITECTURE = "stylegan1"
 
@@ -34,7 +35,11 @@ class GeneratorConfig:
     """Channels at resolution r are min(channel_base // r, channel_max) (TF: fmap_base = channel_base / 2)."""
     channel_max: int = 512
     fused_min_resolution: int = 128
-    """Layers whose output is at least this large use TF's fused up-sampling convolution ('auto')."""
+    """TF's setting, as read from the weights: its layers from this output size up use the fused
+    up-sampling convolution, whose conv2d_transpose applies their weights spatially flipped. Ours
+    run fused at every resolution on a GPU (flipping the other layers' weights at run time: the same
+    function; on the CPU from 64 px up, `fused_here`); the field says which orientation each
+    layer's weights have."""
     truncation_layers: int = 8
     """Rows that truncation moves toward w_avg (TF truncation_cutoff)."""
 
@@ -106,11 +111,12 @@ class _Dense(nn.Module):
 class SynthesisLayer(nn.Module):
     """One synthesis layer: [(up-)conv + blur,] epilogue with its noise and style."""
 
-    def __init__(self, in_channels, out_channels, w_dim, resolution, up: bool, fused: bool, first=False):
+    def __init__(self, in_channels, out_channels, w_dim, resolution, up: bool, transposed: bool, first=False):
         super().__init__()
         self.resolution = resolution
         self.up = up
-        self.fused = fused
+        self.fused = up  # how the up-conv runs: TF's fused 4x4 transposed conv (see up_conv)
+        self.transposed = transposed  # the weights' orientation: TF's fused layer's (see up_conv)
         self.first = first
         if not first:
             self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
@@ -126,7 +132,8 @@ class SynthesisLayer(nn.Module):
         if not self.first:
             weight = p.get("weight", self.weight)
             if self.up:
-                x = blur(up_conv(x, weight, self.fused))
+                fused = self.fused and fused_here(self.resolution, x.device)
+                x = blur(up_conv(x, weight, fused, self.transposed))
             else:
                 x = conv2d(x, conv_weight(weight).to(x.dtype), padding=1)
         if noise is None:
@@ -150,12 +157,13 @@ class SynthesisNetwork(nn.Module):
         for res in cfg.block_resolutions:
             c_out = cfg.channels(res)
             if res == 4:
-                setattr(self, "layer0", SynthesisLayer(0, c_out, cfg.w_dim, 4, up=False, fused=False, first=True))
+                setattr(self, "layer0", SynthesisLayer(0, c_out, cfg.w_dim, 4, up=False, transposed=False, first=True))
             else:
-                fused = res >= cfg.fused_min_resolution
+                # TF fuses only from fused_min_resolution (128) up; below, the fused conv (with the
+                # kernel flipped) is the same function at 4 / 9 of the unfused one's multiply-adds.
                 setattr(self, f"layer{i}", SynthesisLayer(cfg.channels(res // 2), c_out, cfg.w_dim, res, up=True,
-                                                          fused=fused))
-            setattr(self, f"layer{i + 1}", SynthesisLayer(c_out, c_out, cfg.w_dim, res, up=False, fused=False))
+                                                          transposed=res >= cfg.fused_min_resolution))
+            setattr(self, f"layer{i + 1}", SynthesisLayer(c_out, c_out, cfg.w_dim, res, up=False, transposed=False))
             i += 2
         self.torgb = _ToRGB(cfg.channels(cfg.img_resolution), cfg.img_channels)
 

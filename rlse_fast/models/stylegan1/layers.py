@@ -78,10 +78,29 @@ def blur(x):
     return upfirdn2d(x, blur_filter(x.device).to(x.dtype), padding=1)
 
 
-def up_conv(x, weight, fused: bool):
-    """2x upsampling + 3x3 conv (G): nearest upsampling then the conv, or TF's fused transposed
-    conv with the 4x4 kernel (resolutions >= 128). No bias, no blur. weight: raw (.., O, I, 3, 3)."""
+CPU_FUSED_MIN_RESOLUTION = 64
+"""On the CPU the layers run fused only from this resolution (G: output, D: input) up. oneDNN runs
+the 4x4 kernels slowly on small grids with many channels: forward + both gradients, FFHQ channels,
+one face, one thread, fused vs unfused (ms): G 8 px 306 vs 32, 32 px 375 vs 282, 64 px 360 vs 609,
+128 px 327 vs 614; D alike (`benchmarks/bench_sg1_fused.py --layers`, docs/kernels-adain.md)."""
+
+
+def fused_here(resolution: int, device: torch.device) -> bool:
+    """Whether a resampling conv at `resolution` runs fused on `device` (everywhere on a GPU)."""
+    return device.type != "cpu" or resolution >= CPU_FUSED_MIN_RESOLUTION
+
+
+def up_conv(x, weight, fused: bool, transposed: bool = False):
+    """2x upsampling + 3x3 conv (G), no bias, no blur. weight: raw (.., O, I, 3, 3), shared or per
+    sample; transposed: the weight is one of TF's fused layers (from 128 px up), which apply it
+    through conv2d_transpose, i.e. spatially flipped relative to the unfused layers' conv.
+
+    fused: TF's 4x4 transposed conv (the 3x3 kernel summed over its 2x2 shifts; 16 multiply-adds
+    per input pixel); else nearest upsampling then the 3x3 conv (36). The same function either way,
+    up to float rounding, for either kind of weight."""
     w = conv_weight(weight).to(x.dtype)
+    if transposed != fused:
+        w = w.flip(-1, -2)
     if fused:
         return conv2d(x, fused_kernel(w), stride=2, padding=1, transpose=True)
     x = F.interpolate(x, scale_factor=2, mode="nearest")
@@ -90,7 +109,8 @@ def up_conv(x, weight, fused: bool):
 
 def conv_down(x, weight, fused: bool):
     """3x3 conv + 2x downsampling (D): the conv then a 2x2 average pool, or TF's fused strided conv
-    with the 4x4 kernel / 4 (resolutions >= 128). No bias, no blur. weight: raw (O, I, 3, 3)."""
+    with the 4x4 kernel / 4 (the same function: 16 multiply-adds per output pixel against 36). No
+    bias, no blur. weight: raw (.., O, I, 3, 3), shared or per sample."""
     w = conv_weight(weight).to(x.dtype)
     if fused:
         return conv2d(x, fused_kernel(w) * 0.25, stride=2, padding=1)

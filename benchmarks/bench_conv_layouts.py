@@ -1,0 +1,211 @@
+"""Per-face convolutions in four layouts, forward / input gradient / weight gradient, at the shapes that
+dominate StyleGAN2 and StyleGAN v1 at 1024 px: does a layout switch reach the roofline, or is a kernel
+of our own needed?
+
+    python benchmarks/bench_conv_layouts.py --json conv_layouts.json          # GPU: bf16, batch 1 and 16
+    python benchmarks/bench_conv_layouts.py --smoke                           # CPU: tiny shapes, fp32
+
+Every face has its own weights (per-face fine-tuning), so the layouts compute the same thing:
+  grouped-nchw   today: faces folded into the channels of one NCHW tensor, groups = faces
+  grouped-nhwc   the same grouped conv on channels-last tensors (no NCHW<->NHWC transposes)
+  per-face-nhwc  one channels-last conv per face (B launches)
+  shared-nhwc    one weight for all faces, channels-last: the ceiling (what cuDNN does best)
+Each case: median of CUDA-event timings after warm-up, TFLOP/s, GB/s (each tensor read or written
+once), the roofline share max(FLOP / peak, bytes / bandwidth) / time (peaks measured on the lent
+cards: device README), and the largest kernel of one profiled call. The per-face layouts' outputs
+are compared with grouped-nchw (max_abs_diff: the same function). Timing only; no assertion.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlse_fast.imageio import atomic_write  # noqa: E402
+
+# (name, C_in, C_out, kernel, input px, transposed (an up-conv: stride 2), padding)
+SHAPES = [
+    ("sg2-1024-conv-32x32", 32, 32, 3, 1024, False, 1),
+    ("sg2-1024-upconv-64x32", 64, 32, 3, 512, True, 0),  # conv_transpose2d 3x3 stride 2, the FIR after it
+    ("sg2-64-conv-512x512", 512, 512, 3, 64, False, 1),
+    ("sg2-32-conv-512x512", 512, 512, 3, 32, False, 1),
+    ("v1-1024-conv-16x16", 16, 16, 3, 1024, False, 1),
+    ("v1-1024-upconv-32x16", 32, 16, 4, 512, True, 1),  # the fused 4x4 transposed conv, stride 2
+]
+SMOKE_SHAPES = [("smoke-conv-8x8", 8, 8, 3, 16, False, 1), ("smoke-upconv-8x4", 8, 4, 4, 8, True, 1)]
+LAYOUTS = ("grouped-nchw", "grouped-nhwc", "per-face-nhwc", "shared-nhwc")
+DIRECTIONS = ("forward", "dgrad", "wgrad")
+# Measured ceilings (/work/.library/device/KINDS.md): bf16 matrix product, device-to-device copy.
+PEAKS = {"H200": (790e12, 4.3e12), "H100": (798e12, 3.0e12)}
+
+
+def _conv(x, w, transposed, pad, groups):
+    stride = 2 if transposed else 1
+    return torch.ops.aten.convolution(x, w, None, [stride] * 2, [pad] * 2, [1, 1], transposed, [0, 0], groups)
+
+
+def _grad(gy, x, w, transposed, pad, groups, which):
+    stride = 2 if transposed else 1
+    mask = [which == "dgrad", which == "wgrad", False]
+    out = torch.ops.aten.convolution_backward(gy, x, w, None, [stride] * 2, [pad] * 2, [1, 1], transposed, [0, 0],
+                                              groups, mask)
+    return out[0] if which == "dgrad" else out[1]
+
+
+def case(shape, batch, layout, direction, device, dtype):
+    """(fn, check_output_fn, flop, bytes) of one case; check_output_fn returns the forward output
+    laid out as (B, C_out, H, W) for the cross-layout comparison."""
+    name, cin, cout, k, px, transposed, pad = shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, cin, px, px, generator=gen).to(device, dtype)
+    # per-face weights: conv (B, O, I, k, k); transposed conv (B, I, O, k, k), as torch lays them out
+    wshape = (batch, cin, cout, k, k) if transposed else (batch, cout, cin, k, k)
+    w = (torch.randn(wshape, generator=gen) * 0.1).to(device, dtype)
+    out_px = (px - 1) * 2 - 2 * pad + k if transposed else px + 2 * pad - k + 1
+    gy = torch.randn(batch, cout, out_px, out_px, generator=gen).to(device, dtype)
+    cl = torch.channels_last
+    if layout in ("grouped-nchw", "grouped-nhwc"):
+        fmt = cl if layout == "grouped-nhwc" else torch.contiguous_format
+        xg = x.reshape(1, batch * cin, px, px).contiguous(memory_format=fmt)
+        wg = w.reshape(batch * wshape[1], *wshape[2:]).contiguous(memory_format=fmt)
+        gyg = gy.reshape(1, batch * cout, out_px, out_px).contiguous(memory_format=fmt)
+        fwd = lambda: _conv(xg, wg, transposed, pad, batch)  # noqa: E731
+        run = {"forward": fwd,
+               "dgrad": lambda: _grad(gyg, xg, wg, transposed, pad, batch, "dgrad"),
+               "wgrad": lambda: _grad(gyg, xg, wg, transposed, pad, batch, "wgrad")}[direction]
+        check = lambda: fwd().reshape(batch, cout, out_px, out_px)  # noqa: E731
+    elif layout == "per-face-nhwc":
+        xs = [x[i:i + 1].contiguous(memory_format=cl) for i in range(batch)]
+        ws = [w[i].contiguous(memory_format=cl) for i in range(batch)]
+        gys = [gy[i:i + 1].contiguous(memory_format=cl) for i in range(batch)]
+        fwd = lambda: [_conv(a, b, transposed, pad, 1) for a, b in zip(xs, ws)]  # noqa: E731
+        run = {"forward": fwd,
+               "dgrad": lambda: [_grad(g, a, b, transposed, pad, 1, "dgrad") for g, a, b in zip(gys, xs, ws)],
+               "wgrad": lambda: [_grad(g, a, b, transposed, pad, 1, "wgrad") for g, a, b in zip(gys, xs, ws)]}[direction]
+        check = lambda: torch.cat(fwd())  # noqa: E731
+    else:
+        xc, wc, gyc = x.contiguous(memory_format=cl), w[0].contiguous(memory_format=cl), gy.contiguous(memory_format=cl)
+        run = {"forward": lambda: _conv(xc, wc, transposed, pad, 1),
+               "dgrad": lambda: _grad(gyc, xc, wc, transposed, pad, 1, "dgrad"),
+               "wgrad": lambda: _grad(gyc, xc, wc, transposed, pad, 1, "wgrad")}[direction]
+        check = None  # another function: one weight
+    macs = batch * cin * cout * k * k * (px * px if transposed else out_px * out_px)
+    size = torch.finfo(dtype).bits // 8
+    nw = (1 if layout == "shared-nhwc" else batch) * cin * cout * k * k
+    nx, ny = batch * cin * px * px, batch * cout * out_px * out_px
+    bytes_ = size * (nx + ny + nw)  # each direction reads two of x, y (dy), w and writes the third
+    return run, check, 2 * macs, bytes_
+
+
+def timed(fn, device, reps, warmup):
+    """Median seconds of fn over reps calls (CUDA events on a GPU)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            times.append(a.elapsed_time(b) / 1e3)
+        else:
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def top_kernel(fn, device):
+    """(name, share of the device time) of the largest kernel (CPU op without CUDA) of one call."""
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=acts) as prof:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    cuda = device.type == "cuda"
+    rows = [(e.key, e.self_device_time_total if cuda else e.self_cpu_time_total) for e in prof.key_averages()]
+    rows = [r for r in rows if r[1] > 0 and not r[0].startswith(("cudaLaunch", "cuLaunch", "cudaStream", "cudaEvent"))]
+    if not rows:
+        return None, 0.0
+    name, t = max(rows, key=lambda r: r[1])
+    return name[:120], t / sum(r[1] for r in rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="CPU smoke run: tiny shapes, fp32, batch 1 and 2")
+    p.add_argument("--batches", default=None, help="default 1,16 (smoke: 1,2)")
+    p.add_argument("--shapes", default=None, help="comma-separated shape names (default: all)")
+    p.add_argument("--reps", type=int, default=None, help="timed calls per case (default 10; smoke 2)")
+    p.add_argument("--budget-s", type=float, default=None, help="start no case after this many seconds")
+    p.add_argument("--json", default=None, help="write the rows here")
+    args = p.parse_args(argv)
+    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
+    smoke = args.smoke or device.type == "cpu"
+    dtype = torch.float32 if smoke else torch.bfloat16
+    shapes = SMOKE_SHAPES if smoke else SHAPES
+    if args.shapes:
+        shapes = [s for s in shapes if s[0] in args.shapes.split(",")]
+    batches = [int(b) for b in (args.batches or ("1,2" if smoke else "1,16")).split(",")]
+    reps = args.reps or (2 if smoke else 10)
+    gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    peak = next((v for k, v in PEAKS.items() if k in gpu), None)
+    t0 = time.perf_counter()
+    rows = []
+    print(f"{gpu}, {dtype}, reps {reps}, peaks {peak}")
+    print(f"{'shape':<24}{'B':>3} {'direction':<8}{'layout':<15}{'us':>10}{'TFLOP/s':>9}{'GB/s':>8}{'roof%':>7}"
+          f"{'diff':>9}  top kernel")
+    for shape in shapes:
+        for batch in batches:
+            outputs = {}
+            for direction in DIRECTIONS:
+                for layout in LAYOUTS:
+                    if args.budget_s and time.perf_counter() - t0 > args.budget_s:
+                        rows.append({"shape": shape[0], "batch": batch, "direction": direction, "layout": layout,
+                                     "skipped": "budget"})
+                        continue
+                    try:
+                        run, check, flop, nbytes = case(shape, batch, layout, direction, device, dtype)
+                        secs = timed(run, device, reps, warmup=2)
+                        kernel, share = top_kernel(run, device)
+                        diff = None
+                        if direction == "forward" and check is not None:
+                            outputs[layout] = check().float()
+                            if layout != "grouped-nchw" and "grouped-nchw" in outputs:
+                                diff = (outputs[layout] - outputs["grouped-nchw"]).abs().max().item()
+                    except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:  # e.g. out of memory, no kernel
+                        rows.append({"shape": shape[0], "batch": batch, "direction": direction, "layout": layout,
+                                     "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"})
+                        if device.type == "cuda":
+                            torch.cuda.empty_cache()
+                        continue
+                    roof = max(flop / peak[0], nbytes / peak[1]) / secs if peak else None
+                    row = {"shape": shape[0], "batch": batch, "direction": direction, "layout": layout,
+                           "seconds": secs, "tflops": flop / secs / 1e12, "gbps": nbytes / secs / 1e9,
+                           "roofline_share": roof, "flop": flop, "bytes": nbytes, "top_kernel": kernel,
+                           "top_kernel_share": share, "max_abs_diff_vs_grouped_nchw": diff}
+                    rows.append(row)
+                    print(f"{shape[0]:<24}{batch:>3} {direction:<8}{layout:<15}{secs * 1e6:>10.1f}{row['tflops']:>9.2f}"
+                          f"{row['gbps']:>8.0f}{(f'{100 * roof:.0f}' if roof else '-'):>7}"
+                          f"{(f'{diff:.1e}' if diff is not None else '-'):>9}  {kernel} ({100 * share:.0f}%)", flush=True)
+            del outputs
+    if args.json:
+        doc = {"command": "python benchmarks/bench_conv_layouts.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "device": gpu, "dtype": str(dtype), "torch": torch.__version__, "peaks": peak,
+               "cudnn_benchmark": torch.backends.cudnn.benchmark, "rows": rows}
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
