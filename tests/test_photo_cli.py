@@ -45,13 +45,17 @@ def fast(weights):
 
 def test_photo_writes_image_sidecar_and_faces(tmp_path, weights, home):
     out = tmp_path / "out" / "group.png"
-    assert main(["photo", str(PHOTO), str(out), "--save-faces", "--html", "--upscale", "3", *fast(weights)]) == 0
+    # --restore all: at x3 these 15-17 px faces are larger than the tiny GAN's 32 px, which 'auto' keeps
+    assert main(["photo", str(PHOTO), str(out), "--save-faces", "--html", "--upscale", "3", "--restore", "all",
+                 *fast(weights)]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert Image.open(out).size == (384, 384) and meta["upscale"] == 3 and meta["output_size"] == [384, 384]
     assert len(meta["faces"]) == 3 and set(meta["stages"]) >= {"detect", "align", "super_resolve", "paste"}
     for f in meta["faces"]:
         assert len(f["box"]) == 4 and len(f["landmarks"]) == 5 and f["score"] > 0.9
         assert f["input_size"] * f["scale"] == 32 and f["loss"] is not None and f["seconds"] > 0
+        assert f["restored"] and f["reason"] == "restored: --restore all" and f["consistency_db"] > 0
+    assert meta["summary"] == "3 faces restored" and meta["restore"] == "all" and meta["strength"] == 1.0
     assert sorted(f["seed"] for f in meta["faces"]) == [0, 1, 2]
     faces = sorted(p.name for p in (tmp_path / "out" / "group_faces").iterdir())
     assert len(faces) == 6 and sum(n.endswith("_output.png") for n in faces) == 3

@@ -30,6 +30,13 @@ def register(sub) -> None:
     p.add_argument("--max-faces", type=int, default=None, help="keep only the N widest faces (default: all)")
     p.add_argument("--upscale", type=int, default=None,
                    help="output size factor (default: 2-4 from the faces' sizes, capped at 64 MP of output)")
+    p.add_argument("--restore", choices=("auto", "all", "none"), default="auto",
+                   help="auto: restore a face only where the generator can add detail and the result stays "
+                        "consistent with its input and the same person (otherwise keep the resized original; "
+                        "the sidecar says why per face); all: restore every face the weights can take; none: keep all")
+    p.add_argument("--strength", type=float, default=None,
+                   help="per-face blend of the resized original (0, bit for bit) and the result (1) "
+                        "(default: 1.0, chosen by the photo protocol: docs/photo-protocol.md)")
     p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
     p.add_argument("--html", action="store_true",
                    help="also write OUT-stem.html: the photo with its boxes, before/after, each face input -> output")
@@ -50,6 +57,8 @@ def _check(args) -> None:
         raise UserError("--max-faces must be >= 1")
     if args.upscale is not None and not 1 <= args.upscale <= 8:
         raise UserError(f"--upscale must be 1-8, got {args.upscale}")
+    if args.strength is not None and not 0 <= args.strength <= 1:
+        raise UserError(f"--strength must be in 0-1 (0: the resized original, 1: the result), got {args.strength:g}")
 
 
 def run(args) -> int:
@@ -60,7 +69,8 @@ def run(args) -> int:
     from ..faces.mtcnn import ASSET_NAMES
     from ..imageio import check_writable
     from ..faces.photo_io import read_photo
-    from ..faces.pipeline import restore_photo
+    from ..faces.pipeline import DEFAULT_STRENGTH, restore_photo
+    from ..metrics import identity as identity_mod
     from ..metrics import assets
     from . import sr_jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
 
@@ -78,6 +88,11 @@ def run(args) -> int:
         return 0
     args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
     session = launch.in_turn(lambda: load_session(args, cfg))  # rank 0 fills the download and fit caches first
+    identity = identity_mod.Identity.from_cache() if args.restore == "auto" and identity_mod.available() else None
+    if args.restore == "auto" and identity is None and not args.quiet and launch.is_main():
+        print("note: no identity check (pip install 'rlse-fast[identity]' and rlse-fast fetch-assets add it)",
+              file=sys.stderr)
+    strength = DEFAULT_STRENGTH if args.strength is None else args.strength
     failed = 0
     photos = launch.Progress(total=len(todo), unit="photo", disable=args.quiet or not is_folder)  # whole job, rank 0
     for src, dst in launch.shard(todo):  # under torchrun: this rank's share of the photos not done yet
@@ -101,7 +116,8 @@ def run(args) -> int:
         try:
             result = restore_photo(rgb, session, min_face=args.min_face, max_faces=args.max_faces,
                                    upscale=args.upscale, seed=args.seed, batch=args.batch,
-                                   min_score=args.min_score, on_batch=progress)
+                                   min_score=args.min_score, restore=args.restore, strength=strength,
+                                   identity=identity, on_batch=progress)
         except (RuntimeError, ValueError) as exc:
             bar.close()
             if not is_folder:
@@ -110,8 +126,8 @@ def run(args) -> int:
             failed += 1
             continue
         bar.close()
-        done = [f for f in result.faces if f.sr is not None]
-        if not done:
+        # Faces kept by a rule still make a photo (the summary says why); faces too small for the weights do not.
+        if not result.faces or all(f.reason.startswith("kept: too small") for f in result.faces):
             h, w = rgb.shape[:2]
             why = (f"no face of {args.min_face:g} px or wider found in {src.name} ({w}x{h})" if not result.faces
                    else f"the {len(result.faces)} face(s) found in {src.name} are too small for these weights")
@@ -124,7 +140,7 @@ def run(args) -> int:
             continue
         _write(args, src, dst, rgb, result, session, time.perf_counter() - start)
         if not is_folder and not args.quiet:
-            print(f"wrote {dst} ({len(done)} face(s) super-resolved, x{result.upscale:g}, "
+            print(f"wrote {dst} ({result.summary()}; x{result.upscale:g}, "
                   f"{time.perf_counter() - start:.1f} s: " +
                   ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items()) + ")")
     photos.close()  # under torchrun: waits for every rank
@@ -145,7 +161,7 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float) -> 
     if args.save_faces:
         folder = dst.with_name(dst.stem + "_faces")
         for i, f in enumerate(result.faces):
-            if f.sr is not None:
+            if f.sr is not None:  # kept ones too: the output that a check refused is worth seeing
                 save_image(f.lr, folder / f"face{i:03d}_input_{f.lr_size}px.png")
                 save_image(f.sr, folder / f"face{i:03d}_output.png")
     if args.html:
@@ -166,6 +182,9 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float) -> 
         "config": session.cfg.to_dict(), "device": str(session.device), "impl": session.impl,
         "engine": "fast" if session.fast else "eager", "precision": session.precision,
         "torch": torch.__version__, "stages": result.stages, "seconds": round(seconds, 3),
+        "restore": args.restore, "strength": result.strength, "monochrome": result.monochrome,
+        "identity_check": result.identity_check, "summary": result.summary(),
         "faces": [f.to_dict(res) for f in result.faces],
-        "note": "faces are super-resolved; the rest of the photo is only resampled (Pillow Lanczos)",
+        "note": "restored faces are super-resolved; kept faces and the rest of the photo are only resampled "
+                "(Pillow Lanczos)",
     }, dst.with_suffix(".json"))

@@ -109,6 +109,7 @@ def run(args) -> int:
     from ..explore import prepare_fit
     from ..fast import pick_engine
     from ..fast import run as run_engine
+    from ..faces.chroma import match_input
     from ..imageio import check_writable, load_image, save_image, save_json
     from . import sr_jobs
 
@@ -177,12 +178,15 @@ def run(args) -> int:
                 bad += fail([chunk[i]], f"the loss is not finite ({loss}): the weights or the options "
                                         "(--w-*) make the optimisation diverge; nothing written")
                 continue
-            save_image(result.images[i], dst, size=args.size)
+            # Grey in, grey out: a monochrome input keeps its own chroma (faces/chroma.py).
+            image, monochrome = match_input(result.images[i], lr)
+            save_image(image, dst, size=args.size)
             save_json({
                 "input": str(src), "output": str(dst), "scale": scale, "seed": args.seed,
                 "settings": sr_jobs.settings(src, common),
                 "weights": {"path": gan.path, "sha256": gan.sha256, "format": gan.source_format},
                 "config": cfg.to_dict(), "device": str(device), "impl": args.impl, "batch": len(chunk),
+                "monochrome": monochrome,
                 "engine": "fast" if fast else "eager", "precision": precision,
                 "graphs": fast and device.type == "cuda" and not args.no_graphs,
                 "seconds": result.seconds / len(chunk), "best_step": result.best_step[i],

@@ -4,7 +4,8 @@ With ground truth (`--hr`): each HR face (RGB, square) is resized to `hr_size` (
 antialiasing, as the prior's training faces were made; skipped when it already has that size),
 downscaled by PULSE's bicubic (`downsample.bicubic_downsample_ref`) and rounded to 8 bits: the LR
 input. Every method turns the LR input into an `hr_size` face, rounded to 8 bits as saving it would,
-and is scored against the HR face: PSNR and SSIM on the Y channel and on RGB, LPIPS, and the PSNR of
+and is scored against the HR face: PSNR and SSIM on the Y channel and on RGB, LPIPS, identity (dlib's face-recognition distance, `metrics/identity.py`, where dlib is
+installed) and the PSNR of
 its own downscaled output against the LR input (how well it explains the input).
 
 Without ground truth (`--lr`, real low-resolution faces): each image is downscaled to
@@ -55,7 +56,7 @@ GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-noft": dict(mode="rlse", finetun
              "rlse-lg5000": dict(mode="rlse", w_geocross=5000.0),
              "rlse-lg20000": dict(mode="rlse", w_geocross=20000.0),
              "rlse-half": dict(mode="rlse", steps_fraction=0.5)}
-COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "niqe",
+COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "identity", "niqe",
            "lr_psnr_y", "seconds", "best_step", "best_loss", "loss_pixel", "loss_semantic", "loss_geocross")
 
 
@@ -94,6 +95,8 @@ class EvalOptions:
     grid: int = 8
     """Faces whose images are saved for the report's grid."""
     lpips: bool = True
+    identity: bool = True
+    """Score identity where dlib and its models are present (a note on stderr otherwise)."""
     threads: int | None = None
     quiet: bool = False
     command: str = ""
@@ -255,6 +258,15 @@ def run_eval(opt: EvalOptions) -> dict:
             lpips = LPIPS.from_checkpoint().to(device)
         except UserError as exc:
             raise UserError(f"{exc}; or pass --no-lpips") from None
+    identity = None
+    if has_gt and opt.identity and todo:
+        from ..metrics import identity as identity_mod
+
+        if identity_mod.available():
+            identity = identity_mod.Identity.from_cache()
+        elif not opt.quiet:
+            print("note: no identity column (needs pip install 'rlse-fast[identity]' and rlse-fast fetch-assets)",
+                  file=sys.stderr)
     if todo and gan_methods:
         fit = launch.in_turn(lambda: prepare_fit(gan, next(iter(cfgs.values())), device=device))
         G_framed = frames_mod.framed(G, src_frame, dst_frame)
@@ -315,7 +327,7 @@ def run_eval(opt: EvalOptions) -> dict:
                 for face, out, extra in zip(batch, outs, extras):
                     hr, lr, img_dir, keep = pairs[face]
                     row = {"image": face.name, "scale": scale, "method": method, **extra}
-                    row.update(score(out, hr, lr, lpips, device, niqe_size))
+                    row.update(score(out, hr, lr, lpips, device, niqe_size, identity))
                     table.add(row)
                     pending.discard((face, scale, method))
                     if keep:
@@ -335,7 +347,8 @@ def _row_key(row: dict) -> tuple:
     return row["image"], int(row["scale"]), row["method"]
 
 
-def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device, niqe_size: int) -> dict:
+def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device, niqe_size: int,
+          identity=None) -> dict:
     """Scores of one 8-bit output (H, W, 3) against the HR face (or NIQE without one)."""
     from ..downsample import bicubic_downsample_ref
     from ..metrics import psnr_batch, ssim_batch
@@ -355,6 +368,8 @@ def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device,
     if lpips is not None:
         with torch.no_grad():
             row["lpips"] = float(lpips(o.float().to(device), h.float().to(device))[0])
+    if identity is not None:
+        row["identity"] = identity.distance(hr, out)
     return row
 
 

@@ -1,0 +1,93 @@
+"""Per face: can the generator add detail, and did it? A face is restored only where it cannot come
+out worse than the resized photo around it.
+
+Before the fit (`plan`), from sizes alone:
+- a face whose square in the output is larger than the generator's output is kept: the result would be
+  stretched, and the resized original already holds at least as much detail there;
+- a face is never shrunk below the size it has to fit the generator's input: the input is the
+  smallest valid size at least 1/1.1 of the face's aligned side (the same 10% slack `align.lr_size`
+  allows), and a face larger than every valid input size is kept;
+- a face so small that the input must be enlarged by more than the factor the method then adds is kept.
+After the fit (`check`):
+- consistency: the result, downscaled by the method's own operator to the input's size, must
+  reproduce the input to CONSISTENT_DB PSNR-Y, else the fit failed;
+- identity: where dlib is installed, the result must stay within IDENTITY_MAX of the input face
+  (enlarged bicubically to the generator's size), else it became someone else.
+A kept face is the resized original (the photo's Lanczos resampling). `--restore all` restores every
+face the weights can take (shrinking large ones, as before these rules) and skips the checks;
+`--restore none` keeps every face.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .align import lr_size, valid_sizes
+
+RESTORE = ("auto", "all", "none")
+SLACK = 1.1
+"""A face may be enlarged or reduced by this much before it counts as larger or smaller."""
+CONSISTENT_DB = 30.0
+"""Lowest PSNR-Y (dB) of the downscaled result against its input for a fit to count as consistent."""
+IDENTITY_MAX = 0.6
+"""Largest dlib identity distance to the input face; dlib's same-person threshold (`metrics.identity`)."""
+
+
+@dataclass
+class Plan:
+    input_size: int | None
+    """Input size to super-resolve from; None: the face is kept."""
+    reason: str
+    """Why: the rule that decided, in words a user reads in the summary."""
+
+
+def plan(side: float, upscale: float, resolution: int, restore: str = "auto") -> Plan:
+    """The decision from sizes: `side` the face's aligned square in input-photo pixels, `upscale` the
+    output factor, `resolution` the generator's output size."""
+    if restore == "none":
+        return Plan(None, "kept: --restore none")
+    if restore == "all":
+        size = lr_size(side, resolution)
+        return Plan(size, "restored: --restore all" if size else f"kept: too small for these weights ({side:.0f} px)")
+    out_side = side * upscale
+    if out_side > SLACK * resolution:
+        return Plan(None, f"kept: larger than the generator's {resolution} px")
+    sizes = sorted(valid_sizes(resolution))
+    fitting = [d for d in sizes if SLACK * d >= side]
+    if not fitting:
+        return Plan(None, f"kept: larger than the generator's {sizes[-1]} px input")
+    d = fitting[0]
+    if d / side > resolution / d:
+        return Plan(None, f"kept: too small for these weights ({side:.0f} px)")
+    return Plan(d, "restored")
+
+
+def consistency_db(sr: torch.Tensor, lr: torch.Tensor) -> float:
+    """PSNR-Y (dB) of `sr` (3, R, R) downscaled to `lr`'s size (3, s, s) against `lr`, both in [0, 1]."""
+    from ..downsample import bicubic_downsample_ref
+    from ..metrics import psnr_batch
+
+    down = bicubic_downsample_ref(sr[None].double(), sr.shape[-1] // lr.shape[-1])
+    return float(psnr_batch(down * 2 - 1, lr[None].double() * 2 - 1, "y")[0])  # both as 8-bit images
+
+
+def identity_distance(sr: torch.Tensor, lr: torch.Tensor, identity) -> float:
+    """dlib distance between the input face `lr` enlarged bicubically to `sr`'s size and `sr`."""
+    import torch.nn.functional as F
+
+    from ..metrics.pixels import tensor_to_uint8
+
+    up = F.interpolate(lr[None].float(), size=sr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+    return identity.distance(tensor_to_uint8(up * 2 - 1)[0], tensor_to_uint8(sr[None].float() * 2 - 1)[0])
+
+
+def check(sr: torch.Tensor, lr: torch.Tensor, identity=None) -> tuple[bool, str, float, float | None]:
+    """(restore?, reason, consistency dB, identity distance or None) for one fitted face."""
+    db = consistency_db(sr, lr)
+    if db < CONSISTENT_DB:
+        return False, f"kept: the fit failed ({db:.1f} dB < {CONSISTENT_DB:g} dB against its input)", db, None
+    dist = identity_distance(sr, lr, identity) if identity is not None else None
+    if dist is not None and dist > IDENTITY_MAX:
+        return False, f"kept: another person (identity distance {dist:.2f} > {IDENTITY_MAX:g})", db, dist
+    return True, "restored", db, dist
