@@ -134,6 +134,21 @@ def test_synthetic_faces_large_kept_small_restored():
 
 
 @MTCNN
+def test_measured_weights_restore_only_where_the_protocol_found_a_win():
+    from rlse_fast.faces.decide import PROTOCOL_WINS, plan
+    from rlse_fast.faces.pipeline import restore_photo
+
+    bundled = next(k for k, v in PROTOCOL_WINS.items() if v == ())
+    assert plan(20, 2, 64, wins=()).reason == "kept: these weights lose to Lanczos at 32 px on the photo protocol"
+    assert plan(20, 2, 64, wins=(32,)).input_size == 32 and plan(20, 2, 64, "all", wins=()).input_size == 32
+    session = Session()
+    session.gan.sha256 = bundled
+    out = restore_photo(two_faces(), session, upscale=2)
+    assert session.calls == [] and not any(f.restored for f in out.faces)
+    assert "1 kept: these weights lose to Lanczos at 32 px on the photo protocol" in out.summary()
+
+
+@MTCNN
 def test_failed_fit_is_kept():
     from rlse_fast.faces.paste import upscale_photo
     from rlse_fast.faces.pipeline import restore_photo

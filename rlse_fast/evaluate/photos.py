@@ -11,7 +11,9 @@ needs more than the faces' 30-80 px), and identity (dlib's distance, landmarks f
 
 Methods: 'lanczos' (Pillow's Lanczos upscaling of the downscaled photo: the pipeline's own background),
 'photo' (the pipeline with its defaults), 'photo-s<k>' (the same fit pasted at strength k: a blend, no
-new fit) and 'photo-all' (`--restore all`: every face restored, a second fit; 'photo-all-s<k>' its blends). A face the pipeline
+new fit) and 'photo-all' (`--restore all`: every face restored, a second fit; 'photo-all-s<k>' its blends) and, for
+weights the protocol has measured (`faces.decide.PROTOCOL_WINS`), 'photo-rules': the size rules and
+checks without that measurement (what unmeasured weights get). A face the pipeline
 keeps, or does not find on the downscaled photo, is the Lanczos one: its difference is exactly 0.
 """
 from __future__ import annotations
@@ -137,6 +139,7 @@ def _match(hr_face, faces, s: int):
 def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOptions, scorer: Scorer,
                 identity=None, images: Path | None = None) -> list[dict]:
     """Every row of one photo at scale s (the originals' faces x methods, and the whole photo)."""
+    from ..faces.decide import protocol_sizes
     from ..faces.detect import detect
     from ..faces.paste import upscale_photo
     from ..faces.pipeline import DEFAULT_STRENGTH, composite, fit_faces
@@ -164,6 +167,11 @@ def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOption
         for k in opt.strengths:
             outs[f"photo-all-s{k:g}"] = composite(lr, every, s, k)
             fits[f"photo-all-s{k:g}"] = every
+        if protocol_sizes(getattr(session.gan, "sha256", None)) is not None:
+            rules, _, _, _ = fit_faces(lr, session, max_faces=opt.max_faces, upscale=s, seed=opt.seed,
+                                       identity=identity, protocol=False)
+            fits["photo-rules"] = rules
+            outs["photo-rules"] = composite(lr, rules, s, DEFAULT_STRENGTH)
     rows = []
     for method, out in outs.items():
         assert out.shape == hr.shape, (out.shape, hr.shape)

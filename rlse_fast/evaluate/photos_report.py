@@ -109,12 +109,32 @@ def median_face(rows, scale, method="photo") -> dict | None:
     """The restored face whose LPIPS gain over Lanczos is the median of the restored faces' (lower
     median): the figure's face, neither the best nor the worst."""
     lz = _by_key(_face_rows(rows, scale, "lanczos"), "lpips")
-    cand = sorted(((v - lz[k], k) for k, v in _by_key([r for r in _face_rows(rows, scale, method)
-                                                        if r.get("restored") == "1"], "lpips").items() if k in lz))
+    fr = _face_rows(rows, scale, method)
+    restored = [r for r in fr if r.get("restored") == "1"]
+    cand = sorted((v - lz[k], k) for k, v in _by_key(restored or fr, "lpips").items() if k in lz)
     if not cand:
         return None
     d, (photo, face) = cand[(len(cand) - 1) // 2]
-    return {"photo": photo, "face": int(face), "lpips_diff": round(d, 4), "of": len(cand)}
+    return {"photo": photo, "face": int(face), "lpips_diff": round(d, 4), "of": len(cand),
+            "among": "restored faces" if restored else "all faces (none restored)"}
+
+
+def median_figure(out: Path, scale: int, mf: dict, method: str = "photo", side: int = 160):
+    """original | lanczos | `method` crops of the median face side by side, each `side` px (nearest
+    neighbour, so pixels stay visible), with labels; None when the crops are absent."""
+    from PIL import Image, ImageDraw
+
+    folder = out / "images" / f"x{scale}" / Path(mf["photo"]).stem
+    names = ("original", "lanczos", method)
+    paths = [folder / f"{mf['face']:03d}_{m}.png" for m in names]
+    if not all(p.is_file() for p in paths):
+        return None
+    fig = Image.new("RGB", (3 * side + 8, side + 16), (255, 255, 255))
+    draw = ImageDraw.Draw(fig)
+    for i, (p, m) in enumerate(zip(paths, names)):
+        fig.paste(Image.open(p).convert("RGB").resize((side, side), Image.NEAREST), (i * (side + 4), 16))
+        draw.text((i * (side + 4) + 2, 2), m if m != "original" else f"original (x{scale} ground truth)", fill=(0, 0, 0))
+    return fig
 
 
 # ----------------------------------------------------------------------------- Markdown / HTML
@@ -158,8 +178,8 @@ def summary_markdown(agg: dict) -> str:
                       f"interval: {', '.join(g['buckets_worse']) or 'none'} -> {'MET' if g['met'] else 'NOT MET'}."]
         mf = e.get("median_face")
         if mf:
-            lines += ["", f"Median restored face (LPIPS gain): {mf['photo']} face {mf['face']} "
-                          f"(Δ LPIPS {mf['lpips_diff']:+.4f}, of {mf['of']} restored)."]
+            lines += ["", f"Median face of the default pipeline (Δ LPIPS, among {mf['among']}): {mf['photo']} "
+                          f"face {mf['face']} (Δ LPIPS {mf['lpips_diff']:+.4f}, of {mf['of']}); median_x{s}.png."]
         lines.append("")
     return "\n".join(lines)
 
@@ -175,7 +195,7 @@ def report_html(agg: dict, out: Path) -> str:
             imgs = "".join(f"<figure><img src='images/x{s}/{stem}/{mf['face']:03d}_{m}.png' width=160>"
                            f"<figcaption>{m}</figcaption></figure>" for m in ("original", "lanczos", "photo")
                            if (out / "images" / f"x{s}" / stem / f"{mf['face']:03d}_{m}.png").is_file())
-            parts.append(f"<h3>x{s}: the median restored face ({html.escape(mf['photo'])} face {mf['face']})</h3>{imgs}")
+            parts.append(f"<h3>x{s}: the median face ({html.escape(mf['photo'])} face {mf['face']})</h3>{imgs}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>photo protocol</title><style>"
             "body{font-family:sans-serif;margin:16px} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
             "padding:2px 6px} img{image-rendering:pixelated} figure{display:inline-block;margin:4px}</style></head><body>"
@@ -207,6 +227,9 @@ def write_all(out: Path, info: dict, rows: list[dict]) -> dict:
     save_json(agg, out / "summary.json")
     text = summary_markdown(agg)
     atomic_write(out / "summary.md", lambda tmp: Path(tmp).write_text(text))
+    for s, e in agg["scales"].items():
+        if e.get("median_face") and (fig := median_figure(out, int(s), e["median_face"])) is not None:
+            atomic_write(out / f"median_x{s}.png", lambda tmp, fig=fig: fig.save(tmp, format="PNG"))
     page = report_html(agg, out)
     atomic_write(out / "report.html", lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return agg

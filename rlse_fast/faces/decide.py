@@ -7,14 +7,16 @@ Before the fit (`plan`), from sizes alone:
 - a face is never shrunk below the size it has to fit the generator's input: the input is the
   smallest valid size at least 1/1.1 of the face's aligned side (the same 10% slack `align.lr_size`
   allows), and a face larger than every valid input size is kept;
-- a face so small that the input must be enlarged by more than the factor the method then adds is kept.
+- a face so small that the input must be enlarged by more than the factor the method then adds is kept;
+- weights measured on the photo protocol (`PROTOCOL_WINS`) restore only at the input sizes where they
+  beat Lanczos there (the bundled celeba64 prior: none).
 After the fit (`check`):
 - consistency: the result, downscaled by the method's own operator to the input's size, must
   reproduce the input to CONSISTENT_DB PSNR-Y, else the fit failed;
 - identity: where dlib is installed, the result must stay within IDENTITY_MAX of the input face
   (enlarged bicubically to the generator's size), else it became someone else.
 A kept face is the resized original (the photo's Lanczos resampling). `--restore all` restores every
-face the weights can take (shrinking large ones, as before these rules) and skips the checks;
+face the weights can take (shrinking only faces larger than every input size) and skips the checks;
 `--restore none` keeps every face.
 """
 from __future__ import annotations
@@ -42,24 +44,43 @@ class Plan:
     """Why: the rule that decided, in words a user reads in the summary."""
 
 
-def plan(side: float, upscale: float, resolution: int, restore: str = "auto") -> Plan:
+PROTOCOL_WINS: dict[str, tuple[int, ...]] = {
+    # The bundled celeba64 prior: on the photo protocol (docs/photo-protocol.md) its faces lost identity
+    # against Lanczos at every input size it takes (16 and 32 px; 8 px faces are under the detector),
+    # with LPIPS no better, so `auto` keeps every face it would restore.
+    "12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48": (),
+}
+"""Weights (sha256) measured on the photo protocol -> the generator input sizes at which their faces beat
+Lanczos there. Weights not listed have no measurement: the size rules and the checks alone decide."""
+
+
+def protocol_sizes(sha256: str | None) -> tuple[int, ...] | None:
+    """The input sizes the protocol found a win at for these weights; None: not measured."""
+    return PROTOCOL_WINS.get(sha256 or "")
+
+
+def plan(side: float, upscale: float, resolution: int, restore: str = "auto",
+         wins: tuple[int, ...] | None = None) -> Plan:
     """The decision from sizes: `side` the face's aligned square in input-photo pixels, `upscale` the
-    output factor, `resolution` the generator's output size."""
+    output factor, `resolution` the generator's output size; `wins`: the input sizes at which the photo
+    protocol measured these weights beating Lanczos (None: not measured, no restriction)."""
     if restore == "none":
         return Plan(None, "kept: --restore none")
-    if restore == "all":
-        size = lr_size(side, resolution)
+    sizes = sorted(valid_sizes(resolution))
+    fitting = [d for d in sizes if SLACK * d >= side]
+    if restore == "all":  # not shrunk where an input size is large enough; else shrunk, as `align.lr_size`
+        size = fitting[0] if fitting and fitting[0] / side <= resolution / fitting[0] else lr_size(side, resolution)
         return Plan(size, "restored: --restore all" if size else f"kept: too small for these weights ({side:.0f} px)")
     out_side = side * upscale
     if out_side > SLACK * resolution:
         return Plan(None, f"kept: larger than the generator's {resolution} px")
-    sizes = sorted(valid_sizes(resolution))
-    fitting = [d for d in sizes if SLACK * d >= side]
     if not fitting:
         return Plan(None, f"kept: larger than the generator's {sizes[-1]} px input")
     d = fitting[0]
     if d / side > resolution / d:
         return Plan(None, f"kept: too small for these weights ({side:.0f} px)")
+    if wins is not None and d not in wins:
+        return Plan(None, f"kept: these weights lose to Lanczos at {d} px on the photo protocol")
     return Plan(d, "restored")
 
 

@@ -20,7 +20,7 @@ import torch
 from ..evaluate.frames import FFHQ, weights_frame
 from .align import Alignment, align, lr_size, warp_face
 from .chroma import is_monochrome, tint_curve
-from .decide import check, consistency_db, identity_distance, plan
+from .decide import check, consistency_db, identity_distance, plan, protocol_sizes
 from .detect import MIN_SCORE, Face, detect
 from .paste import paste, upscale_photo
 
@@ -112,9 +112,11 @@ def default_upscale(rgb: np.ndarray, faces: list[Face], resolution: int, sides: 
 
 def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int | None = None,
               upscale: float | None = None, seed: int = 0, batch: int = 8, min_score: float = MIN_SCORE,
-              restore: str = "auto", identity=None, on_batch=None) -> tuple[list[FaceResult], float, str, dict]:
+              restore: str = "auto", identity=None, on_batch=None,
+              protocol: bool = True) -> tuple[list[FaceResult], float, str, dict]:
     """Detect, align, decide and super-resolve: (faces, upscale, frame name, stage seconds); nothing
-    is pasted yet (`composite`). `identity`: a `metrics.identity.Identity` for the identity check, or None."""
+    is pasted yet (`composite`). `identity`: a `metrics.identity.Identity` for the identity check, or None.
+    `protocol`: apply the photo protocol's measurements of these weights (`decide.PROTOCOL_WINS`)."""
     stages = {}
     t = time.perf_counter()
     faces = detect(rgb, min_face=min_face, max_faces=max_faces, device="cpu", min_score=min_score)
@@ -128,8 +130,9 @@ def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int |
     if upscale is None:
         upscale = default_upscale(rgb, faces, res, [a.side for a in aligned if lr_size(a.side, res) is not None])
     results = []
+    wins = protocol_sizes(getattr(session.gan, "sha256", None)) if protocol else None
     for i, (face, a) in enumerate(zip(faces, aligned)):
-        p = plan(a.side, upscale, res, restore)
+        p = plan(a.side, upscale, res, restore, wins)
         r = FaceResult(face, a, p.input_size, seed + i, reason=p.reason)
         if p.input_size is not None:
             r.lr = warp_face(photo, a, p.input_size)
