@@ -219,3 +219,24 @@ def test_sr_grey_input_gives_grey_output_colour_left_alone():
     colour = torch.rand(3, 16, 16)
     out, mono = match_input(magenta, colour)
     assert not mono and torch.equal(out, magenta)
+
+
+def test_sr_cli_grey_input_gives_grey_output(tmp_path, monkeypatch):
+    from gan_files import tiny_gan
+
+    from rlse_fast.checkpoints import save_gan
+    from rlse_fast.cli import main
+    from rlse_fast.imageio import load_image, save_image
+
+    monkeypatch.setenv("RLSE_FAST_HOME", str(tmp_path / "home"))
+    G, D = tiny_gan(seed=2)
+    save_gan(tmp_path / "tiny.safetensors", G, D)
+    torch.manual_seed(3)
+    save_image(torch.rand(1, 8, 8).repeat(3, 1, 1), tmp_path / "grey.png")
+    args = ["--weights", str(tmp_path / "tiny.safetensors"), "--steps", "3", "--gaussian-samples", "2048", "--quiet"]
+    assert main(["sr", str(tmp_path / "grey.png"), str(tmp_path / "out.png"), *args]) == 0
+    out = (load_image(tmp_path / "out.png") * 255).round()
+    assert out.shape == (3, 32, 32) and torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    import json
+
+    assert json.loads((tmp_path / "out.json").read_text())["monochrome"] is True

@@ -16,9 +16,13 @@ def register(sub) -> None:
         description="Detect faces with 5 landmarks (MTCNN, offline: run `rlse-fast fetch-assets` once), align "
                     "each to the generator's frame, super-resolve them in batches, and paste them back into the "
                     "photo upscaled by --upscale with a feathered mask. Only faces are super-resolved: the rest "
-                    "of the photo is resampled with Pillow's Lanczos filter. Writes OUT, a JSON sidecar beside it "
-                    "(per face: box, landmarks, score, input size, scale, seed, loss, seconds; per stage: "
-                    "seconds) and with --save-faces a folder OUT-stem_faces/ of aligned inputs and outputs. "
+                    "of the photo is resampled with Pillow's Lanczos filter. A face is restored only where it cannot "
+                    "come out worse (--restore auto): faces larger than the generator's output, faces the "
+                    "photo protocol found these weights losing on (the bundled celeba64: all sizes; see "
+                    "docs/photo-protocol.md), failed fits and faces that became someone else keep the resized "
+                    "original. Grey and sepia photos keep their own tint. Writes OUT, a JSON sidecar beside it "
+                    "(per face: box, landmarks, score, input size, scale, seed, loss, seconds, the decision "
+                    "and its reason; per stage: seconds) and with --save-faces a folder OUT-stem_faces/ of aligned inputs and outputs. "
                     "A photo with no face writes nothing and exits 1. IN may be a folder: OUT is then a folder, "
                     "and photos already done (image and sidecar present) are skipped.")
     p.add_argument("input", metavar="IN", help="photo (PNG/JPEG/WebP), or a folder of photos")
