@@ -30,6 +30,7 @@ import torch
 
 from ..errors import UserError
 from .inputs import IMAGE_SUFFIXES
+from .runner import read_rows  # the same CSV reader as eval's metrics.csv
 
 MIN_FACE = 12.0
 """The detector's smallest window: a face must keep this width in the downscaled photo."""
@@ -152,21 +153,18 @@ def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOption
     lr = downscale_photo(hr, s)
     outs = {"lanczos": upscale_photo(lr, s)}
     fits = {}
-    faces, _, _, _ = fit_faces(lr, session, max_faces=opt.max_faces, upscale=s, seed=opt.seed,
-                               identity=identity)
-    fits["photo"] = faces
-    outs["photo"] = composite(lr, faces, s, DEFAULT_STRENGTH)
-    for k in opt.strengths:
-        outs[f"photo-s{k:g}"] = composite(lr, faces, s, k)
-        fits[f"photo-s{k:g}"] = faces
+
+    def variant(name: str, **kwargs) -> None:
+        """One fit of the pipeline, pasted at the default strength and at each extra strength."""
+        faces, _, _, _ = fit_faces(lr, session, max_faces=opt.max_faces, upscale=s, seed=opt.seed,
+                                   identity=identity, **kwargs)
+        for suffix, k in [("", DEFAULT_STRENGTH)] + [(f"-s{k:g}", k) for k in opt.strengths]:
+            fits[name + suffix] = faces
+            outs[name + suffix] = composite(lr, faces, s, k)
+
+    variant("photo")
     if opt.restore_all:
-        every, _, _, _ = fit_faces(lr, session, max_faces=opt.max_faces, upscale=s, seed=opt.seed, restore="all",
-                                   identity=identity)
-        fits["photo-all"] = every
-        outs["photo-all"] = composite(lr, every, s, DEFAULT_STRENGTH)
-        for k in opt.strengths:
-            outs[f"photo-all-s{k:g}"] = composite(lr, every, s, k)
-            fits[f"photo-all-s{k:g}"] = every
+        variant("photo-all", restore="all")
         if protocol_sizes(getattr(session.gan, "sha256", None)) is not None:
             rules, _, _, _ = fit_faces(lr, session, max_faces=opt.max_faces, upscale=s, seed=opt.seed,
                                        identity=identity, protocol=False)
@@ -204,13 +202,6 @@ def _save_crop(img: np.ndarray, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- results file
-
-
-def read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
