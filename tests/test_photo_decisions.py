@@ -135,10 +135,11 @@ def test_synthetic_faces_large_kept_small_restored():
 
 @MTCNN
 def test_measured_weights_restore_only_where_the_protocol_found_a_win():
-    from rlse_fast.faces.decide import PROTOCOL_WINS, plan
+    from rlse_fast.faces.decide import PROTOCOL, default_strength, plan
     from rlse_fast.faces.pipeline import restore_photo
 
-    bundled = next(k for k, v in PROTOCOL_WINS.items() if v == ())
+    bundled = next(k for k, v in PROTOCOL.items() if v.wins == ())
+    assert default_strength(bundled) == 0.25 and default_strength("0" * 64) == default_strength(None) == 1.0
     assert plan(20, 2, 64, wins=()).reason == "kept: these weights lose to Lanczos at 32 px on the photo protocol"
     assert plan(20, 2, 64, wins=(32,)).input_size == 32 and plan(20, 2, 64, "all", wins=()).input_size == 32
     session = Session()
@@ -146,6 +147,7 @@ def test_measured_weights_restore_only_where_the_protocol_found_a_win():
     out = restore_photo(two_faces(), session, upscale=2)
     assert session.calls == [] and not any(f.restored for f in out.faces)
     assert "1 kept: these weights lose to Lanczos at 32 px on the photo protocol" in out.summary()
+    assert out.strength == 0.25
 
 
 @MTCNN

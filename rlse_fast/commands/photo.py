@@ -40,7 +40,8 @@ def register(sub) -> None:
                         "the sidecar says why per face); all: restore every face the weights can take; none: keep all")
     p.add_argument("--strength", type=float, default=None,
                    help="per-face blend of the resized original (0, bit for bit) and the result (1) "
-                        "(default: 1.0, chosen by the photo protocol: docs/photo-protocol.md)")
+                        "(default: the photo protocol's choice for the weights, 0.25 for the bundled celeba64, "
+                        "else 1: docs/photo-protocol.md)")
     p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
     p.add_argument("--html", action="store_true",
                    help="also write OUT-stem.html: the photo with its boxes, before/after, each face input -> output")
@@ -73,7 +74,7 @@ def run(args) -> int:
     from ..faces.mtcnn import ASSET_NAMES
     from ..imageio import check_writable
     from ..faces.photo_io import read_photo
-    from ..faces.pipeline import DEFAULT_STRENGTH, restore_photo
+    from ..faces.pipeline import restore_photo
     from ..metrics import identity as identity_mod
     from ..metrics import assets
     from . import sr_jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
@@ -96,7 +97,6 @@ def run(args) -> int:
     if args.restore == "auto" and identity is None and not args.quiet and launch.is_main():
         print("note: no identity check (pip install 'rlse-fast[identity]' and rlse-fast fetch-assets add it)",
               file=sys.stderr)
-    strength = DEFAULT_STRENGTH if args.strength is None else args.strength
     failed = 0
     photos = launch.Progress(total=len(todo), unit="photo", disable=args.quiet or not is_folder)  # whole job, rank 0
     for src, dst in launch.shard(todo):  # under torchrun: this rank's share of the photos not done yet
@@ -120,7 +120,7 @@ def run(args) -> int:
         try:
             result = restore_photo(rgb, session, min_face=args.min_face, max_faces=args.max_faces,
                                    upscale=args.upscale, seed=args.seed, batch=args.batch,
-                                   min_score=args.min_score, restore=args.restore, strength=strength,
+                                   min_score=args.min_score, restore=args.restore, strength=args.strength,
                                    identity=identity, on_batch=progress)
         except (RuntimeError, ValueError) as exc:
             bar.close()

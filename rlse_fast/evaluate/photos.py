@@ -10,10 +10,10 @@ needs more than the faces' 30-80 px), and identity (dlib's distance, landmarks f
 `metrics/identity.py`); per photo the same over the whole image (identity excepted).
 
 Methods: 'lanczos' (Pillow's Lanczos upscaling of the downscaled photo: the pipeline's own background),
-'photo' (the pipeline with its defaults), 'photo-s<k>' (the same fit pasted at strength k: a blend, no
-new fit) and 'photo-all' (`--restore all`: every face restored, a second fit; 'photo-all-s<k>' its blends) and, for
-weights the protocol has measured (`faces.decide.PROTOCOL_WINS`), 'photo-rules': the size rules and
-checks without that measurement (what unmeasured weights get). A face the pipeline
+'photo' (the pipeline with its defaults, strength included), 'photo-s<k>' (the same fit pasted at strength k: a blend, no
+new fit) and 'photo-all' (`--restore all` at strength 1: every face restored, a second fit; 'photo-all-s<k>' its blends) and, for
+weights the protocol has measured (`faces.decide.PROTOCOL`), 'photo-rules': the size rules and
+checks without that measurement, at strength 1 (what unmeasured weights get). A face the pipeline
 keeps, or does not find on the downscaled photo, is the Lanczos one: its difference is exactly 0.
 """
 from __future__ import annotations
@@ -140,10 +140,10 @@ def _match(hr_face, faces, s: int):
 def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOptions, scorer: Scorer,
                 identity=None, images: Path | None = None) -> list[dict]:
     """Every row of one photo at scale s (the originals' faces x methods, and the whole photo)."""
-    from ..faces.decide import protocol_sizes
+    from ..faces.decide import default_strength, protocol_sizes
     from ..faces.detect import detect
     from ..faces.paste import upscale_photo
-    from ..faces.pipeline import DEFAULT_STRENGTH, composite, fit_faces
+    from ..faces.pipeline import composite, fit_faces
 
     h, w = hr.shape[:2]
     hr = np.ascontiguousarray(hr[:h // s * s, :w // s * s])
@@ -154,22 +154,24 @@ def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOption
     outs = {"lanczos": upscale_photo(lr, s)}
     fits = {}
 
-    def variant(name: str, **kwargs) -> None:
-        """One fit of the pipeline, pasted at the default strength and at each extra strength."""
+    sha = getattr(session.gan, "sha256", None)
+
+    def variant(name: str, strength: float, **kwargs) -> None:
+        """One fit of the pipeline, pasted at `strength` and at each extra strength."""
         faces, _, _, _ = fit_faces(lr, session, max_faces=opt.max_faces, upscale=s, seed=opt.seed,
                                    identity=identity, **kwargs)
-        for suffix, k in [("", DEFAULT_STRENGTH)] + [(f"-s{k:g}", k) for k in opt.strengths]:
+        for suffix, k in [("", strength)] + [(f"-s{k:g}", k) for k in opt.strengths]:
             fits[name + suffix] = faces
             outs[name + suffix] = composite(lr, faces, s, k)
 
-    variant("photo")
+    variant("photo", default_strength(sha))
     if opt.restore_all:
-        variant("photo-all", restore="all")
-        if protocol_sizes(getattr(session.gan, "sha256", None)) is not None:
+        variant("photo-all", 1.0, restore="all")
+        if protocol_sizes(sha) is not None:
             rules, _, _, _ = fit_faces(lr, session, max_faces=opt.max_faces, upscale=s, seed=opt.seed,
                                        identity=identity, protocol=False)
             fits["photo-rules"] = rules
-            outs["photo-rules"] = composite(lr, rules, s, DEFAULT_STRENGTH)
+            outs["photo-rules"] = composite(lr, rules, s, 1.0)
     rows = []
     for method, out in outs.items():
         assert out.shape == hr.shape, (out.shape, hr.shape)
@@ -186,7 +188,7 @@ def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOption
             elif method != "lanczos":
                 row.update(restored=0, reason="not found on the downscaled photo")
             rows.append(row)
-            if images is not None:
+            if images is not None and "-s" not in method:  # blends: their fit's crop is enough
                 _save_crop(out[box[1]:box[3], box[0]:box[2]], images / f"x{s}" / Path(name).stem / f"{i:03d}_{method}.png")
                 if method == "lanczos":
                     _save_crop(hr[box[1]:box[3], box[0]:box[2]], images / f"x{s}" / Path(name).stem / f"{i:03d}_original.png")

@@ -8,7 +8,7 @@ Before the fit (`plan`), from sizes alone:
   smallest valid size at least 1/1.1 of the face's aligned side (the same 10% slack `align.lr_size`
   allows), and a face larger than every valid input size is kept;
 - a face so small that the input must be enlarged by more than the factor the method then adds is kept;
-- weights measured on the photo protocol (`PROTOCOL_WINS`) restore only at the input sizes where they
+- weights measured on the photo protocol (`PROTOCOL`) restore only at the input sizes where they
   beat Lanczos there (the bundled celeba64 prior: none).
 After the fit (`check`):
 - consistency: the result, downscaled by the method's own operator to the input's size, must
@@ -44,19 +44,36 @@ class Plan:
     """Why: the rule that decided, in words a user reads in the summary."""
 
 
-PROTOCOL_WINS: dict[str, tuple[int, ...]] = {
-    # The bundled celeba64 prior: on the photo protocol (docs/photo-protocol.md) its faces lost identity
-    # against Lanczos at every input size it takes (16 and 32 px; 8 px faces are under the detector),
-    # with LPIPS no better, so `auto` keeps every face it would restore.
-    "12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48": (),
+@dataclass(frozen=True)
+class Measured:
+    """What the photo protocol (docs/photo-protocol.md) measured for one set of weights."""
+
+    wins: tuple[int, ...]
+    """Generator input sizes (px) at which restored faces beat Lanczos there; `auto` restores only these."""
+    strength: float
+    """The --strength default for these weights: the one that met the protocol's bar with --restore all."""
+
+
+PROTOCOL: dict[str, Measured] = {
+    # The bundled celeba64 prior (docs/eval/photo_protocol_celeba64): restored faces lost identity to
+    # Lanczos at both input sizes it takes at x2 (16 and 32 px), with LPIPS no better, so `auto` keeps
+    # every face; with --restore all only strength 0.25 met the bar (at x4; no strength did at x2).
+    "12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48": Measured(wins=(), strength=0.25),
 }
-"""Weights (sha256) measured on the photo protocol -> the generator input sizes at which their faces beat
-Lanczos there. Weights not listed have no measurement: the size rules and the checks alone decide."""
+"""Weights (sha256) measured on the photo protocol. Weights not listed have no measurement: the size rules
+and the checks alone decide, and --strength defaults to 1 (the result as the generator made it)."""
+UNMEASURED_STRENGTH = 1.0
 
 
 def protocol_sizes(sha256: str | None) -> tuple[int, ...] | None:
     """The input sizes the protocol found a win at for these weights; None: not measured."""
-    return PROTOCOL_WINS.get(sha256 or "")
+    m = PROTOCOL.get(sha256 or "")
+    return None if m is None else m.wins
+
+
+def default_strength(sha256: str | None) -> float:
+    m = PROTOCOL.get(sha256 or "")
+    return UNMEASURED_STRENGTH if m is None else m.strength
 
 
 def plan(side: float, upscale: float, resolution: int, restore: str = "auto",

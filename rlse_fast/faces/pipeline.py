@@ -20,14 +20,12 @@ import torch
 from ..evaluate.frames import FFHQ, weights_frame
 from .align import Alignment, align, lr_size, warp_face
 from .chroma import is_monochrome, tint_curve
-from .decide import check, consistency_db, identity_distance, plan, protocol_sizes
+from .decide import check, consistency_db, default_strength, identity_distance, plan, protocol_sizes
 from .detect import MIN_SCORE, Face, detect
 from .paste import paste, upscale_photo
 
 MAX_OUTPUT_PIXELS = 64_000_000
 """The default --upscale is capped so the written photo stays under this many pixels."""
-DEFAULT_STRENGTH = 1.0
-"""`--strength`'s default: see docs/photo-protocol.md for the protocol run that chose it."""
 
 
 @dataclass
@@ -116,7 +114,7 @@ def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int |
               protocol: bool = True) -> tuple[list[FaceResult], float, str, dict]:
     """Detect, align, decide and super-resolve: (faces, upscale, frame name, stage seconds); nothing
     is pasted yet (`composite`). `identity`: a `metrics.identity.Identity` for the identity check, or None.
-    `protocol`: apply the photo protocol's measurements of these weights (`decide.PROTOCOL_WINS`)."""
+    `protocol`: apply the photo protocol's measurements of these weights (`decide.PROTOCOL`)."""
     stages = {}
     t = time.perf_counter()
     faces = detect(rgb, min_face=min_face, max_faces=max_faces, device="cpu", min_score=min_score)
@@ -185,15 +183,18 @@ def composite(rgb: np.ndarray, faces: list[FaceResult], upscale: float, strength
 
 def restore_photo(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int | None = None,
                   upscale: float | None = None, seed: int = 0, batch: int = 8, min_score: float = MIN_SCORE,
-                  restore: str = "auto", strength: float = DEFAULT_STRENGTH, identity=None,
+                  restore: str = "auto", strength: float | None = None, identity=None,
                   on_batch=None) -> PhotoResult:
     """(H, W, 3) uint8 photo -> PhotoResult. Face i (top to bottom, left to right) gets seed `seed + i`.
     `session`: a `session.Session`; `restore`: 'auto' (the rules of `decide.py`), 'all' or 'none';
-    `strength` in [0, 1]: per-face blend of the resized original (0) and the result (1);
+    `strength` in [0, 1]: per-face blend of the resized original (0) and the result (1); None: the
+    weights' default (`decide.default_strength`, from the photo protocol);
     `identity`: a `metrics.identity.Identity` for the identity check (None: no such check).
     on_batch(done, total): progress callback."""
     faces, upscale, frame, stages = fit_faces(rgb, session, min_face, max_faces, upscale, seed, batch, min_score,
                                               restore, identity, on_batch)
+    if strength is None:
+        strength = default_strength(getattr(session.gan, "sha256", None))
     t = time.perf_counter()
     mono = is_monochrome(rgb)
     canvas = composite(rgb, faces, upscale, strength, mono)
