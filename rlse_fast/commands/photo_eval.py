@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--restore-all", action="store_true",
                    help="also run `photo --restore all` (rows photo-all; a second fit per photo)")
     p.add_argument("--max-faces", type=int, default=None, help="per photo, restore only the N widest faces")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rewrite summary.md, summary.json and report.html from OUT's metrics.csv and run.json")
     add_engine_args(p)
     p.set_defaults(batch=8)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -42,6 +44,11 @@ def run(args) -> int:
     from ..faces.mtcnn import ASSET_NAMES
     from ..metrics import assets
 
+    if args.report_only:
+        from ..evaluate.photos import rebuild_report
+
+        rebuild_report(Path(args.out))
+        return 0
     try:
         strengths = [float(k) for k in args.strengths.split(",") if k.strip()]
     except ValueError:

@@ -188,8 +188,11 @@ def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOption
             elif method != "lanczos":
                 row.update(restored=0, reason="not found on the downscaled photo")
             rows.append(row)
-            if images is not None and "-s" not in method:  # blends: their fit's crop is enough
-                _save_crop(out[box[1]:box[3], box[0]:box[2]], images / f"x{s}" / Path(name).stem / f"{i:03d}_{method}.png")
+            crop = out[box[1]:box[3], box[0]:box[2]]
+            # Blends: their fit's crop is enough; a crop equal to Lanczos's (a kept face) is not saved twice.
+            if images is not None and "-s" not in method and (
+                    method == "lanczos" or not np.array_equal(crop, outs["lanczos"][box[1]:box[3], box[0]:box[2]])):
+                _save_crop(crop, images / f"x{s}" / Path(name).stem / f"{i:03d}_{method}.png")
                 if method == "lanczos":
                     _save_crop(hr[box[1]:box[3], box[0]:box[2]], images / f"x{s}" / Path(name).stem / f"{i:03d}_original.png")
     return rows
@@ -314,3 +317,12 @@ def run_photo_eval(opt: PhotoEvalOptions, session, jobs: list[tuple[Path, int]] 
     if launch.is_main():
         photos_report.write_all(opt.out, info, read_rows(opt.out / "metrics.csv"))
     return info
+
+
+def rebuild_report(out: Path) -> dict:
+    """summary.md, summary.json and report.html again from OUT/run.json and OUT/metrics.csv."""
+    from . import photos_report
+
+    if not (out / "run.json").is_file() or not (out / "metrics.csv").is_file():
+        raise UserError(f"{out} holds no run.json and metrics.csv of an earlier photo-eval; run it first")
+    return photos_report.write_all(out, json.loads((out / "run.json").read_text()), read_rows(out / "metrics.csv"))

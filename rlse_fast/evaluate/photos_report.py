@@ -119,21 +119,29 @@ def median_face(rows, scale, method="photo") -> dict | None:
             "among": "restored faces" if restored else "all faces (none restored)"}
 
 
-def median_figure(out: Path, scale: int, mf: dict, method: str = "photo", side: int = 160):
-    """original | lanczos | `method` crops of the median face side by side, each `side` px (nearest
-    neighbour, so pixels stay visible), with labels; None when the crops are absent."""
+def crop_path(out: Path, scale: int, photo: str, face: int, method: str) -> Path:
+    """A face's crop for `method`; a method's crop equal to Lanczos's is stored once, as Lanczos's."""
+    folder = out / "images" / f"x{scale}" / Path(photo).stem
+    path = folder / f"{face:03d}_{method}.png"
+    return path if path.is_file() or method == "original" else folder / f"{face:03d}_lanczos.png"
+
+
+def median_figure(out: Path, scale: int, mf: dict, methods=("photo",), side: int = 160):
+    """original | lanczos | each of `methods`: crops of the median face side by side, each `side` px
+    (nearest neighbour, so pixels stay visible), with labels; None when the crops are absent."""
     from PIL import Image, ImageDraw
 
-    folder = out / "images" / f"x{scale}" / Path(mf["photo"]).stem
-    names = ("original", "lanczos", method)
-    paths = [folder / f"{mf['face']:03d}_{m}.png" for m in names]
+    names = ("original", "lanczos", *methods)
+    paths = [crop_path(out, scale, mf["photo"], mf["face"], m) for m in names]
     if not all(p.is_file() for p in paths):
         return None
-    fig = Image.new("RGB", (3 * side + 8, side + 16), (255, 255, 255))
+    fig = Image.new("RGB", (len(names) * (side + 4) - 4, side + 16), (255, 255, 255))
     draw = ImageDraw.Draw(fig)
     for i, (p, m) in enumerate(zip(paths, names)):
         fig.paste(Image.open(p).convert("RGB").resize((side, side), Image.NEAREST), (i * (side + 4), 16))
-        draw.text((i * (side + 4) + 2, 2), m if m != "original" else f"original (x{scale} ground truth)", fill=(0, 0, 0))
+        label = {"original": f"original (x{scale} truth)", "photo": "photo (default)",
+                 "photo-all": "photo --restore all"}.get(m, m)
+        draw.text((i * (side + 4) + 2, 2), label, fill=(0, 0, 0))
     return fig
 
 
@@ -191,10 +199,9 @@ def report_html(agg: dict, out: Path) -> str:
     for s, e in agg["scales"].items():
         mf = e.get("median_face")
         if mf:
-            stem = Path(mf["photo"]).stem
-            imgs = "".join(f"<figure><img src='images/x{s}/{stem}/{mf['face']:03d}_{m}.png' width=160>"
-                           f"<figcaption>{m}</figcaption></figure>" for m in ("original", "lanczos", "photo")
-                           if (out / "images" / f"x{s}" / stem / f"{mf['face']:03d}_{m}.png").is_file())
+            paths = {m: crop_path(out, int(s), mf["photo"], mf["face"], m) for m in ("original", "lanczos", "photo")}
+            imgs = "".join(f"<figure><img src='{p.relative_to(out).as_posix()}' width=160>"
+                           f"<figcaption>{m}</figcaption></figure>" for m, p in paths.items() if p.is_file())
             parts.append(f"<h3>x{s}: the median face ({html.escape(mf['photo'])} face {mf['face']})</h3>{imgs}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>photo protocol</title><style>"
             "body{font-family:sans-serif;margin:16px} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
