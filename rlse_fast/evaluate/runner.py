@@ -223,6 +223,7 @@ def run_eval(opt: EvalOptions) -> dict:
             "path": gan.path, "sha256": gan.sha256, "format": gan.source_format,
             "kimg": gan.metadata.get("kimg"), "resolution": G.img_resolution},
         "configs": {},
+        "identity": has_gt and opt.identity and _identity_available(),
     }
     cfgs, fit = {}, None
     if gan_methods:
@@ -259,14 +260,13 @@ def run_eval(opt: EvalOptions) -> dict:
         except UserError as exc:
             raise UserError(f"{exc}; or pass --no-lpips") from None
     identity = None
-    if has_gt and opt.identity and todo:
-        from ..metrics import identity as identity_mod
+    if run_info["identity"] and todo:
+        from ..metrics.identity import Identity
 
-        if identity_mod.available():
-            identity = identity_mod.Identity.from_cache()
-        elif not opt.quiet:
-            print("note: no identity column (needs pip install 'rlse-fast[identity]' and rlse-fast fetch-assets)",
-                  file=sys.stderr)
+        identity = Identity.from_cache()
+    elif has_gt and opt.identity and not opt.quiet:
+        print("note: no identity column (needs pip install 'rlse-fast[identity]' and rlse-fast fetch-assets)",
+              file=sys.stderr)
     if todo and gan_methods:
         fit = launch.in_turn(lambda: prepare_fit(gan, next(iter(cfgs.values())), device=device))
         G_framed = frames_mod.framed(G, src_frame, dst_frame)
@@ -341,6 +341,12 @@ def run_eval(opt: EvalOptions) -> dict:
     if launch.is_main():
         report.write_all(opt.out, run_info, read_rows(opt.out / "metrics.csv"))
     return run_info
+
+
+def _identity_available() -> bool:
+    from ..metrics import identity
+
+    return identity.available()
 
 
 def _row_key(row: dict) -> tuple:
