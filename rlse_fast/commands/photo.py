@@ -93,8 +93,11 @@ def run(args) -> int:
         return 0
     args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
     session = launch.in_turn(lambda: load_session(args, cfg))  # rank 0 fills the download and fit caches first
-    identity = identity_mod.Identity.from_cache() if args.restore == "auto" and identity_mod.available() else None
-    if args.restore == "auto" and identity is None and not args.quiet and launch.is_main():
+    from ..faces.decide import protocol_sizes
+
+    checks = args.restore == "auto" and protocol_sizes(session.gan.sha256) != ()  # () : no face is ever fitted
+    identity = identity_mod.Identity.from_cache() if checks and identity_mod.available() else None
+    if checks and identity is None and not args.quiet and launch.is_main():
         print("note: no identity check (pip install 'rlse-fast[identity]' and rlse-fast fetch-assets add it)",
               file=sys.stderr)
     failed = 0
