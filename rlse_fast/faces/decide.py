@@ -51,13 +51,13 @@ class Measured:
     wins: tuple[int, ...]
     """Generator input sizes (px) at which restored faces beat Lanczos there; `auto` restores only these."""
     strength: float
-    """The --strength default for these weights: the one that met the protocol's bar with --restore all."""
+    """The --strength default for these weights: the one closest to the protocol's bar with --restore all."""
 
 
 PROTOCOL: dict[str, Measured] = {
     # The bundled celeba64 prior (docs/eval/photo_protocol_celeba64): restored faces lost identity to
-    # Lanczos at both input sizes it takes at x2 (16 and 32 px), with LPIPS no better, so `auto` keeps
-    # every face; with --restore all only strength 0.25 met the bar (at x4; no strength did at x2).
+    # Lanczos at every size (x2 and x4), with LPIPS worse at x2, so `auto` keeps every face; with
+    # --restore all no strength met the bar and 0.25, the lowest tried, lost least.
     "12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48": Measured(wins=(), strength=0.25),
 }
 """Weights (sha256) measured on the photo protocol. Weights not listed have no measurement: the size rules
