@@ -8,11 +8,11 @@ curve). A grey input (R = G = B) therefore gives a grey result exactly, a sepia 
 colour input is left as the generator made it.
 
 Measure: BT.601 full-range chroma (Cb, Cr in 8-bit levels), minus the mean chroma of the pixels in the
-same luma bin (32 bins), RMS over the image. Grey photos score 0, a synthetic sepia of
-`solvay_1927.png` 0.9 (3.6 after JPEG q80); the 10 colour photos in `../shared/data/photos` score
-9.8-22.5 and the 20 `ffhq_aligned_real` faces 4.2-24.6 (docs/photo-protocol.md has the
-command). A colour face wrongly taken as monochrome only loses the generator's chroma (its luma,
-where the detail is, stays), so the threshold leans high.
+same luma bin (32 bins), RMS over the image (`python benchmarks/tint_spread.py`): grey photos score 0,
+a synthetic sepia of `solvay_1927.png` 0.9 (2.5-4.6 after JPEG at quality 95-50); the 10 colour photos
+in `../shared/data/photos` 9.8-22.5 and the 20 `ffhq_aligned_real` faces 4.2-24.6. A colour face wrongly
+taken as monochrome only loses the generator's chroma (its luma, where the detail is, stays), so the
+threshold leans high.
 """
 from __future__ import annotations
 
