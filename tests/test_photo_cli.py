@@ -105,3 +105,31 @@ def test_bad_input_exit_2_nothing_written(tmp_path, weights, home, capsys, case)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert [p.name for p in tmp_path.iterdir() if p.name not in ("x.png", "home")] == []
+
+
+def test_auto_keeps_faces_larger_than_the_generator_and_says_so(tmp_path, weights, home, capsys):
+    import numpy as np
+
+    from rlse_fast.faces.paste import upscale_photo
+    from rlse_fast.faces.photo_io import read_photo
+
+    out = tmp_path / "o.png"
+    args = [a for a in fast(weights) if a != "--quiet"]
+    assert main(["photo", str(PHOTO), str(out), "--upscale", "3", "--html", *args]) == 0
+    line = capsys.readouterr().out
+    meta = json.loads(out.with_suffix(".json").read_text())
+    # 15-17 px faces at x3 span ~50 px squares, more than this tiny GAN's 32 px output
+    assert meta["summary"] == "0 faces restored, 3 kept: larger than the generator's 32 px" and meta["summary"] in line
+    assert all(not f["restored"] and f["input_size"] is None for f in meta["faces"])
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), upscale_photo(read_photo(PHOTO), 3))
+    assert "kept: larger than the generator" in (tmp_path / "o.html").read_text()
+
+
+@pytest.mark.parametrize("flag", [["--strength", "1.5"], ["--restore", "some"]])
+def test_bad_strength_or_restore_exit_2(tmp_path, weights, home, capsys, flag):
+    try:
+        code = main(["photo", str(PHOTO), str(tmp_path / "o.png"), *fast(weights), *flag])
+    except SystemExit as exc:  # argparse's own refusal of a choice
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not (tmp_path / "o.png").exists() and flag[0] in err[-1]
