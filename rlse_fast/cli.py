@@ -11,7 +11,7 @@ from .memory import keep_freed_memory
 
 # Each name is a module rlse_fast/commands/<name>.py with `register(subparsers)`; the
 # parser it adds sets `func` (called with the parsed args, returns an exit code or None).
-COMMANDS = ("sr", "photo", "info", "convert", "fetch_assets", "train_prior", "eval", "kernels")
+COMMANDS = ("sr", "photo", "photo_eval", "info", "convert", "fetch_assets", "train_prior", "eval", "kernels")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,11 +21,12 @@ from rlse_fast.evaluate import stats
 from rlse_fast.faces import frames
 from rlse_fast.evaluate.runner import COLUMNS, DEFAULT_METHODS
 from rlse_fast.imageio import save_image
-from rlse_fast.metrics import psnr
+from rlse_fast.metrics import identity, psnr
 
 REAL_ASSETS = assets.assets_dir()  # the user's cache, read before any test moves RLSE_FAST_HOME
 HAS_LPIPS = (REAL_ASSETS / assets.LPIPS_ALEXNET).is_file()
 HAS_NIQE = (REAL_ASSETS / assets.NIQE_PARAMS).is_file()
+HAS_IDENTITY = identity.installed() and all((REAL_ASSETS / n).is_file() for n in (assets.DLIB_RECOGNITION, assets.DLIB_LANDMARKS5))
 FAST = ["--steps", "3", "--gaussian-samples", "2048", "--impl", "ref", "--threads", "1", "--quiet"]
 
 
@@ -76,6 +77,7 @@ def test_metrics_csv_rows(first_run):
     for r in rows:
         assert math.isfinite(float(r["psnr_y"])) and 0 < float(r["ssim_y"]) <= 1
         assert (r["lpips"] != "") == HAS_LPIPS and r["niqe"] == ""
+        assert (r["identity"] != "") == HAS_IDENTITY and (not HAS_IDENTITY or float(r["identity"]) >= 0)
         assert (r["best_step"] != "") == (r["method"] not in ("bicubic", "bilinear"))
 
 

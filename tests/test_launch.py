@@ -209,6 +209,35 @@ def test_photo_two_ranks_write_what_one_process_writes(data):
     assert lines == [f"3 photos written to {two}, 0 already done, 0 failed or without faces"], res.stdout
 
 
+def test_photo_eval_two_ranks_give_the_rows_of_one(data):
+    import shutil
+
+    from rlse_fast import assets
+    from rlse_fast.metrics import identity
+
+    if not identity.available() or not assets.available(assets.LPIPS_ALEXNET) or not assets.available("mtcnn/onet.pt"):
+        pytest.skip("needs dlib (pip install 'rlse-fast[identity]') and `rlse-fast fetch-assets`")
+    root, env = data
+    src = root / "protocol"
+    src.mkdir()
+    for name in ("four_researchers.jpg", "voc_2008_002470.jpg"):
+        if not (PHOTO.parent / name).is_file():
+            pytest.skip(f"{PHOTO.parent / name} is absent (../shared/data/photos provides it)")
+        shutil.copy(PHOTO.parent / name, src)
+    home = Path(env["RLSE_FAST_HOME"])
+    if not (home / "assets").exists():
+        (home / "assets").symlink_to(assets.assets_dir(), target_is_directory=True)
+    args = ["--scale", "2", "--weights", root / "tiny.safetensors", "--steps", "2", "--gaussian-samples", "4096",
+            "--impl", "ref", "--restore-all", "--quiet"]
+    one, two = root / "pe1", root / "pe2"
+    res = launch("photo-eval", src, "--out", one, *args, nproc=0, env=env)
+    assert res.returncode == 0, res.stderr
+    res = launch("photo-eval", src, "--out", two, *args, env=env)
+    assert res.returncode == 0, res.stderr
+    rows = [(d / "metrics.csv").read_text() for d in (one, two)]
+    assert rows[0] == rows[1] and rows[0].count("\n") > 2 * 10 and not (two / ".ranks").exists()
+
+
 def test_sharded_table_merges_a_killed_jobs_parts(tmp_path):
     def row(image, psnr):
         return {"image": image, "scale": "4", "method": "bicubic", "psnr_y": psnr}

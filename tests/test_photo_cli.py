@@ -45,13 +45,17 @@ def fast(weights):
 
 def test_photo_writes_image_sidecar_and_faces(tmp_path, weights, home):
     out = tmp_path / "out" / "group.png"
-    assert main(["photo", str(PHOTO), str(out), "--save-faces", "--html", "--upscale", "3", *fast(weights)]) == 0
+    # --restore all: at x3 these 15-17 px faces are larger than the tiny GAN's 32 px, which 'auto' keeps
+    assert main(["photo", str(PHOTO), str(out), "--save-faces", "--html", "--upscale", "3", "--restore", "all",
+                 *fast(weights)]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert Image.open(out).size == (384, 384) and meta["upscale"] == 3 and meta["output_size"] == [384, 384]
     assert len(meta["faces"]) == 3 and set(meta["stages"]) >= {"detect", "align", "super_resolve", "paste"}
     for f in meta["faces"]:
         assert len(f["box"]) == 4 and len(f["landmarks"]) == 5 and f["score"] > 0.9
         assert f["input_size"] * f["scale"] == 32 and f["loss"] is not None and f["seconds"] > 0
+        assert f["restored"] and f["reason"] == "restored: --restore all" and f["consistency_db"] > 0
+    assert meta["summary"] == "3 faces restored" and meta["restore"] == "all" and meta["strength"] == 1.0
     assert sorted(f["seed"] for f in meta["faces"]) == [0, 1, 2]
     faces = sorted(p.name for p in (tmp_path / "out" / "group_faces").iterdir())
     assert len(faces) == 6 and sum(n.endswith("_output.png") for n in faces) == 3
@@ -101,3 +105,31 @@ def test_bad_input_exit_2_nothing_written(tmp_path, weights, home, capsys, case)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert [p.name for p in tmp_path.iterdir() if p.name not in ("x.png", "home")] == []
+
+
+def test_auto_keeps_faces_larger_than_the_generator_and_says_so(tmp_path, weights, home, capsys):
+    import numpy as np
+
+    from rlse_fast.faces.paste import upscale_photo
+    from rlse_fast.faces.photo_io import read_photo
+
+    out = tmp_path / "o.png"
+    args = [a for a in fast(weights) if a != "--quiet"]
+    assert main(["photo", str(PHOTO), str(out), "--upscale", "3", "--html", *args]) == 0
+    line = capsys.readouterr().out
+    meta = json.loads(out.with_suffix(".json").read_text())
+    # 15-17 px faces at x3 span ~50 px squares, more than this tiny GAN's 32 px output
+    assert meta["summary"] == "0 faces restored, 3 kept: larger than the generator's 32 px" and meta["summary"] in line
+    assert all(not f["restored"] and f["input_size"] is None for f in meta["faces"])
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), upscale_photo(read_photo(PHOTO), 3))
+    assert "kept: larger than the generator" in (tmp_path / "o.html").read_text()
+
+
+@pytest.mark.parametrize("flag", [["--strength", "1.5"], ["--restore", "some"]])
+def test_bad_strength_or_restore_exit_2(tmp_path, weights, home, capsys, flag):
+    try:
+        code = main(["photo", str(PHOTO), str(tmp_path / "o.png"), *fast(weights), *flag])
+    except SystemExit as exc:  # argparse's own refusal of a choice
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not (tmp_path / "o.png").exists() and flag[0] in err[-1]

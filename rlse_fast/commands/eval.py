@@ -48,6 +48,8 @@ def register(sub) -> None:
                    help="the frame of the evaluation faces (celeba128_test: celeba)")
     p.add_argument("--grid", type=int, default=8, help="faces whose images are saved for the report's grid")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (e.g. when its weights are not fetched)")
+    p.add_argument("--no-identity", action="store_true",
+                   help="skip the identity distance (dlib's face recognition; skipped anyway without dlib)")
     add_engine_args(p, batch_help="faces optimised together by the GAN methods (results do not depend on it)",
                     objective=False, helps=EVAL_HELPS)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own choice)")
@@ -75,7 +77,7 @@ def run(args) -> int:
         scales=args.scale, methods=methods, weights=args.weights, n=args.n, seed=args.seed, steps=args.steps,
         hr_size=args.hr_size, frame=args.frame, hr_frame=args.hr_frame, device=args.device, impl=args.impl,
         engine=args.engine, precision=args.precision, graphs=not args.no_graphs, batch=args.batch,
-        gaussian_samples=args.gaussian_samples, grid=args.grid, lpips=not args.no_lpips, threads=args.threads,
+        gaussian_samples=args.gaussian_samples, grid=args.grid, lpips=not args.no_lpips, identity=not args.no_identity, threads=args.threads,
         quiet=args.quiet, command=_command_line())
     run_eval(opt)
     from ..launch import is_main

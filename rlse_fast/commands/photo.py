@@ -15,12 +15,16 @@ def register(sub) -> None:
         description="Detect faces with 5 landmarks (MTCNN, offline: run `rlse-fast fetch-assets` once), align "
                     "each to the generator's frame, super-resolve them in batches, and paste them back into the "
                     "photo upscaled by --upscale with a feathered mask. Only faces are super-resolved: the rest "
-                    "of the photo is resampled with Pillow's Lanczos filter. Writes OUT, a JSON sidecar beside it "
-                    "(per face: box, landmarks, score, input size, scale, seed, loss, seconds; per stage: "
-                    "seconds) and with --save-faces a folder OUT-stem_faces/ of aligned inputs and outputs. "
-                    "A photo with no face writes nothing and exits 1. IN may be a folder: OUT is then a folder; "
-                    "a rerun keeps the photos made with the same settings, and those made with other settings stop "
-                    "the run unless --overwrite.")
+                    "of the photo is resampled with Pillow's Lanczos filter. A face is restored only where it cannot "
+                    "come out worse (--restore auto): faces larger than the generator's output, faces the "
+                    "photo protocol found these weights losing on (the bundled celeba64: all sizes; see "
+                    "docs/photo-protocol.md), failed fits and faces that became someone else keep the resized "
+                    "original. Grey and sepia photos keep their own tint. Writes OUT, a JSON sidecar beside it "
+                    "(per face: box, landmarks, score, input size, scale, seed, loss, seconds, the decision "
+                    "and its reason; per stage: seconds) and with --save-faces a folder OUT-stem_faces/ of aligned "
+                    "inputs and outputs. A photo with no face writes nothing and exits 1. IN may be a folder: OUT is "
+                    "then a folder; a rerun keeps the photos made with the same settings, and those made with other "
+                    "settings stop the run unless --overwrite.")
     p.add_argument("input", metavar="IN", help="photo (PNG/JPEG/WebP), or a folder of photos")
     p.add_argument("output", metavar="OUT", help="output photo (.png/.jpg/.webp), or a folder when IN is one")
     p.add_argument("--min-face", type=float, default=12.0,
@@ -30,6 +34,14 @@ def register(sub) -> None:
     p.add_argument("--max-faces", type=int, default=None, help="keep only the N widest faces (default: all)")
     p.add_argument("--upscale", type=int, default=None,
                    help="output size factor (default: 2-4 from the faces' sizes, capped at 64 MP of output)")
+    p.add_argument("--restore", choices=("auto", "all", "none"), default="auto",
+                   help="auto: restore a face only where the generator can add detail and the result stays "
+                        "consistent with its input and the same person (otherwise keep the resized original; "
+                        "the sidecar says why per face); all: restore every face the weights can take; none: keep all")
+    p.add_argument("--strength", type=float, default=None,
+                   help="per-face blend of the resized original (0, bit for bit) and the result (1) "
+                        "(default: the photo protocol's choice for the weights, 0.25 for the bundled celeba64, "
+                        "else 1: docs/photo-protocol.md)")
     p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
     p.add_argument("--html", action="store_true",
                    help="also write OUT-stem.html: the photo with its boxes, before/after, each face input -> output")
@@ -53,6 +65,8 @@ def _check(args) -> None:
         raise UserError("--max-faces must be >= 1")
     if args.upscale is not None and not 1 <= args.upscale <= 8:
         raise UserError(f"--upscale must be 1-8, got {args.upscale}")
+    if args.strength is not None and not 0 <= args.strength <= 1:
+        raise UserError(f"--strength must be in 0-1 (0: the resized original, 1: the result), got {args.strength:g}")
 
 
 def run(args) -> int:
@@ -63,6 +77,7 @@ def run(args) -> int:
     from ..faces.mtcnn import ASSET_NAMES
     from ..faces.photo_io import read_photo
     from ..faces.pipeline import restore_photo
+    from ..metrics import identity as identity_mod
     from . import folder_job, sr_jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
 
     _check(args)
@@ -81,6 +96,13 @@ def run(args) -> int:
             print(f"all {len(jobs)} photos already done in {args.output}")
         return 0
     session = load_session(args, cfg)  # under torchrun rank 0 fills the download and fit caches first
+    from ..faces.decide import protocol_sizes
+
+    checks = args.restore == "auto" and protocol_sizes(session.gan.sha256) != ()  # () : no face is ever fitted
+    identity = identity_mod.Identity.from_cache() if checks and identity_mod.available() else None
+    if checks and identity is None and not args.quiet and launch.is_main():
+        print("note: no identity check (pip install 'rlse-fast[identity]' and rlse-fast fetch-assets add it)",
+              file=sys.stderr)
     common = _common(args, cfg, session.gan.sha256)
     job = launch.FolderJob(len(todo), "photo", is_folder, args.quiet)
     for src, dst in job.shard(todo):
@@ -101,7 +123,8 @@ def run(args) -> int:
         try:
             result = restore_photo(rgb, session, min_face=args.min_face, max_faces=args.max_faces,
                                    upscale=args.upscale, seed=args.seed, batch=args.batch,
-                                   min_score=args.min_score, on_batch=progress)
+                                   min_score=args.min_score, restore=args.restore, strength=args.strength,
+                                   identity=identity, on_batch=progress)
         except (RuntimeError, ValueError) as exc:
             bar.close()
             if not is_folder:
@@ -109,8 +132,8 @@ def run(args) -> int:
             job.fail([src.name], str(exc).splitlines()[0])
             continue
         bar.close()
-        done = [f for f in result.faces if f.sr is not None]
-        if not done:
+        # Faces kept by a rule still make a photo (the summary says why); faces too small for the weights do not.
+        if not result.faces or all(f.reason.startswith("kept: too small") for f in result.faces):
             h, w = rgb.shape[:2]
             why = (f"no face of {args.min_face:g} px or wider found in {src.name} ({w}x{h})" if not result.faces
                    else f"the {len(result.faces)} face(s) found in {src.name} are too small for these weights")
@@ -123,7 +146,7 @@ def run(args) -> int:
             continue
         _write(args, src, dst, rgb, result, session, time.perf_counter() - start, sr_jobs.settings(src, common))
         if not is_folder and not args.quiet:
-            print(f"wrote {dst} ({len(done)} face(s) super-resolved, x{result.upscale:g}, "
+            print(f"wrote {dst} ({result.summary()}; x{result.upscale:g}, "
                   f"{time.perf_counter() - start:.1f} s: " +
                   ", ".join(f"{k} {v:.1f} s" for k, v in result.stages.items()) + ")")
     failed = job.finish()  # under torchrun: waits for every rank
@@ -133,7 +156,7 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
-SETTINGS = ("min_face", "min_score", "max_faces", "upscale")
+SETTINGS = ("min_face", "min_score", "max_faces", "upscale", "restore", "strength")
 """The photo flags that decide a result, besides the engine's (seed, config, weights, engine, precision)."""
 
 
@@ -179,7 +202,7 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float, set
     if args.save_faces:
         folder = dst.with_name(dst.stem + "_faces")
         for i, f in enumerate(result.faces):
-            if f.sr is not None:
+            if f.sr is not None:  # kept ones too: the output that a check refused is worth seeing
                 save_image(f.lr, folder / f"face{i:03d}_input_{f.lr_size}px.png")
                 save_image(f.sr, folder / f"face{i:03d}_output.png")
     if args.html:
@@ -200,6 +223,9 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float, set
         "config": session.cfg.to_dict(), "device": str(session.device), "impl": session.impl,
         "engine": "fast" if session.fast else "eager", "precision": session.precision,
         "torch": torch.__version__, "stages": result.stages, "seconds": round(seconds, 3),
+        "restore": args.restore, "strength": result.strength, "monochrome": result.monochrome,
+        "identity_check": result.identity_check, "summary": result.summary(),
         "faces": [f.to_dict(res) for f in result.faces],
-        "note": "faces are super-resolved; the rest of the photo is only resampled (Pillow Lanczos)",
+        "note": "restored faces are super-resolved; kept faces and the rest of the photo are only resampled "
+                "(Pillow Lanczos)",
     }, dst.with_suffix(".json"))

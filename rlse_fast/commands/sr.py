@@ -89,6 +89,7 @@ def run(args) -> int:
 
     from .. import launch
     from ..errors import UserError
+    from ..faces.chroma import match_input
     from ..imageio import check_writable, load_image, save_image, save_json
     from . import folder_job, sr_jobs
 
@@ -137,12 +138,15 @@ def run(args) -> int:
                 job.fail([src.name], f"the loss is not finite ({loss}): the weights or the options "
                                      "(--w-*) make the optimisation diverge; nothing written")
                 continue
-            save_image(result.images[i], dst, size=args.size)
+            # Grey in, grey out: a monochrome input keeps its own chroma (faces/chroma.py).
+            image, monochrome = match_input(result.images[i], lr)
+            save_image(image, dst, size=args.size)
             save_json({
                 "input": str(src), "output": str(dst), "scale": scale, "seed": args.seed,
                 "settings": sr_jobs.settings(src, common),
                 "weights": {"path": gan.path, "sha256": gan.sha256, "format": gan.source_format},
                 "config": cfg.to_dict(), "device": str(device), "impl": args.impl, "batch": len(chunk),
+                "monochrome": monochrome,
                 "engine": "fast" if fast else "eager", "precision": precision,
                 "graphs": fast and device.type == "cuda" and not args.no_graphs,
                 "seconds": result.seconds / len(chunk), "best_step": result.best_step[i],

@@ -22,6 +22,6 @@ GAN_MODES = {"pulse": dict(mode="pulse"), "rlse-noft": dict(mode="rlse", finetun
              "rlse-lg5000": dict(mode="rlse", w_geocross=5000.0),
              "rlse-lg20000": dict(mode="rlse", w_geocross=20000.0),
              "rlse-half": dict(mode="rlse", steps_fraction=0.5)}
-COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "niqe",
+COLUMNS = ("image", "scale", "method", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips", "identity", "niqe",
            "lr_psnr_y", "seconds", "best_step", "best_loss") + tuple(f"loss_{name}" for name, _, _ in TERMS)
 """metrics.csv's columns; the loss terms' (unweighted, of the kept iterate) come from the engine's objective."""

@@ -4,7 +4,8 @@ With ground truth (`--hr`): each HR face (RGB, square) is resized to `hr_size` (
 antialiasing, as the prior's training faces were made; skipped when it already has that size),
 downscaled by PULSE's bicubic (`downsample.bicubic_downsample_ref`) and rounded to 8 bits: the LR
 input. Every method turns the LR input into an `hr_size` face, rounded to 8 bits as saving it would,
-and is scored against the HR face: PSNR and SSIM on the Y channel and on RGB, LPIPS, and the PSNR of
+and is scored against the HR face: PSNR and SSIM on the Y channel and on RGB, LPIPS, identity (dlib's face-recognition distance, `metrics/identity.py`, where dlib is
+installed) and the PSNR of
 its own downscaled output against the LR input (how well it explains the input).
 
 Without ground truth (`--lr`, real low-resolution faces): each image is downscaled to
@@ -76,6 +77,8 @@ class EvalOptions:
     grid: int = 8
     """Faces whose images are saved for the report's grid."""
     lpips: bool = True
+    identity: bool = True
+    """Score identity where dlib and its models are present (a note on stderr otherwise)."""
     threads: int | None = None
     quiet: bool = False
     command: str = ""
@@ -201,6 +204,7 @@ def run_eval(opt: EvalOptions) -> dict:
             "path": gan.path, "sha256": gan.sha256, "format": gan.source_format,
             "kimg": gan.metadata.get("kimg"), "resolution": G.img_resolution},
         "configs": {},
+        "identity": has_gt and opt.identity and _identity_available(),
     }
     cfgs = {}
     if gan_methods:
@@ -235,6 +239,14 @@ def run_eval(opt: EvalOptions) -> dict:
             lpips = LPIPS.from_checkpoint().to(device)
         except UserError as exc:
             raise UserError(f"{exc}; or pass --no-lpips") from None
+    identity = None
+    if run_info["identity"] and todo:
+        from ..metrics.identity import Identity
+
+        identity = Identity.from_cache()
+    elif has_gt and opt.identity and not opt.quiet:
+        print("note: no identity column (needs pip install 'rlse-fast[identity]' and rlse-fast fetch-assets)",
+              file=sys.stderr)
     if todo and gan_methods:
         session.prepare_fit(launch.in_turn)
         G_framed = frames_mod.framed(G, src_frame, dst_frame)
@@ -295,7 +307,7 @@ def run_eval(opt: EvalOptions) -> dict:
                 for face, out, extra in zip(batch, outs, extras):
                     hr, lr, img_dir, keep = pairs[face]
                     row = {"image": face.name, "scale": scale, "method": method, **extra}
-                    row.update(score(out, hr, lr, lpips, device, niqe_size))
+                    row.update(score(out, hr, lr, lpips, device, niqe_size, identity))
                     table.add(row)
                     pending.discard((face, scale, method))
                     if keep:
@@ -311,11 +323,18 @@ def run_eval(opt: EvalOptions) -> dict:
     return run_info
 
 
+def _identity_available() -> bool:
+    from ..metrics import identity
+
+    return identity.available()
+
+
 def _row_key(row: dict) -> tuple:
     return row["image"], int(row["scale"]), row["method"]
 
 
-def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device, niqe_size: int) -> dict:
+def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device, niqe_size: int,
+          identity=None) -> dict:
     """Scores of one 8-bit output (H, W, 3) against the HR face (or NIQE without one)."""
     from ..downsample import bicubic_downsample_ref
     from ..metrics import psnr_batch, ssim_batch
@@ -335,6 +354,8 @@ def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device,
     if lpips is not None:
         with torch.no_grad():
             row["lpips"] = float(lpips(o.float().to(device), h.float().to(device))[0])
+    if identity is not None:
+        row["identity"] = identity.distance(hr, out)
     return row
 
 

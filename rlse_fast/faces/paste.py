@@ -25,10 +25,14 @@ def mask(q: torch.Tensor, margin: float = MARGIN, feather: float = FEATHER) -> t
     return t * t * (3 - 2 * t)
 
 
-def paste(canvas: np.ndarray, face: torch.Tensor, alignment: Alignment, upscale: float) -> tuple[int, int, int, int] | None:
+def paste(canvas: np.ndarray, face: torch.Tensor, alignment: Alignment, upscale: float, strength: float = 1.0,
+          tint: torch.Tensor | None = None) -> tuple[int, int, int, int] | None:
     """Blend `face` (3, R, R) in [0, 1] (an image of the frame's unit square) into `canvas` (H, W, 3)
-    uint8, the photo upscaled by `upscale`, in place. Returns the box (x0, y0, x1, y1) of canvas pixels
-    the mask reaches, or None when the face lies outside the canvas."""
+    uint8, the photo upscaled by `upscale`, in place, with weight `strength` x the mask: strength 0
+    leaves the canvas bit for bit, 1 puts the face in fully inside the ramp. `tint`: a monochrome
+    photo's tint curve (`chroma.tint_curve`): the face keeps its luma and takes the photo's chroma.
+    Returns the box (x0, y0, x1, y1) of canvas pixels the mask reaches, or None when the face lies
+    outside the canvas."""
     h, w = canvas.shape[:2]
     corners = alignment.to_photo(np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float64)) * upscale
     x0, y0 = np.floor(corners.min(0)).astype(int)
@@ -50,7 +54,11 @@ def paste(canvas: np.ndarray, face: torch.Tensor, alignment: Alignment, upscale:
     sr = sr.clamp(0, 1).permute(1, 2, 0).double() * 255
     region = canvas[y0:y1, x0:x1]
     bg = torch.from_numpy(region.astype(np.float64))
-    wgt = weight[..., None]
+    if tint is not None:
+        from .chroma import retint
+
+        sr = retint(sr.permute(2, 0, 1), tint).permute(1, 2, 0)
+    wgt = weight[..., None] * float(strength)
     blended = (bg * (1 - wgt) + sr * wgt + 0.5).clamp(0, 255).to(torch.uint8).numpy()
     sel = inside.numpy()
     region[sel] = blended[sel]

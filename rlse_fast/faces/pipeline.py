@@ -1,4 +1,4 @@
-"""The photo pipeline as a Python API: detect -> align -> super-resolve (batched) -> paste.
+"""The photo pipeline as a Python API: detect -> align -> decide -> super-resolve (batched) -> check -> paste.
 
     from rlse_fast.session import Session
     from rlse_fast.faces.pipeline import restore_photo
@@ -6,7 +6,8 @@
     result = restore_photo(read_photo("group.jpg"), Session.load("celeba64"))
     # result.image: (H*u, W*u, 3) uint8; result.faces: per-face records; result.stages: seconds
 
-Only faces are super-resolved; the rest of the photo is resampled by Pillow's Lanczos filter.
+Only faces are super-resolved; the rest of the photo is resampled by Pillow's Lanczos filter, and so is
+every face `decide.py` keeps (too large for the generator, a failed fit, another person).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import torch
 
 from .frames import FFHQ, weights_frame
 from .align import Alignment, align, lr_size, warp_face
+from .chroma import is_monochrome, tint_curve
+from .decide import check, consistency_db, default_strength, identity_distance, plan, protocol_sizes
 from .detect import MIN_SCORE, Face, detect
 from .paste import paste, upscale_photo
 
@@ -30,13 +33,21 @@ class FaceResult:
     face: Face
     alignment: Alignment
     lr_size: int | None
-    """Input size it was super-resolved from (None: too small, skipped)."""
+    """Input size it was super-resolved from (None: kept before any fit, see `reason`)."""
     seed: int
+    reason: str = ""
+    """The decision in words ("restored", "kept: larger than the generator's 64 px", ...)."""
+    restored: bool = False
+    """Whether the result went into the photo (else the face is the resized original)."""
     lr: torch.Tensor | None = None
     """(3, s, s) in [0, 1]: the aligned input."""
     sr: torch.Tensor | None = None
-    """(3, R, R) in [0, 1]: the generator's output."""
+    """(3, R, R) in [0, 1]: the generator's output (also kept when a check refused it)."""
     loss: float | None = None
+    consistency_db: float | None = None
+    """PSNR-Y of the output downscaled to the input's size against the input."""
+    identity: float | None = None
+    """dlib identity distance between the enlarged input and the output (None: not measured)."""
     seconds: float = 0.0
     pasted_box: tuple | None = None
 
@@ -46,9 +57,10 @@ class FaceResult:
                   "alignment": [[round(float(v), 6) for v in row] for row in self.alignment.matrix],
                   "input_size": self.lr_size, "scale": resolution // self.lr_size if self.lr_size else None,
                   "seed": self.seed, "loss": self.loss, "seconds": round(self.seconds, 3),
+                  "restored": self.restored, "reason": self.reason,
+                  "consistency_db": None if self.consistency_db is None else round(self.consistency_db, 2),
+                  "identity_distance": None if self.identity is None else round(self.identity, 4),
                   "pasted_box": list(self.pasted_box) if self.pasted_box else None})
-        if self.lr_size is None:
-            d["skipped"] = "too small for these weights"
         return d
 
 
@@ -61,6 +73,28 @@ class PhotoResult:
     frame: str
     stages: dict = field(default_factory=dict)
     """Seconds per stage: detect, align, super_resolve, paste (and upscale: the background resampling)."""
+    strength: float = 1.0
+    monochrome: bool = False
+    """The input was grey or toned: faces kept its chroma (`chroma.py`)."""
+    identity_check: bool = False
+    """Whether the identity check ran (dlib installed and its models fetched)."""
+
+    def summary(self) -> str:
+        """'5 faces restored, 2 kept: larger than the generator's 64 px' (counts per reason)."""
+        return summarize(self.faces)
+
+
+def summarize(faces: list[FaceResult]) -> str:
+    restored = sum(f.restored for f in faces)
+    kept: dict[str, int] = {}
+    for f in faces:
+        if not f.restored:
+            why = f.reason.removeprefix("kept: ")
+            why = why.split(" (")[0] if why.startswith(("the fit failed", "another person", "too small")) else why
+            kept[why] = kept.get(why, 0) + 1
+    parts = [f"{restored} face{'s' if restored != 1 else ''} restored"]
+    parts += [f"{n} kept: {why}" for why, n in sorted(kept.items(), key=lambda kv: -kv[1])]
+    return ", ".join(parts)
 
 
 def default_upscale(rgb: np.ndarray, faces: list[Face], resolution: int, sides: list[float],
@@ -74,11 +108,13 @@ def default_upscale(rgb: np.ndarray, faces: list[Face], resolution: int, sides: 
     return u
 
 
-def restore_photo(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int | None = None,
-                  upscale: float | None = None, seed: int = 0, batch: int = 8, min_score: float = MIN_SCORE,
-                  on_batch=None) -> PhotoResult:
-    """(H, W, 3) uint8 photo -> PhotoResult. Face i (top to bottom, left to right) gets seed `seed + i`.
-    `session`: a `session.Session`. on_batch(done, total): progress callback."""
+def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int | None = None,
+              upscale: float | None = None, seed: int = 0, batch: int = 8, min_score: float = MIN_SCORE,
+              restore: str = "auto", identity=None, on_batch=None,
+              protocol: bool = True) -> tuple[list[FaceResult], float, str, dict]:
+    """Detect, align, decide and super-resolve: (faces, upscale, frame name, stage seconds); nothing
+    is pasted yet (`composite`). `identity`: a `metrics.identity.Identity` for the identity check, or None.
+    `protocol`: apply the photo protocol's measurements of these weights (`decide.PROTOCOL`)."""
     stages = {}
     t = time.perf_counter()
     faces = detect(rgb, min_face=min_face, max_faces=max_faces, device="cpu", min_score=min_score)
@@ -88,13 +124,16 @@ def restore_photo(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: i
     frame = weights_frame(session.gan, session.spec) or FFHQ
     t = time.perf_counter()
     photo = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255
+    aligned = [align(face.landmarks, frame) for face in faces]
+    if upscale is None:
+        upscale = default_upscale(rgb, faces, res, [a.side for a in aligned if lr_size(a.side, res) is not None])
     results = []
-    for i, face in enumerate(faces):
-        a = align(face.landmarks, frame)
-        size = lr_size(a.side, res)
-        r = FaceResult(face, a, size, seed + i)
-        if size is not None:
-            r.lr = warp_face(photo, a, size)
+    wins = protocol_sizes(getattr(session.gan, "sha256", None)) if protocol else None
+    for i, (face, a) in enumerate(zip(faces, aligned)):
+        p = plan(a.side, upscale, res, restore, wins)
+        r = FaceResult(face, a, p.input_size, seed + i, reason=p.reason)
+        if p.input_size is not None:
+            r.lr = warp_face(photo, a, p.input_size)
         results.append(r)
     stages["align"] = time.perf_counter() - t
 
@@ -116,15 +155,49 @@ def restore_photo(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: i
             if on_batch:
                 on_batch(done, len(todo))
     stages["super_resolve"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for r in todo:
+        if restore == "all":  # measured for the record, not acted on
+            r.restored, r.consistency_db = True, consistency_db(r.sr, r.lr)
+            r.identity = identity_distance(r.sr, r.lr, identity) if identity is not None else None
+        else:
+            r.restored, r.reason, r.consistency_db, r.identity = check(r.sr, r.lr, identity)
+    stages["check"] = time.perf_counter() - t
+    return results, float(upscale), frame.name, stages
 
-    if upscale is None:
-        upscale = default_upscale(rgb, faces, res, [r.alignment.side for r in todo])
-    t = time.perf_counter()
+
+def composite(rgb: np.ndarray, faces: list[FaceResult], upscale: float, strength: float = 1.0,
+              monochrome: bool | None = None) -> np.ndarray:
+    """The photo resampled by `upscale` with every restored face pasted at `strength` (0: the resized
+    original bit for bit, 1: the result). `monochrome` (None: measured on `rgb`): faces keep the
+    photo's own tint. Sets each face's pasted_box."""
     canvas = upscale_photo(rgb, upscale)
-    stages["upscale"] = time.perf_counter() - t
+    mono = is_monochrome(rgb) if monochrome is None else monochrome
+    tint = tint_curve(rgb) if mono else None
+    for r in faces:
+        r.pasted_box = None
+        if r.restored and r.sr is not None:
+            r.pasted_box = paste(canvas, r.sr, r.alignment, canvas.shape[1] / rgb.shape[1], strength, tint)
+    return canvas
+
+
+def restore_photo(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int | None = None,
+                  upscale: float | None = None, seed: int = 0, batch: int = 8, min_score: float = MIN_SCORE,
+                  restore: str = "auto", strength: float | None = None, identity=None,
+                  on_batch=None) -> PhotoResult:
+    """(H, W, 3) uint8 photo -> PhotoResult. Face i (top to bottom, left to right) gets seed `seed + i`.
+    `session`: a `session.Session`; `restore`: 'auto' (the rules of `decide.py`), 'all' or 'none';
+    `strength` in [0, 1]: per-face blend of the resized original (0) and the result (1); None: the
+    weights' default (`decide.default_strength`, from the photo protocol);
+    `identity`: a `metrics.identity.Identity` for the identity check (None: no such check).
+    on_batch(done, total): progress callback."""
+    faces, upscale, frame, stages = fit_faces(rgb, session, min_face, max_faces, upscale, seed, batch, min_score,
+                                              restore, identity, on_batch)
+    if strength is None:
+        strength = default_strength(getattr(session.gan, "sha256", None))
     t = time.perf_counter()
-    for r in results:
-        if r.sr is not None:
-            r.pasted_box = paste(canvas, r.sr, r.alignment, canvas.shape[1] / rgb.shape[1])
+    mono = is_monochrome(rgb)
+    canvas = composite(rgb, faces, upscale, strength, mono)
     stages["paste"] = time.perf_counter() - t
-    return PhotoResult(canvas, float(upscale), results, frame.name, {k: round(v, 3) for k, v in stages.items()})
+    return PhotoResult(canvas, upscale, faces, frame, {k: round(v, 3) for k, v in stages.items()},
+                       strength, mono, identity is not None)

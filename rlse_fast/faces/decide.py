@@ -1,0 +1,131 @@
+"""Per face: can the generator add detail, and did it? A face is restored only where it cannot come
+out worse than the resized photo around it.
+
+Before the fit (`plan`), from sizes alone:
+- a face whose square in the output is larger than the generator's output is kept: the result would be
+  stretched, and the resized original already holds at least as much detail there;
+- a face is never shrunk below the size it has to fit the generator's input: the input is the
+  smallest valid size at least 1/1.1 of the face's aligned side (the same 10% slack `align.lr_size`
+  allows), and a face larger than every valid input size is kept;
+- a face so small that the input must be enlarged by more than the factor the method then adds is kept;
+- weights measured on the photo protocol (`PROTOCOL`) restore only at the input sizes where they
+  beat Lanczos there (the bundled celeba64 prior: none).
+After the fit (`check`):
+- consistency: the result, downscaled by the method's own operator to the input's size, must
+  reproduce the input to CONSISTENT_DB PSNR-Y, else the fit failed;
+- identity: where dlib is installed, the result must stay within IDENTITY_MAX of the input face
+  (enlarged bicubically to the generator's size), else it became someone else.
+A kept face is the resized original (the photo's Lanczos resampling). `--restore all` restores every
+face the weights can take (shrinking only faces larger than every input size) and skips the checks;
+`--restore none` keeps every face.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .align import lr_size, valid_sizes
+
+RESTORE = ("auto", "all", "none")
+SLACK = 1.1
+"""A face may be enlarged or reduced by this much before it counts as larger or smaller."""
+CONSISTENT_DB = 30.0
+"""Lowest PSNR-Y (dB) of the downscaled result against its input for a fit to count as consistent."""
+IDENTITY_MAX = 0.6
+"""Largest dlib identity distance to the input face; dlib's same-person threshold (`metrics.identity`)."""
+
+
+@dataclass
+class Plan:
+    input_size: int | None
+    """Input size to super-resolve from; None: the face is kept."""
+    reason: str
+    """Why: the rule that decided, in words a user reads in the summary."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the photo protocol (docs/photo-protocol.md) measured for one set of weights."""
+
+    wins: tuple[int, ...]
+    """Generator input sizes (px) at which restored faces beat Lanczos there; `auto` restores only these."""
+    strength: float
+    """The --strength default for these weights: the one closest to the protocol's bar with --restore all."""
+
+
+PROTOCOL: dict[str, Measured] = {
+    # The bundled celeba64 prior (docs/eval/photo_protocol_celeba64): restored faces lost identity to
+    # Lanczos at every size (x2 and x4), with LPIPS worse at x2, so `auto` keeps every face; with
+    # --restore all no strength met the bar and 0.25, the lowest tried, lost least.
+    "12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48": Measured(wins=(), strength=0.25),
+}
+"""Weights (sha256) measured on the photo protocol. Weights not listed have no measurement: the size rules
+and the checks alone decide, and --strength defaults to 1 (the result as the generator made it)."""
+UNMEASURED_STRENGTH = 1.0
+
+
+def protocol_sizes(sha256: str | None) -> tuple[int, ...] | None:
+    """The input sizes the protocol found a win at for these weights; None: not measured."""
+    m = PROTOCOL.get(sha256 or "")
+    return None if m is None else m.wins
+
+
+def default_strength(sha256: str | None) -> float:
+    m = PROTOCOL.get(sha256 or "")
+    return UNMEASURED_STRENGTH if m is None else m.strength
+
+
+def plan(side: float, upscale: float, resolution: int, restore: str = "auto",
+         wins: tuple[int, ...] | None = None) -> Plan:
+    """The decision from sizes: `side` the face's aligned square in input-photo pixels, `upscale` the
+    output factor, `resolution` the generator's output size; `wins`: the input sizes at which the photo
+    protocol measured these weights beating Lanczos (None: not measured, no restriction)."""
+    if restore == "none":
+        return Plan(None, "kept: --restore none")
+    sizes = sorted(valid_sizes(resolution))
+    fitting = [d for d in sizes if SLACK * d >= side]
+    if restore == "all":  # not shrunk where an input size is large enough; else shrunk, as `align.lr_size`
+        size = fitting[0] if fitting and fitting[0] / side <= resolution / fitting[0] else lr_size(side, resolution)
+        return Plan(size, "restored: --restore all" if size else f"kept: too small for these weights ({side:.0f} px)")
+    out_side = side * upscale
+    if out_side > SLACK * resolution:
+        return Plan(None, f"kept: larger than the generator's {resolution} px")
+    if not fitting:
+        return Plan(None, f"kept: larger than the generator's {sizes[-1]} px input")
+    d = fitting[0]
+    if d / side > resolution / d:
+        return Plan(None, f"kept: too small for these weights ({side:.0f} px)")
+    if wins is not None and d not in wins:
+        return Plan(None, f"kept: these weights lose to Lanczos at {d} px on the photo protocol")
+    return Plan(d, "restored")
+
+
+def consistency_db(sr: torch.Tensor, lr: torch.Tensor) -> float:
+    """PSNR-Y (dB) of `sr` (3, R, R) downscaled to `lr`'s size (3, s, s) against `lr`, both in [0, 1]."""
+    from ..downsample import bicubic_downsample_ref
+    from ..metrics import psnr_batch
+
+    down = bicubic_downsample_ref(sr[None].double(), sr.shape[-1] // lr.shape[-1])
+    return float(psnr_batch(down * 2 - 1, lr[None].double() * 2 - 1, "y")[0])  # both as 8-bit images
+
+
+def identity_distance(sr: torch.Tensor, lr: torch.Tensor, identity) -> float:
+    """dlib distance between the input face `lr` enlarged bicubically to `sr`'s size and `sr`."""
+    import torch.nn.functional as F
+
+    from ..metrics.pixels import tensor_to_uint8
+
+    up = F.interpolate(lr[None].float(), size=sr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+    return identity.distance(tensor_to_uint8(up * 2 - 1)[0], tensor_to_uint8(sr[None].float() * 2 - 1)[0])
+
+
+def check(sr: torch.Tensor, lr: torch.Tensor, identity=None) -> tuple[bool, str, float, float | None]:
+    """(restore?, reason, consistency dB, identity distance or None) for one fitted face."""
+    db = consistency_db(sr, lr)
+    if db < CONSISTENT_DB:
+        return False, f"kept: the fit failed ({db:.1f} dB < {CONSISTENT_DB:g} dB against its input)", db, None
+    dist = identity_distance(sr, lr, identity) if identity is not None else None
+    if dist is not None and dist > IDENTITY_MAX:
+        return False, f"kept: another person (identity distance {dist:.2f} > {IDENTITY_MAX:g})", db, dist
+    return True, "restored", db, dist

@@ -1,0 +1,93 @@
+"""The photo protocol (`rlse-fast photo-eval`) on one small real photo with a stand-in super-resolver,
+and its bad-input exits."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rlse_fast import assets
+from rlse_fast.metrics import identity
+
+PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+pytestmark = pytest.mark.skipif(not assets.available("mtcnn/onet.pt"), reason="MTCNN weights absent: run `rlse-fast fetch-assets`")
+
+
+def photo(name) -> Path:
+    path = PHOTOS / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (../shared/data/photos provides it)")
+    return path
+
+
+@pytest.mark.skipif(not identity.available() or not assets.available(assets.LPIPS_ALEXNET),
+                    reason="needs dlib (pip install 'rlse-fast[identity]') and `rlse-fast fetch-assets`")
+def test_protocol_on_one_small_photo(tmp_path):
+    from test_photo_decisions import Session
+
+    from rlse_fast.evaluate.photos import PhotoEvalOptions, downscale_photo, read_rows, region, run_photo_eval
+    from rlse_fast.faces.paste import upscale_photo
+    from rlse_fast.faces.photo_io import read_photo
+    from rlse_fast.metrics import psnr
+
+    src = photo("four_researchers.jpg")  # 491x310, 4 faces 31-39 px
+    session = Session()
+    session.cfg = type("Cfg", (), {"to_dict": lambda self: {"mode": "stand-in"}})()
+    session.device, session.gan.sha256 = "cpu", "0" * 64
+    opt = PhotoEvalOptions(photos=src, out=tmp_path / "out", scales=[2], strengths=[0.5])
+    run_photo_eval(opt, session)
+    rows = read_rows(opt.out / "metrics.csv")
+    faces = [r for r in rows if r["face"] != "all"]
+    assert {r["method"] for r in rows} == {"lanczos", "photo", "photo-s0.5"}
+    assert len(faces) == 3 * 4 and len([r for r in rows if r["face"] == "all"]) == 3
+    # Lanczos's PSNR-Y is the plain computation on the region of the Lanczos upscaling
+    hr = read_photo(src)[:310 // 2 * 2, :491 // 2 * 2]
+    lz = upscale_photo(downscale_photo(hr, 2), 2)
+    from rlse_fast.faces.detect import detect
+
+    g = detect(hr, min_face=24)[0]
+    x0, y0, x1, y1 = region(g.box, 2, hr.shape)
+    row = next(r for r in faces if r["method"] == "lanczos" and r["face"] == "0")
+    assert abs(float(row["psnr_y"]) - psnr(lz[y0:y1, x0:x1], hr[y0:y1, x0:x1], "y")) < 1e-3
+    # every face the stand-in restored is recorded with its decision; blends lie between
+    photo_rows = [r for r in faces if r["method"] == "photo"]
+    assert all(r["reason"] for r in photo_rows) and any(r["restored"] == "1" for r in photo_rows)
+    for r in photo_rows:
+        if r["restored"] == "0":
+            same = next(q for q in faces if q["method"] == "lanczos" and q["face"] == r["face"])
+            assert r["psnr_y"] == same["psnr_y"]  # kept: exactly the Lanczos face
+    summary = json.loads((opt.out / "summary.json").read_text())
+    s2 = summary["scales"]["2"]
+    assert s2["faces"] == 4 and "goal" in s2["methods"]["photo"] and s2["median_face"]["photo"] == src.name
+    assert "0.5" not in s2["methods"]["lanczos"] and (opt.out / "report.html").is_file()
+    # original and lanczos per face, photo only where it differs from lanczos (a restored face)
+    restored = sum(r["restored"] == "1" for r in photo_rows)
+    assert len(list((opt.out / "images" / "x2" / src.stem).glob("*.png"))) == 2 * 4 + restored
+    # a rerun resumes: nothing is fitted again
+    calls = len(session.calls)
+    run_photo_eval(opt, session)
+    assert len(session.calls) == calls and read_rows(opt.out / "metrics.csv") == rows
+
+
+@pytest.mark.parametrize("case", ["empty", "no_face", "too_small", "scale"])
+def test_bad_input_one_line_exit_2(tmp_path, capsys, case):
+    from rlse_fast.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    args = ["--scale", "2"]
+    if case == "no_face":
+        Image.new("RGB", (120, 90), (200, 180, 160)).save(src / "blank.png")
+    elif case == "too_small":  # 15-17 px faces: 7-8 px once downscaled by 2
+        shutil.copy(photo("tiny_3faces_128.png"), src)
+    elif case == "scale":
+        shutil.copy(photo("tiny_3faces_128.png"), src)
+        args = ["--scale", "5"]
+    code = main(["photo-eval", str(src), "--out", str(tmp_path / "out"), *args, "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert {"empty": "holds no", "no_face": "no face found", "too_small": "under 12 px",
+            "scale": "--scale"}[case] in err
+    assert not (tmp_path / "out").exists()
