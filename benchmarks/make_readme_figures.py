@@ -1,4 +1,4 @@
-"""Make the README's two pictures by running the CLI on the CPU; rerun when the method or the prior changes.
+"""Make the README's `sr` picture by running the CLI on the CPU; rerun when the method or the prior changes.
 
     python benchmarks/make_readme_figures.py [--data ../shared/data] [--steps 100]
 
@@ -7,18 +7,13 @@ docs/figures/sr_strip.png: `rlse-fast sr` with the bundled celeba64 prior on the
 celeba128_test (resized to 64 px, downscaled 8x with PULSE's bicubic as `eval` does; not picked by
 eye). Columns: the 8 px input (nearest), Lanczos x8, RLSE, the ground truth.
 
-docs/figures/photo_crop.png: `rlse-fast photo --upscale 2` on a real photo (--photo, from
-../shared/data/photos) downscaled 2x (Lanczos), so the original is the ground truth. Every face is
-scored by PSNR-Y inside its pasted box, `photo` against Lanczos x2; the crop shows the face whose
-gain is the median, not the best. Columns: the input (nearest x2), Lanczos x2, `photo`, the
-original. The per-face scores go to docs/figures/photo_crop.json.
+The photo picture is the photo protocol's median face (docs/photo-protocol.md has its command).
 
-The shared photos must not be committed: only the small crop is written into the repository.
+The shared photos must not be committed: only the small strip is written into the repository.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rlse_fast.evaluate.inputs import downscale, list_faces, load_uint8, pil_resize  # noqa: E402
-from rlse_fast.metrics.psnr_ssim import psnr  # noqa: E402
 
 LABEL_H = 18
 
@@ -97,64 +91,20 @@ def sr_strip(data: Path, n: int, steps: int, tmp: Path, out: Path) -> None:
     grid.save(out, optimize=True)
 
 
-def photo_crop(photo: Path, steps: int, tmp: Path, out: Path) -> None:
-    orig = np.asarray(Image.open(photo).convert("RGB"))
-    orig = orig[: orig.shape[0] // 2 * 2, : orig.shape[1] // 2 * 2]  # even, so x2 of the half is the original's size
-    h, w = orig.shape[:2]
-    small = lanczos(orig, (w // 2, h // 2))
-    Image.fromarray(small).save(tmp / "small.png")
-    run_cli("photo", str(tmp / "small.png"), str(tmp / "restored.png"), "--upscale", "2", "--weights", "celeba64",
-            "--steps", str(steps), "--seed", "0", "--quiet")
-    restored = np.asarray(Image.open(tmp / "restored.png").convert("RGB"))
-    side = json.loads((tmp / "restored.json").read_text())
-    base = lanczos(small, (w, h))
-    scores = []
-    for i, face in enumerate(side["faces"]):
-        if not face.get("pasted_box"):
-            continue
-        x0, y0, x1, y1 = face["pasted_box"]
-        sl = (slice(y0, y1), slice(x0, x1))
-        p_photo, p_lanczos = psnr(restored[sl], orig[sl]), psnr(base[sl], orig[sl])
-        scores.append({"face": i, "box_in_input": face["box"], "pasted_box": [x0, y0, x1, y1],
-                       "psnr_y_photo": round(p_photo, 2), "psnr_y_lanczos": round(p_lanczos, 2),
-                       "gain_db": round(p_photo - p_lanczos, 2)})
-    if not scores:
-        sys.exit(f"{photo.name}: no face was restored at half size; pick another --photo")
-    ranked = sorted(scores, key=lambda s: s["gain_db"])
-    median = ranked[(len(ranked) - 1) // 2]
-    x0, y0, x1, y1 = median["pasted_box"]
-    cx, cy, half = (x0 + x1) // 2, (y0 + y1) // 2, max(x1 - x0, y1 - y0) * 3 // 4
-    box = (max(cx - half, 0), max(cy - half, 0), min(cx + half, w), min(cy + half, h))
-    crop = lambda img: img[box[1]:box[3], box[0]:box[2]]  # noqa: E731
-    cell = (box[2] - box[0], box[3] - box[1])
-    scale = 160 / max(cell)
-    cell = (round(cell[0] * scale), round(cell[1] * scale))
-    row = [nearest(small, (w, h)), base, restored, orig]
-    grid = labelled_grid([[crop(img) for img in row]], ["input (half size)", "Lanczos x2", "rlse-fast photo",
-                                                        "original"], cell)
-    grid.save(out, optimize=True)
-    (out.with_suffix(".json")).write_text(json.dumps({
-        "photo": photo.name, "downscale": 2, "upscale": 2, "weights": "celeba64", "steps": steps,
-        "shown": median, "crop_box": list(box), "faces": scores}, indent=1) + "\n")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--photo", default="voc_2008_002470.jpg", help="a photo of DATA/photos")
     p.add_argument("--faces", type=int, default=4, help="celeba128_test faces in the sr strip")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "figures")
     args = p.parse_args()
-    if not (args.data / "celeba128_test").is_dir() or not (args.data / "photos" / args.photo).is_file():
-        sys.exit(f"{args.data}: needs celeba128_test/ and photos/{args.photo} (the shared data); pass --data")
+    if not (args.data / "celeba128_test").is_dir():
+        sys.exit(f"{args.data}: needs celeba128_test/ (the shared data); pass --data")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "sr").mkdir()
-        (Path(tmp) / "photo").mkdir()
         sr_strip(args.data, args.faces, args.steps, Path(tmp) / "sr", args.out / "sr_strip.png")
-        photo_crop(args.data / "photos" / args.photo, args.steps, Path(tmp) / "photo", args.out / "photo_crop.png")
-    for name in ("sr_strip.png", "photo_crop.png"):
+    for name in ("sr_strip.png",):
         print(f"{args.out / name}: {(args.out / name).stat().st_size / 1024:.0f} KB")
 
 
