@@ -188,7 +188,8 @@ def recorded_settings(sidecar: dict, new: dict):
     old = {"input_sha256": new["input_sha256"], "seed": sidecar["seed"], "config": sidecar["config"],
            "weights_sha256": sidecar["weights"]["sha256"], "engine": sidecar["engine"],
            "precision": sidecar["precision"], **{name: sidecar.get(name) for name in SETTINGS}}
-    old["upscale"] = new["upscale"]
+    for name in ("upscale", "restore", "strength"):  # as given on the command line, which it did not record
+        old[name] = new[name]
     return sr_recorded({"settings": old}, new)
 
 

@@ -30,14 +30,13 @@ import torch
 
 from ..errors import UserError
 from .inputs import IMAGE_SUFFIXES
+from .photos_report import BUCKETS
 from .runner import read_rows  # the same CSV reader as eval's metrics.csv
 
 MIN_FACE = 12.0
 """The detector's smallest window: a face must keep this width in the downscaled photo."""
 REGION = 1.2
 LPIPS_SIDE = 128
-BUCKETS = ((0, 16, "<16"), (16, 24, "16-24"), (24, 32, "24-32"), (32, 48, "32-48"), (48, math.inf, "48+"))
-"""Face-size buckets by detector box width in the DOWNSCALED photo (the pipeline's input), px."""
 COLUMNS = ("photo", "scale", "face", "method", "width_in", "bucket", "psnr_y", "ssim_y", "lpips", "identity",
            "restored", "reason", "consistency_db", "fit_identity")
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from .stats import Interval, mean_ci, paired_ci
 
+BUCKETS = ((0, 16, "<16"), (16, 24, "16-24"), (24, 32, "24-32"), (32, 48, "32-48"), (48, math.inf, "48+"))
+"""Face-size buckets by detector box width in the DOWNSCALED photo (the pipeline's input), px."""
+
 METRICS = (("psnr_y", "PSNR-Y (dB)", 2, True), ("ssim_y", "SSIM-Y", 4, True), ("lpips", "LPIPS", 4, False),
            ("identity", "identity dist.", 3, False))
 GOAL = ("lpips", "identity")
@@ -41,7 +44,6 @@ def methods(rows) -> list[str]:
 
 
 def buckets(rows, scale) -> list[str]:
-    from .photos import BUCKETS
 
     have = {r["bucket"] for r in rows if int(r["scale"]) == scale and r["face"] != "all"}
     return [name for *_, name in BUCKETS if name in have]
