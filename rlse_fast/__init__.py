@@ -2,6 +2,8 @@
 
 __version__ = "0.1.0"
 
+from .api import Restorer  # noqa: E402  (after __version__, which the CLI reads)
+
 
 def load_gan(path):
     """Load a GAN checkpoint (official StyleGAN2-ADA .pkl, rosinality .pt or rlse-fast .safetensors),
@@ -16,4 +18,4 @@ def load_gan(path):
     return _load(resolve(str(path), quiet=True))
 
 
-__all__ = ["load_gan", "__version__"]
+__all__ = ["Restorer", "load_gan", "__version__"]

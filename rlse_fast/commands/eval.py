@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from .engine_options import BATCH_HELP, THREADS_HELP
 from .help_format import DefaultsOnce
 
 
@@ -52,8 +53,8 @@ def register(sub) -> None:
                    help="as in `sr`: auto is bf16 with the fast engine on CUDA, else fp32")
     p.add_argument("--no-graphs", action="store_true", help="fast engine without CUDA graph replay")
     p.add_argument("--batch", type=int, default=1,
-                   help="faces optimised together by the GAN methods (results do not depend on it)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own choice)")
+                   help="faces optimised together by the GAN methods: " + BATCH_HELP.split(": ", 1)[1])
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--gaussian-samples", type=int, default=None,
                    help="mapping samples for the latent Gaussian fit (default 1,000,000; cached per weights file)")
     p.add_argument("--report-only", action="store_true",

@@ -32,7 +32,8 @@ def register(sub) -> None:
                    help="output size factor (default: 2-4 from the faces' sizes, capped at 64 MP of output)")
     p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
     p.add_argument("--html", action="store_true",
-                   help="also write OUT-stem.html: the photo with its boxes, before/after, each face input -> output")
+                   help="also write OUT-stem.html (the photo with its boxes, before/after, each face input -> "
+                        "output) and the images it shows in a folder OUT-stem_files/ beside it: keep them together")
     add_engine_args(p)
     p.set_defaults(batch=8)
     p.add_argument("--quiet", action="store_true", help="no progress bars or notices")
@@ -56,6 +57,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from .. import launch
+    from .. import weights as weights_mod
     from ..errors import RunFailure, UserError
     from ..faces.mtcnn import ASSET_NAMES
     from ..imageio import check_writable
@@ -76,7 +78,7 @@ def run(args) -> int:
         if not args.quiet:
             print(f"all {len(jobs)} photos already done in {args.output}")
         return 0
-    args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
+    args.device = str(launch.start(args.device, threads=args.threads))  # under torchrun: this rank's GPU or share of the cores
     session = launch.in_turn(lambda: load_session(args, cfg))  # rank 0 fills the download and fit caches first
     failed = 0
     photos = launch.Progress(total=len(todo), unit="photo", disable=args.quiet or not is_folder)  # whole job, rank 0
@@ -90,6 +92,7 @@ def run(args) -> int:
             photos.write(f"skipped: {exc}", file=sys.stderr)
             failed += 1
             continue
+        weights_mod.tell_default(args.weights, args.quiet, write=photos.write)  # once, after a photo was read
         start = time.perf_counter()
         bar = tqdm(unit="face", desc=src.name, leave=False, disable=args.quiet or not launch.is_main())
 
@@ -115,8 +118,9 @@ def run(args) -> int:
             h, w = rgb.shape[:2]
             why = (f"no face of {args.min_face:g} px or wider found in {src.name} ({w}x{h})" if not result.faces
                    else f"the {len(result.faces)} face(s) found in {src.name} are too small for these weights")
-            msg = (f"{why}; nothing written. Try a lower --min-face (12 at least), or a larger or sharper "
-                   "scan of the photo (faces need ~12 px between brow and chin)")
+            lower = "a lower --min-face (12 at least), or " if not result.faces and args.min_face > 12 else ""
+            msg = (f"{why}; nothing written. Try {lower}a larger or sharper scan of the photo "
+                   "(faces need ~12 px between brow and chin)")
             if not is_folder:
                 raise RunFailure(msg)
             photos.write(msg, file=sys.stderr)
@@ -164,6 +168,7 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float) -> 
         "max_faces": args.max_faces, "seed": args.seed, "batch": args.batch,
         "weights": {"path": session.gan.path, "sha256": session.gan.sha256, "format": session.gan.source_format},
         "config": session.cfg.to_dict(), "device": str(session.device), "impl": session.impl,
+        "threads": torch.get_num_threads(),
         "engine": "fast" if session.fast else "eager", "precision": session.precision,
         "torch": torch.__version__, "stages": result.stages, "seconds": round(seconds, 3),
         "faces": [f.to_dict(res) for f in result.faces],

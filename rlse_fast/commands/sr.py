@@ -29,8 +29,9 @@ def register(sub) -> None:
     p.add_argument("--scale", type=int, default=None,
                    help="upscaling factor, a power of two >= 2 (default: the generator's resolution / the input's)")
     p.add_argument("--fit", action="store_true",
-                   help="take a face crop of any size or aspect: pad it to a square (edge pixels replicated) and "
-                        "resize it (Lanczos) to the nearest valid input size (or resolution / --scale), with a note")
+                   help="take a face crop of any aspect, up to half the generator's resolution in size: pad it to a "
+                        "square (edge pixels replicated) and resize it (Lanczos) to the nearest valid input size (or "
+                        "resolution / --scale), with a note. A larger crop is refused: use `rlse-fast photo`")
     p.add_argument("--size", type=int, default=None, help="resize the output to SIZE x SIZE pixels")
     p.add_argument("--save-steps", metavar="DIR", default=None,
                    help="save every iteration's high- and low-resolution images under DIR")
@@ -118,7 +119,7 @@ def run(args) -> int:
     check_writable(args.output)
     if args.save_steps:
         check_writable(args.save_steps)
-    device = launch.start(args.device)  # under torchrun: this rank's GPU or share of the cores
+    device = launch.start(args.device, threads=args.threads)  # under torchrun: this rank's GPU or share of the cores
     fast, precision = pick_engine(args.engine, args.precision, device)
     _check_impl(args.impl, device)
 
@@ -143,6 +144,7 @@ def run(args) -> int:
         return lr, _check_scale(lr, hr_res, args.scale, src.name)
 
     first = read(todo[0][0]) if todo and not is_folder else None  # a bad single input fails before the fit
+    weights_mod.tell_default(args.weights, args.quiet)  # after the checks: never before an input error
     G = gan.generator.to(device)
     D = gan.discriminator.to(device) if gan.discriminator is not None else None
     # a rerun with everything kept needs no fit; under torchrun one process fills the cache
@@ -183,6 +185,7 @@ def run(args) -> int:
                 "settings": sr_jobs.settings(src, common),
                 "weights": {"path": gan.path, "sha256": gan.sha256, "format": gan.source_format},
                 "config": cfg.to_dict(), "device": str(device), "impl": args.impl, "batch": len(chunk),
+                "threads": torch.get_num_threads(),
                 "engine": "fast" if fast else "eager", "precision": precision,
                 "graphs": fast and device.type == "cuda" and not args.no_graphs,
                 "seconds": result.seconds / len(chunk), "best_step": result.best_step[i],
@@ -222,8 +225,13 @@ def run(args) -> int:
 
 
 def _fitted(lr, resolution: int, args, name: str):
-    from ..faces.fit import fit_crop
+    from ..errors import UserError
+    from ..faces.fit import check_crop, fit_crop
 
+    try:
+        check_crop(lr.shape[2], lr.shape[1], resolution)
+    except UserError as exc:
+        raise UserError(f"{name}: {exc}") from None
     lr, note = fit_crop(lr, resolution, args.scale)
     if note and not args.quiet:
         print(f"{name}: {note}", file=sys.stderr)
