@@ -1,11 +1,12 @@
 """How PyTorch's OpenMP threads wait, chosen before torch loads.
 
-libgomp's default lets an idle thread spin for about 300,000 iterations before it sleeps. On a CPU
-that another process also uses, a spinning thread holds a core that the thread it waits for needs,
-and every parallel region (hundreds per optimisation step on small faces) then waits for a time
-slice: a 64 px run became 5-23x slower beside one other 2-thread process. With OMP_WAIT_POLICY=PASSIVE
-idle threads sleep at once; alone the run costs about the same (docs/cpu-contention.md measures both).
-libgomp reads the variable once, when it is loaded, so this must run before `import torch`.
+libgomp (PyTorch's OpenMP, which this package's C++ kernels share) lets an idle thread spin up to
+300,000 times before it sleeps (forever with OMP_WAIT_POLICY=ACTIVE). A small face's optimisation
+step is hundreds of short parallel regions; on a CPU another process also uses, a spinning thread
+holds a core that the thread it waits for needs, and the run can slow down by far more than its lost
+share of the cores. With OMP_WAIT_POLICY=PASSIVE idle threads sleep at once: measured faster both
+alone and beside a 2-thread load (docs/cpu-contention.md). libgomp reads the variable once, when it
+is loaded, so this must run before `import torch`.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ BATCH_HELP = ("faces optimised together: each face's result equals its result al
 
 
 THREADS_HELP = ("CPU threads for PyTorch (default: PyTorch's choice, one per core this process may use; under "
-                "torchrun each process's share). Idle threads sleep rather than spin (OMP_WAIT_POLICY=PASSIVE, "
-                "unless set), so a busy machine slows a run by about its lost share of the cores")
+                "torchrun each process's share). Idle threads sleep rather than spin (OMP_WAIT_POLICY=PASSIVE "
+                "unless the environment sets it), so other busy processes do not make a run crawl")
 
 
 def add_engine_args(p, batch_help: str = BATCH_HELP) -> None:
