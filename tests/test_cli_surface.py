@@ -168,3 +168,20 @@ def test_no_face_message_advises_a_lower_min_face_only_above_its_minimum(tmp_pat
     code, _, err = cli(capsys, "photo", tmp_path / "wall.png", tmp_path / "out.png", "--weights", weights,
                        "--min-face", "20", *FAST)
     assert "Try a lower --min-face (12 at least)" in one_line_error(code, err, exit_code=1)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not sys.platform.startswith("linux"),
+                    reason="needs torch.distributed (gloo) on Linux")
+def test_default_weights_notice_once_under_torchrun(tmp_path):
+    from pathlib import Path
+
+    folder = tmp_path / "faces"
+    for i, face in enumerate(torch.nn.functional.interpolate(make_faces(2, 4), size=16)):
+        save_image(face, folder / f"f{i}.png")
+    env = {**os.environ, "RLSE_FAST_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "rlse_fast", "sr", str(folder), str(tmp_path / "out"), "--steps", "1",
+                          "--gaussian-samples", "4096"], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("note: using the bundled celeba64") == 1, res.stderr
