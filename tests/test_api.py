@@ -11,6 +11,11 @@ from rlse_fast import Restorer
 from rlse_fast.errors import UserError
 from rlse_fast.imageio import save_image
 
+try:
+    from rlse_fast import assets
+except ImportError:  # the layout before rlse_fast/assets.py
+    from rlse_fast.metrics import assets
+
 PHOTO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos" / "tiny_3faces_128.png"
 OPTS = {"steps": 2, "gaussian_samples": 4096}
 CLI_OPTS = ["--steps", "2", "--gaussian-samples", "4096", "--quiet"]
@@ -20,7 +25,6 @@ CLI_OPTS = ["--steps", "2", "--gaussian-samples", "4096", "--quiet"]
 def restorer(tmp_path_factory):
     """A Restorer of the tiny GAN, in a cache folder of its own that sees the real assets (MTCNN)."""
     from cli_helpers import make_weights
-    from rlse_fast.metrics import assets
 
     root = tmp_path_factory.mktemp("api")
     (root / "home").mkdir()
@@ -77,7 +81,6 @@ def test_bad_settings_are_refused_before_loading():
 
 
 def test_photo_gives_what_the_photo_command_writes(restorer, tmp_path, capsys, weights):  # noqa: F811
-    from rlse_fast.metrics import assets
 
     if not (PHOTO.is_file() and assets.available("mtcnn/onet.pt")):
         pytest.skip("needs ../shared/data/photos and the MTCNN weights (rlse-fast fetch-assets)")

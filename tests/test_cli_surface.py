@@ -14,6 +14,11 @@ from PIL import Image
 from cli_helpers import FAST, cli, home, make_faces, one_line_error, tree, weights  # noqa: F401 (fixtures)
 from rlse_fast.imageio import save_image
 
+try:
+    from rlse_fast import assets
+except ImportError:  # the layout before rlse_fast/assets.py
+    from rlse_fast.metrics import assets
+
 
 @pytest.fixture
 def threads_back():
@@ -153,7 +158,6 @@ def test_help_says_what_batch_and_html_do():
 
 
 def test_no_face_message_advises_a_lower_min_face_only_above_its_minimum(tmp_path, capsys, weights, monkeypatch):  # noqa: F811
-    from rlse_fast.metrics import assets
 
     if not assets.available("mtcnn/onet.pt"):
         pytest.skip("MTCNN weights absent: run `rlse-fast fetch-assets`")
