@@ -6,11 +6,14 @@ from . import moved as _moved
 
 _moved.install()
 
+from .api import Restorer  # noqa: E402  (after __version__, which the CLI reads)
+
 
 def load_gan(path):
-    """Load a GAN checkpoint (official StyleGAN2-ADA .pkl, rosinality .pt or rlse-fast .safetensors),
-    by path or by the names `--weights` takes (ffhq, ffhq512, ffhq256: downloaded on first use;
-    celeba64: the bundled prior).
+    """Load a GAN checkpoint (any of `checkpoints.WEIGHTS_FORMATS`: official StyleGAN2-ADA .pkl,
+    rosinality .pt, rlse-fast .safetensors, StyleGAN (v1) TF .pkl, PULSE's synthesis.pt), by path or
+    by the names `--weights` takes (ffhq, ffhq512, ffhq256: downloaded on first use; celeba64: the
+    bundled prior).
 
     Returns an object with `.generator` and `.discriminator` (eval mode, float32, CPU).
     """
@@ -20,4 +23,4 @@ def load_gan(path):
     return _load(resolve(str(path), quiet=True))
 
 
-__all__ = ["load_gan", "__version__"]
+__all__ = ["Restorer", "load_gan", "__version__"]

@@ -199,6 +199,11 @@ def _load_rosinality(path: Path):
 # ----------------------------------------------------------------------------- entry points
 
 
+WEIGHTS_FORMATS = ("an official StyleGAN2-ADA / StyleGAN3-repo .pkl, a rosinality .pt, an rlse-fast .safetensors, "
+                   "NVIDIA's StyleGAN (v1) TF .pkl, or PULSE's synthesis.pt (mapping.pt beside it)")
+"""Every format `load_gan` reads, for messages (the README's list)."""
+
+
 def detect_format(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
@@ -211,7 +216,7 @@ def detect_format(path: Path) -> str:
         return "rosinality"
     if head[0] == 0x80:
         return "nvidia-pickle"
-    raise UserError(f"{path}: unknown weights format; expected an official StyleGAN2-ADA .pkl, a rosinality .pt or an rlse-fast .safetensors")
+    raise UserError(f"{path}: unknown weights format; expected {WEIGHTS_FORMATS}")
 
 
 _LOADERS = {"safetensors": _load_safetensors, "nvidia-pickle": _load_nvidia_pickle, "rosinality": _load_rosinality}

@@ -6,8 +6,12 @@ import importlib
 import os
 import sys
 
+from . import __version__
 from .errors import RunFailure, UserError
 from .memory import keep_freed_memory
+from .openmp import prefer_passive_wait
+
+prefer_passive_wait()  # before any subcommand's module imports torch (libgomp reads it when loaded)
 
 # Each name is a module rlse_fast/commands/<name>.py with `register(subparsers)`; the
 # parser it adds sets `func` (called with the parsed args, returns an exit code or None).
@@ -20,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Super-resolve low-resolution faces by exploring a StyleGAN2's latent space (RLSE).",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"rlse-fast {__version__}",
+                        help="print rlse-fast's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

@@ -12,6 +12,9 @@ import torch
 from .errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+"""What results are written as."""
+INPUT_SUFFIXES = IMAGE_SUFFIXES + (".gif", ".bmp", ".tif", ".tiff")
+"""What a folder's inputs are picked by: the formats a single input is read in (still images only)."""
 
 
 # Pillow's own decompression-bomb limit (about 89 Mpx): above it an image is refused from its
@@ -26,7 +29,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def load_image(path: str | os.PathLike, max_side: int | None = None, what: str = "") -> torch.Tensor:
-    """Any PNG/JPEG/WebP -> (3, H, W) float32 RGB in [0, 1], each mode read with its real range.
+    """Any still PNG/JPEG/WebP/GIF/BMP/TIFF -> (3, H, W) float32 RGB in [0, 1], each mode read with its real range.
 
     16-bit ('I;16*', and 'I' holding 0..65535) is divided by 65535; float ('F') must already be in
     [0, 1]; transparency (RGBA, LA, PA, P with a transparent colour) is composited on white; the
@@ -38,6 +41,9 @@ def load_image(path: str | os.PathLike, max_side: int | None = None, what: str =
     path = Path(path)
     with _open(path) as im:
         w, h = im.size
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            raise UserError(f"{path}: an animated image ({frames} frames); save the frame to restore as a PNG")
         if max_side is not None and max(w, h) > max_side:
             raise UserError(f"{path}: the image is {w}x{h}, larger than the {max_side} px {what or 'allowed'}; "
                             f"give the aligned face crop, downscaled")

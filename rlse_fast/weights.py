@@ -35,17 +35,36 @@ def default_weights() -> tuple[str, str | None]:
         return "ffhq", None
     for name in BUNDLED:
         if bundled_path(name).is_file():
-            return name, (f"using the bundled {name} prior (small, trained on CelebA); for FFHQ quality run with "
-                          f"--weights ffhq once online, or put stylegan2-ffhq-1024x1024.pkl at {cache_path('ffhq')}")
+            return name, (f"using the bundled {name} prior (64 px faces, trained on CelebA); for FFHQ's 1024 px run "
+                          f"once online with --weights ffhq, or put stylegan2-ffhq-1024x1024.pkl at "
+                          f"{cache_path('ffhq')}. --weights {name} silences this note")
     return "ffhq", None
 
 
+_told = False
+
+
+def tell_default(spec: str | None, quiet: bool = False, write=None) -> None:
+    """The default weights' notice on stderr when `spec` is None (no --weights) and the default is the
+    bundled prior: once per process, on rank 0 of a torchrun job only. Commands call it after their
+    inputs and options are checked, so the note never precedes an input error. `write(text, file=)`
+    prints it (a progress bar's write keeps the bar intact)."""
+    global _told
+    if spec is not None or quiet or _told:
+        return
+    from .launch.env import world
+
+    _told = True
+    notice = default_weights()[1]
+    if notice and world().main:
+        (write or print)(f"note: {notice}", file=sys.stderr)
+
+
 def resolve(spec: str | None, quiet: bool = False) -> Path:
-    """A weights path for a path or a name (downloading a named network on first use)."""
+    """A weights path for a path or a name (None: `default_weights()`; a named network is downloaded on
+    first use, with a progress bar unless `quiet`). The default's notice is `tell_default`'s."""
     if spec is None:
-        spec, notice = default_weights()
-        if notice and not quiet:
-            print(f"note: {notice}", file=sys.stderr)
+        spec = default_weights()[0]
     path = Path(spec).expanduser()
     if path.is_file():
         return path

@@ -2,14 +2,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
 from rlse_fast.faces.fit import fit_crop, nearest_size, valid_sizes
 from rlse_fast.imageio import save_image
 
-SHARED_CROPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos" / "crops"
 
 
 def test_valid_and_nearest_sizes():
@@ -45,10 +43,8 @@ def test_cli_fit_takes_an_odd_crop(tmp_path):
 
     G, D = tiny_gan(seed=3)
     save_gan(tmp_path / "tiny.safetensors", G, D)
-    crops = sorted(SHARED_CROPS.glob("*.png"))[:1] if SHARED_CROPS.is_dir() else []
-    crop = crops[0] if crops else tmp_path / "crop_20x16.png"
-    if not crops:
-        save_image(torch.rand(3, 16, 20), crop)
+    crop = tmp_path / "crop_15x12.png"  # the 32 px weights take up to 16 px: padded to 15x15, resized to 16
+    save_image(torch.rand(3, 12, 15), crop)
     env = {**os.environ, "RLSE_FAST_HOME": str(tmp_path / "home")}
     common = ["--weights", tmp_path / "tiny.safetensors", "--steps", "2", "--gaussian-samples", "2048"]
     refused = _sr(crop, tmp_path / "no.png", *common, env=env)

@@ -1,11 +1,16 @@
 """The engine flags shared by `rlse-fast sr`, `photo` and `eval` (weights, mode, losses, steps, seed,
-batch, device, kernels, engine, precision): the one place they are declared and turned into a config
+batch, device, threads, kernels, engine, precision): the one place they are declared and turned into a config
 and a `session.EngineOptions`."""
 from __future__ import annotations
 
 
 BATCH_HELP = ("faces optimised together: each face's result equals its result alone up to float rounding, "
               "which the optimiser's steps can amplify into visible per-pixel differences")
+
+
+THREADS_HELP = ("CPU threads for PyTorch (default: PyTorch's choice, one per core this process may use; under "
+                "torchrun each process's share). Idle threads sleep rather than spin (OMP_WAIT_POLICY=PASSIVE "
+                "unless the environment sets it), so other busy processes do not make a run crawl")
 
 
 def add_engine_args(p, batch_help: str = BATCH_HELP, objective: bool = True, helps: dict[str, str] | None = None) -> None:
@@ -23,6 +28,7 @@ def add_engine_args(p, batch_help: str = BATCH_HELP, objective: bool = True, hel
     if objective:
         p.add_argument("--batch", type=int, default=1, help=batch_help)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run")
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--impl", choices=["auto", "ref", "cpp", "cuda", "triton"], default="auto",
                    help="kernel implementation (ref: plain PyTorch)")
     p.add_argument("--engine", choices=["auto", "eager", "fast"], default="auto",
@@ -64,7 +70,7 @@ def validate_engine_args(args) -> None:
 
     from ..errors import UserError
 
-    for name, low in (("steps", 1), ("batch", 1), ("gaussian_samples", 2), ("seed", 0)):
+    for name, low in (("steps", 1), ("batch", 1), ("gaussian_samples", 2), ("seed", 0), ("threads", 1)):
         value = getattr(args, name)
         if value is not None and value < low:
             raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")

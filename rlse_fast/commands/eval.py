@@ -5,7 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .engine_options import add_engine_args, validate_engine_args
+from .engine_options import BATCH_HELP, add_engine_args, validate_engine_args
 from .help_format import DefaultsOnce
 
 EVAL_HELPS = {
@@ -50,9 +50,8 @@ def register(sub) -> None:
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (e.g. when its weights are not fetched)")
     p.add_argument("--no-identity", action="store_true",
                    help="skip the identity distance (dlib's face recognition; skipped anyway without dlib)")
-    add_engine_args(p, batch_help="faces optimised together by the GAN methods (results do not depend on it)",
+    add_engine_args(p, batch_help="faces optimised together by the GAN methods: " + BATCH_HELP.split(": ", 1)[1],
                     objective=False, helps=EVAL_HELPS)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: its own choice)")
     p.add_argument("--report-only", action="store_true",
                    help="only rewrite summary.md and report.html from OUT's metrics.csv and run.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar or notices")
@@ -60,7 +59,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UserError
     from ..evaluate.runner import EvalOptions, rebuild_report, run_eval
 
     if args.report_only:
@@ -70,8 +68,6 @@ def run(args) -> int:
         return 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     validate_engine_args(args)
-    if args.threads is not None and args.threads < 1:
-        raise UserError("--threads must be >= 1")
     opt = EvalOptions(
         out=Path(args.out), hr_dir=Path(args.hr) if args.hr else None, lr_dir=Path(args.lr) if args.lr else None,
         scales=args.scale, methods=methods, weights=args.weights, n=args.n, seed=args.seed, steps=args.steps,

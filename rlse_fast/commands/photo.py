@@ -1,6 +1,7 @@
 """`rlse-fast photo IN OUT`: find every face in a photo, super-resolve it, paste it back."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def register(sub) -> None:
                         "else 1: docs/photo-protocol.md)")
     p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
     p.add_argument("--html", action="store_true",
-                   help="also write OUT-stem.html: the photo with its boxes, before/after, each face input -> output")
+                   help="also write OUT-stem.html (the photo with its boxes, before/after, each face input -> "
+                        "output) and the images it shows in a folder OUT-stem_files/ beside it: keep them together")
     add_engine_args(p)
     p.set_defaults(batch=8)
     p.add_argument("--overwrite", action="store_true",
@@ -73,6 +75,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from .. import assets, launch
+    from .. import weights as weights_mod
     from ..errors import RunFailure, UserError
     from ..faces.mtcnn import ASSET_NAMES
     from ..faces.photo_io import read_photo
@@ -86,7 +89,7 @@ def run(args) -> int:
     jobs, is_folder = folder_job.plan(Path(args.input), Path(args.output), args.quiet)
     for name in ASSET_NAMES:
         assets.require(name, "MTCNN face-detector weights")
-    args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
+    args.device = str(launch.start(args.device, threads=args.threads))  # under torchrun: this rank's GPU or share of the cores
     todo, kept = jobs, []
     if is_folder:  # what a rerun keeps: decided from the weights' hash, before any network is loaded
         common = _common(args, cfg, launch.in_turn(lambda: _weights_sha256(args)))
@@ -112,6 +115,7 @@ def run(args) -> int:
         except UserError as exc:
             job.skip(exc)
             continue
+        weights_mod.tell_default(args.weights, args.quiet)  # once, after a photo was read
         start = time.perf_counter()
         bar = tqdm(unit="face", desc=src.name, leave=False, disable=args.quiet or not launch.is_main())
 
@@ -137,8 +141,9 @@ def run(args) -> int:
             h, w = rgb.shape[:2]
             why = (f"no face of {args.min_face:g} px or wider found in {src.name} ({w}x{h})" if not result.faces
                    else f"the {len(result.faces)} face(s) found in {src.name} are too small for these weights")
-            msg = (f"{why}; nothing written. Try a lower --min-face (12 at least), or a larger or sharper "
-                   "scan of the photo (faces need ~12 px between brow and chin)")
+            lower = "a lower --min-face (12 at least), or " if not result.faces and args.min_face > 12 else ""
+            msg = (f"{why}; nothing written. Try {lower}a larger or sharper scan of the photo "
+                   "(faces need ~12 px between brow and chin)")
             if not is_folder:
                 raise RunFailure(msg)
             job.say(msg)
@@ -222,6 +227,7 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float, set
         "max_faces": args.max_faces, "seed": args.seed, "batch": args.batch, "settings": settings,
         "weights": {"path": session.gan.path, "sha256": session.gan.sha256, "format": session.gan.source_format},
         "config": session.cfg.to_dict(), "device": str(session.device), "impl": session.impl,
+        "threads": torch.get_num_threads(),
         "engine": "fast" if session.fast else "eager", "precision": session.precision,
         "torch": torch.__version__, "stages": result.stages, "seconds": round(seconds, 3),
         "restore": args.restore, "strength": result.strength, "monochrome": result.monochrome,

@@ -29,8 +29,9 @@ def register(sub) -> None:
     p.add_argument("--scale", type=int, default=None,
                    help="upscaling factor, a power of two >= 2 (default: the generator's resolution / the input's)")
     p.add_argument("--fit", action="store_true",
-                   help="take a face crop of any size or aspect: pad it to a square (edge pixels replicated) and "
-                        "resize it (Lanczos) to the nearest valid input size (or resolution / --scale), with a note")
+                   help="take a face crop of any aspect, up to half the generator's resolution in size: pad it to a "
+                        "square (edge pixels replicated) and resize it (Lanczos) to the nearest valid input size (or "
+                        "resolution / --scale), with a note. A larger crop is refused: use `rlse-fast photo`")
     p.add_argument("--size", type=int, default=None, help="resize the output to SIZE x SIZE pixels")
     p.add_argument("--save-steps", metavar="DIR", default=None,
                    help="save every iteration's high- and low-resolution images under DIR")
@@ -88,6 +89,7 @@ def run(args) -> int:
     import torch
 
     from .. import launch
+    from .. import weights as weights_mod
     from ..errors import UserError
     from ..faces.chroma import match_input
     from ..imageio import check_writable, load_image, save_image, save_json
@@ -98,7 +100,7 @@ def run(args) -> int:
     jobs, is_folder = folder_job.plan(Path(args.input), Path(args.output), args.quiet)
     if args.save_steps:
         check_writable(args.save_steps)
-    args.device = str(launch.start(args.device))  # under torchrun: this rank's GPU or share of the cores
+    args.device = str(launch.start(args.device, threads=args.threads))  # under torchrun: this rank's GPU or share of the cores
     session = load_session(args, cfg, fit=False)
     gan, device, fast, precision = session.gan, session.device, session.fast, session.precision
     hr_res = session.resolution
@@ -115,6 +117,7 @@ def run(args) -> int:
         return lr, _check_scale(lr, hr_res, args.scale, src.name)
 
     first = read(todo[0][0]) if todo and not is_folder else None  # a bad single input fails before the fit
+    weights_mod.tell_default(args.weights, args.quiet)  # after the checks: never before an input error
     if todo:  # a rerun with everything kept needs no fit; under torchrun one process fills the cache
         session.prepare_fit(launch.in_turn)
 
@@ -146,6 +149,7 @@ def run(args) -> int:
                 "settings": sr_jobs.settings(src, common),
                 "weights": {"path": gan.path, "sha256": gan.sha256, "format": gan.source_format},
                 "config": cfg.to_dict(), "device": str(device), "impl": args.impl, "batch": len(chunk),
+                "threads": torch.get_num_threads(),
                 "monochrome": monochrome,
                 "engine": "fast" if fast else "eager", "precision": precision,
                 "graphs": fast and device.type == "cuda" and not args.no_graphs,
@@ -181,8 +185,13 @@ def run(args) -> int:
 
 
 def _fitted(lr, resolution: int, args, name: str):
-    from ..faces.fit import fit_crop
+    from ..errors import UserError
+    from ..faces.fit import check_crop, fit_crop
 
+    try:
+        check_crop(lr.shape[2], lr.shape[1], resolution)
+    except UserError as exc:
+        raise UserError(f"{name}: {exc}") from None
     lr, note = fit_crop(lr, resolution, args.scale)
     if note and not args.quiet:
         print(f"{name}: {note}", file=sys.stderr)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from ..imageio import IMAGE_SUFFIXES
+from ..imageio import IMAGE_SUFFIXES, INPUT_SUFFIXES
 
 
 def plan(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
@@ -23,9 +23,9 @@ def plan(src: Path, dst: Path) -> tuple[list[tuple[Path, Path]], bool]:
         if not dst.exists() and dst.suffix.lower() in IMAGE_SUFFIXES:
             raise UserError(f"IN is a folder, so OUT must be a folder too; {dst.name} names an image: "
                             f"give a folder (e.g. {dst.with_suffix('')})")
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in INPUT_SUFFIXES and not p.name.startswith("."))
         if not files:
-            raise UserError(f"{src} holds no .png/.jpg/.jpeg/.webp images")
+            raise UserError(f"{src} holds no images ({', '.join(INPUT_SUFFIXES)})")
         by_stem: dict[str, list[Path]] = {}
         for f in files:
             by_stem.setdefault(f.stem.casefold(), []).append(f)

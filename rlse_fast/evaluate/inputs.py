@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+from ..imageio import INPUT_SUFFIXES as IMAGE_SUFFIXES  # a folder's faces: what a single input may be
 
 
 def list_faces(folder: Path, n: int | None) -> list[Path]:
@@ -18,7 +17,7 @@ def list_faces(folder: Path, n: int | None) -> list[Path]:
         raise UserError(f"{folder} is not a folder; pass a folder of face images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if not files:
-        raise UserError(f"{folder} holds no .png/.jpg/.jpeg/.webp images; pass a folder of face images")
+        raise UserError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); pass a folder of face images")
     return files[:n] if n else files
 
 

@@ -219,6 +219,10 @@ def run_eval(opt: EvalOptions) -> dict:
             cfgs[m] = RLSEConfig.from_mode(**spec, **{**overrides, "steps": max(1, round(opt.steps * fraction))})
             run_info["configs"][m] = cfgs[m].to_dict()
     _check_resume(opt.out, run_info)
+    if gan_methods:  # the default weights' notice: after the checks, never before an input error
+        from .. import weights as weights_mod
+
+        weights_mod.tell_default(opt.weights, opt.quiet)
 
     # Under torchrun each rank writes its rows to its own part file, merged by rank 0 at the end (and
     # by the next run's open() if this one is killed); in a single process, metrics.csv directly.

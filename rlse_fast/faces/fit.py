@@ -5,6 +5,8 @@ black band enters the optimisation's pixel loss) and resized with Pillow's Lancz
 valid input size nearest to the square's side (in ratio; ties go to the smaller size, so a face is
 never enlarged when it could be reduced). Valid sizes are the generator's resolution divided by a
 power of two the downscaler takes (2 .. `downsample.max_factor`), or exactly resolution / --scale.
+A crop larger than the largest valid size is refused (`check_crop`): shrinking it would throw away
+more of its pixels than the generator gives back, so the "super-resolved" face could hold fewer.
 """
 from __future__ import annotations
 
@@ -18,6 +20,18 @@ from .align import valid_sizes
 
 def nearest_size(side: int, resolution: int) -> int:
     return min(valid_sizes(resolution), key=lambda d: (abs(math.log(d / side)), d))
+
+
+def check_crop(w: int, h: int, resolution: int) -> None:
+    """UserError (exit 2) for a crop larger than the largest input the weights take (resolution / 2)."""
+    from ..errors import UserError
+
+    largest = valid_sizes(resolution)[0]
+    if max(w, h) > largest:
+        raise UserError(f"the crop is {w}x{h}, larger than the {largest} px faces that {resolution} px weights take: "
+                        f"--fit would shrink it to {largest} px, losing detail it has, and make a {resolution} px face. "
+                        "For a face in a larger picture use `rlse-fast photo`; for large faces, weights of a higher "
+                        "resolution (--weights ffhq)")
 
 
 def fit_crop(img: torch.Tensor, resolution: int, scale: int | None = None) -> tuple[torch.Tensor, str | None]:
