@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rlse_fast"
 # Bottom to top. A module may import its own room (the same top-level module or sub-package) and the
 # rooms of lower layers only.
 LAYERS = (
-    {"errors", "home", "moved"},
+    {"errors", "home", "moved", "openmp"},
     {"config", "imageio", "memory", "devices", "noise_level", "downsample", "assets"},
     {"ops", "launch", "metrics"},
     {"models"},
@@ -23,7 +23,7 @@ LAYERS = (
     {"engine", "train"},
     {"session"},
     {"faces"},
-    {"evaluate"},
+    {"evaluate", "api"},
     {"commands"},
     {"cli"},
     {"__main__", "__init__"},
