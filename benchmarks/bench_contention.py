@@ -1,4 +1,4 @@
-"""`rlse-fast photo` alone and beside a competing 2-thread process, before and after a change, in one run.
+"""`rlse-fast sr` (or `photo`) alone and beside a competing 2-thread process, before and after a change, in one run.
 
     git worktree add --detach ../before e787ad5 && cp rlse_fast/_C*.so ../before/rlse_fast/
     python benchmarks/bench_contention.py --before ../before [--photo ../shared/data/photos/four_researchers.jpg]
@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT.parent / "shared" / "data" / "photos" / "four_researchers.jpg"
 
@@ -50,6 +52,18 @@ threads[0].join()
 AFTER = ["--restore", "all", "--strength", "1"]
 """Today's `photo` keeps faces the bundled prior would make worse; the benchmark times the fits the
 older tree made (every face restored and pasted as it was), so both sides do the same work."""
+
+
+def face_sources(n: int) -> list[Path]:
+    """The first n faces of ../shared/data/celeba128_test by name, else the bundled example n times."""
+    shared = sorted((ROOT.parent / "shared" / "data" / "celeba128_test").glob("*.jpg"))[:n]
+    return shared if len(shared) == n else [ROOT / "rlse_fast" / "data" / "example_lr.png"] * n
+
+
+def fresh(cmd: list[str], out: Path) -> list[str]:
+    """The command with its {out} placeholder replaced by a new, empty folder under `out`."""
+    run = Path(tempfile.mkdtemp(dir=out, prefix="run_"))
+    return [c.replace("{out}", str(run / "sr") if c == "{out}" else str(run)) if "{out}" in c else c for c in cmd]
 
 
 def env_for(tree: Path, **extra: str) -> dict:
@@ -85,6 +99,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=Path, required=True,
                     help="the tree before the change (its rlse_fast/ with the built extension)")
+    ap.add_argument("--command", choices=("sr", "photo"), default="sr",
+                    help="sr: a folder of --faces 16 px faces in one batch, the same work in both trees (default); "
+                         "photo: --photo, today's tree with --restore all (its pipeline sizes faces differently)")
+    ap.add_argument("--faces", type=int, default=4)
     ap.add_argument("--photo", type=Path, default=PHOTO)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2)
@@ -92,17 +110,29 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=0, help="niceness of the command and the load (e.g. -15, as root)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    if not args.photo.is_file():
+    if args.command == "photo" and not args.photo.is_file():
         sys.exit(f"{args.photo} not found (../shared provides the photos)")
     if not (args.before / "rlse_fast").is_dir():
         sys.exit(f"--before {args.before} holds no rlse_fast/")
 
     out = Path(tempfile.mkdtemp(prefix="bench_contention_"))
-    base = [sys.executable, "-m", "rlse_fast", "photo", str(args.photo), str(out / "out.png"), "--weights", "celeba64",
-            "--steps", str(args.steps), "--quiet"]
+    if args.command == "sr":
+        faces = out / "faces"
+        faces.mkdir()
+        for i, path in enumerate(face_sources(args.faces)):
+            Image.open(path).convert("RGB").resize((64, 64), Image.LANCZOS).resize((16, 16), Image.LANCZOS).save(
+                faces / f"{i:02d}.png")
+        # A fresh OUT each run (the {out} placeholder), so no run keeps another's results.
+        base = [sys.executable, "-m", "rlse_fast", "sr", str(faces), "{out}", "--weights", "celeba64",
+                "--steps", str(args.steps), "--batch", str(args.faces), "--quiet"]
+        after = []
+    else:
+        base = [sys.executable, "-m", "rlse_fast", "photo", str(args.photo), "{out}/out.png", "--weights", "celeba64",
+                "--steps", str(args.steps), "--quiet"]
+        after = AFTER
     variants = {"before": (env_for(args.before), []), "before-active": (env_for(args.before, OMP_WAIT_POLICY="ACTIVE"), []),
-                "after": (env_for(ROOT), AFTER), "after-threads1": (env_for(ROOT), AFTER + ["--threads", "1"])}
-    timed(base + AFTER, env_for(ROOT), 3600)  # fills the Gaussian fit's cache and the page cache: not timed
+                "after": (env_for(ROOT), after), "after-threads1": (env_for(ROOT), after + ["--threads", "1"])}
+    timed(fresh(base + after, out), env_for(ROOT), 3600)  # fills the Gaussian fit's cache and the page cache: not timed
 
     runs = []
     for rep in range(args.repeats):
@@ -114,7 +144,7 @@ def main() -> None:
                     if load:
                         time.sleep(1.0)  # the load's threads are running before the command starts
                     load_avg = os.getloadavg()[0]
-                    seconds, cpu, finished = timed(base + extra, env, args.cap, args.nice)
+                    seconds, cpu, finished = timed(fresh(base + extra, out), env, args.cap, args.nice)
                 finally:
                     if load:
                         load.kill()
@@ -143,7 +173,7 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "command": "python " + " ".join(sys.argv), "photo": str(args.photo), "steps": args.steps, "nice": args.nice,
+            "command": "python " + " ".join(sys.argv), "what": args.command, "faces": args.faces, "photo": str(args.photo), "steps": args.steps, "nice": args.nice,
             "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
             "note": "the machine was shared with other users (see load_avg_1min); compare variants within this run",
             "median": table, "runs": runs}, indent=1) + "\n")
