@@ -20,6 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import stylegan1, stylegan2
+from .stylegan1 import discriminator as stylegan1_discriminator, flops as stylegan1_flops
+from .stylegan2 import flops as stylegan2_flops
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -70,11 +74,6 @@ def of(obj) -> tuple[Backbone, str] | tuple[None, None]:
 
 
 def _register_builtins() -> None:
-    from . import stylegan1, stylegan2
-    from .stylegan1 import discriminator as stylegan1_discriminator
-    from .stylegan1 import flops as stylegan1_flops
-    from .stylegan2 import flops as stylegan2_flops
-
     register(Backbone("stylegan2", stylegan2.Generator, stylegan2.Discriminator, stylegan2.GeneratorConfig,
                       stylegan2.DiscriminatorConfig, stylegan2.config_dict, stylegan2.config_dict,
                       native_lr_input=False, macs=stylegan2_flops.iteration_macs))
