@@ -119,13 +119,13 @@ def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
     """Warm up and capture, then time `rounds` calls of `k` iterations each. options: FastLoop's."""
     t0 = time.perf_counter()
     loop = FastLoop(G, D, lr, cfg, fit, seeds=seeds, impl=impl, precision=precision, graphs=graphs, **options)
-    warm = loop.warmup + 1 if loop.use_graphs else 2
+    warm = loop.options.warmup + 1 if loop.capture.enabled else 2
     for _ in range(warm):
         loop.step()
     sync()
     first = time.perf_counter() - t0
     # A failed capture falls back to eager steps; time those and say so (tests/test_fast.py fails on it).
-    graph = {"graphed": loop.graph is not None, "graph_error": loop.graph_error}
+    graph = {"graphed": loop.capture.graph is not None, "graph_error": loop.capture.error}
 
     def call():
         for _ in range(k):

@@ -113,10 +113,10 @@ def main(argv=None) -> int:
     if cuda:
         loop = FastLoop(G, D, lr, cfg, fit, seeds=list(range(batch)), precision=args.precision, graphs=True,
                         channels_last=args.channels_last)
-        for _ in range(loop.warmup + 1):
+        for _ in range(loop.options.warmup + 1):
             loop.step()
-        if loop.graph is None:
-            lines.append(f"graph capture failed: {loop.graph_error}")
+        if loop.capture.graph is None:
+            lines.append(f"graph capture failed: {loop.capture.error}")
         else:
             graph_s = _time(loop, 5, cuda)
             lines.append(f"fast, graph replay: {graph_s * 1e3:.2f} ms/iteration "

@@ -7,6 +7,7 @@ what tensors and plain containers need and refuses any other global with a one-l
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from .errors import UserError
 from .imageio import atomic_write
-from .loaders.safe_unpickler import PersistentObject, safe_unpickle, short as _short
 from .loaders import pulse, tf_pickle
+from .loaders.safe_unpickler import PersistentObject, safe_unpickle, short as _short
 from .models import registry
 from .models.stylegan2 import Discriminator, Generator
 from .models.stylegan2.state_dict import infer_discriminator_config, infer_generator_config, rosinality_to_official
@@ -81,8 +84,6 @@ def _load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], what: str
 def save_gan(path, generator: Generator, discriminator: Discriminator | None, dtype=torch.float32,
              extra_metadata: dict | None = None) -> None:
     """Write our format atomically: 'G.<name>' / 'D.<name>' tensors, configs as JSON metadata."""
-    from safetensors.torch import save_file
-
     tensors = {f"G.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in generator.state_dict().items()}
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": json.dumps(config_as_dict(generator.cfg))}
     if discriminator is not None:
@@ -110,9 +111,6 @@ def _config_from_json(text: str, role: str):
 
 
 def _load_safetensors(path: Path):
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -169,8 +167,6 @@ def _load_nvidia_pickle(path: Path):
 
 
 def _torch_load(path: Path):
-    import argparse
-
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location="cpu", weights_only=True)

@@ -11,6 +11,7 @@ import torch
 
 from .home import home
 from .models.stylegan2 import Generator
+from .ops import bias_act
 
 
 @torch.no_grad()
@@ -36,8 +37,6 @@ def to_w(G, z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, impl: str = 
     """W = lrelu(z * std + mean) with the mapping's own activation gain: sqrt 2 on StyleGAN2 (its
     lrelu carries the gain), none on StyleGAN v1 (the gain is in its weights; PULSE's
     `LeakyReLU(0.2)`), so W follows the generator's W distribution on either."""
-    from .ops import bias_act
-
     return bias_act(z * std + mean, act="lrelu", gain=getattr(G, "mapping_act_gain", None), impl=impl)
 
 

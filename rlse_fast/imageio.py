@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,6 @@ def load_image(path: str | os.PathLike, max_side: int | None = None, what: str =
 
 def _open(path: Path):
     """Image.open (header only) with Pillow's errors and bomb warning turned into one-line refusals."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
 
     try:

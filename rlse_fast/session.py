@@ -8,7 +8,14 @@ from typing import Callable
 
 import torch
 
+from . import gaussian_fit, weights as weights_mod
+from .checkpoints import load_gan
 from .config import RLSEConfig
+from .devices import pick_device
+from .engine import semantic
+from .engine.select import pick_engine, run as run_engine
+from .errors import UserError
+from .ops import dispatch
 
 
 def _call(fn):
@@ -61,11 +68,6 @@ class Session:
         the Gaussian fit. in_turn(fn): how a cache-filling step runs (under torchrun
         `launch.in_turn`: one process first). UserError (exit 2) for whatever the options ask that
         these weights or this machine cannot do."""
-        from . import weights as weights_mod
-        from .checkpoints import load_gan
-        from .devices import pick_device
-        from .engine.select import pick_engine
-
         dev = pick_device(options.device)
         fast, precision = pick_engine(options.engine, options.precision, dev)
         check_impl(options.impl, dev)
@@ -96,8 +98,6 @@ class Session:
     def prepare_fit(self, in_turn: Callable = _call) -> dict:
         """The Gaussian fit, computed on first use and cached per weights file."""
         if self.fit is None:
-            from . import gaussian_fit
-
             samples = self.gaussian_samples or (self.cfg or RLSEConfig()).gaussian_samples
             self.fit = in_turn(lambda: gaussian_fit.cached(self.gan.generator, self.gan.sha256, samples, device=self.device))
         return self.fit
@@ -106,8 +106,6 @@ class Session:
         """(B, 3, s, s) in [0, 1] -> `engine.Result` (images (B, 3, R, R), best_loss, seconds, ...).
         cfg: another config than the session's (eval's methods); G: another generator over the same
         weights (eval's framed one)."""
-        from .engine.select import run as run_engine
-
         return run_engine(G if G is not None else self.G, self.D, lr.to(self.device), cfg or self.cfg,
                           self.prepare_fit(), seeds=seeds, impl=self.impl, fast=self.fast, precision=self.precision,
                           graphs=self.graphs, on_step=on_step)
@@ -115,9 +113,6 @@ class Session:
 
 def check_impl(impl: str, device) -> None:
     """--impl cpp/cuda/triton must be able to run on the device: refused now, not after the fit."""
-    from .errors import UserError
-    from .ops import dispatch
-
     if impl in ("auto", "ref"):
         return
     try:
@@ -128,9 +123,6 @@ def check_impl(impl: str, device) -> None:
 
 def check_weights(gan, cfg: RLSEConfig) -> None:
     """The config's losses must find what they need in these weights (UserError otherwise)."""
-    from .engine import semantic
-    from .errors import UserError
-
     if cfg.semantic and gan.discriminator is None:
         raise UserError("these weights hold no discriminator, which the rlse mode's L_s needs; "
                         "use --no-semantic or --mode pulse, or weights with a discriminator")

@@ -8,8 +8,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .errors import UserError
 from .home import home
+from .launch.env import world
 
 NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files"
 NAMED = {
@@ -52,7 +55,6 @@ def tell_default(spec: str | None, quiet: bool = False, write=None) -> None:
     global _told
     if spec is not None or quiet or _told:
         return
-    from .launch.env import world
 
     _told = True
     notice = default_weights()[1]
@@ -85,8 +87,6 @@ def resolve(spec: str | None, quiet: bool = False) -> Path:
 
 def download(url: str, target: Path, quiet: bool = False, timeout: float = 30.0) -> None:
     """Fetch `url` to `target`: resumes a partial `.part` file, renames only when complete."""
-    from tqdm import tqdm
-
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     have = part.stat().st_size if part.exists() else 0

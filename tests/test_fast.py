@@ -291,7 +291,7 @@ def test_cuda_graph_replays_the_eager_iteration(cuda_setup, mode):
     loop = FastLoop(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True)
     for _ in range(cfg.steps):
         loop.step()
-    assert loop.graph is not None, f"capture failed: {loop.graph_error}"
+    assert loop.capture.graph is not None, f"capture failed: {loop.capture.error}"
     graphed = loop.result()
     loop.close()
     assert_same_trajectory(plain, graphed)
@@ -306,11 +306,11 @@ def test_cudnn_benchmark_is_scoped_to_the_iterations(setup, cuda_setup_lazy, dev
     try:
         torch.backends.cudnn.benchmark = False
         default = FastLoop(G, D, lr, RLSEConfig(steps=2), fit, seeds=[1, 2, 3], precision="fp32", graphs=False)
-        assert default.cudnn_benchmark is False  # measured no faster on an H200, and slower to set up
+        assert default.options.cudnn_benchmark is False  # measured no faster on an H200, and slower to set up
         default.close()
         loop = FastLoop(G, D, lr, RLSEConfig(steps=2), fit, seeds=[1, 2, 3], precision="fp32", graphs=False,
                         cudnn_benchmark=True)
-        assert loop.cudnn_benchmark == (device == "cuda")
+        assert loop.options.cudnn_benchmark == (device == "cuda")
         seen = []
         body = loop._iteration_body
         loop._iteration_body = lambda: (seen.append(torch.backends.cudnn.benchmark), body())[1]
@@ -433,7 +433,7 @@ def test_failed_capture_falls_back_cleanly(setup, monkeypatch):
     caller's stream back."""
     G, D, fit, lr = setup
     loop = FastLoop(G, D, lr[:1], RLSEConfig(steps=3), fit, precision="fp32", impl="ref", graphs=False)
-    loop.use_graphs = True
+    loop.capture.enabled = True
     set_to = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
@@ -455,18 +455,18 @@ def test_failed_capture_falls_back_cleanly(setup, monkeypatch):
     loop._iteration_body = syncing_body
     with pytest.warns(RuntimeWarning, match="operation not permitted when stream is capturing"):
         loop._capture()
-    assert loop.graph is None and loop.use_graphs is False
-    assert loop.graph_error == "RuntimeError: CUDA error: operation not permitted when stream is capturing"
+    assert loop.capture.graph is None and loop.capture.enabled is False
+    assert loop.capture.error == "RuntimeError: CUDA error: operation not permitted when stream is capturing"
     assert set_to == ["caller-stream"]
     assert not _FakeCuda.generator.capturing and _FakeCuda.generator.seed == 7  # CUDA randomness works again
-    assert int(loop.idx) == 1 and loop.loss_log[0].abs().sum() > 0  # the step ran eagerly, once
+    assert int(loop.buffers.idx) == 1 and loop.buffers.loss_log[0].abs().sum() > 0  # the step ran eagerly, once
     # A capture that succeeds keeps the graph and replays it as the step.
     loop2 = FastLoop(G, D, lr[:1], RLSEConfig(steps=3), fit, precision="fp32", impl="ref", graphs=False)
-    loop2.use_graphs = True
+    loop2.capture.enabled = True
     monkeypatch.setattr(torch.cuda, "graph", lambda graph: contextlib.nullcontext())
     _FakeCuda.replays = 0
     loop2._capture()
-    assert isinstance(loop2.graph, _FakeCuda.CUDAGraph) and loop2.graph_error is None and _FakeCuda.replays == 1
+    assert isinstance(loop2.capture.graph, _FakeCuda.CUDAGraph) and loop2.capture.error is None and _FakeCuda.replays == 1
 
 
 @cuda
@@ -478,12 +478,12 @@ def test_cuda_failed_capture_goes_on_eagerly(cuda_setup):
     plain = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=False)
     loop = FastLoop(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True)
     body = loop._iteration_body
-    loop._iteration_body = lambda: (loop.best_loss.sum().item(), body())[1]
+    loop._iteration_body = lambda: (loop.buffers.best_loss.sum().item(), body())[1]
     stream = torch.cuda.current_stream()
     with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
         for _ in range(cfg.steps):
             loop.step()
-    assert loop.graph is None and loop.graph_error
+    assert loop.capture.graph is None and loop.capture.error
     assert torch.cuda.current_stream() == stream
     result = loop.result()
     loop.close()

@@ -3,6 +3,7 @@ or inside a function) goes down the layers that docs/architecture.md describes, 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -153,3 +154,14 @@ def test_moved_names_still_import_with_a_warning(old, new, name):
     assert any(issubclass(w.category, DeprecationWarning) and str(w.message).startswith(f"{old} moved to ")
                and w.filename == __file__ for w in caught)
     assert getattr(module, name) is getattr(importlib.import_module(new), name)
+
+
+def test_lazy_imports_keep_the_package_and_the_parser_light():
+    """The imports that stay inside functions (docs/architecture.md): `import rlse_fast` and the entry
+    point load no torch (the command sets OpenMP's wait policy first); building every subcommand's
+    parser loads none of what only running a command needs."""
+    code = ("import sys, rlse_fast, rlse_fast.cli; print('torch' in sys.modules); rlse_fast.cli.build_parser(); "
+            "print(*sorted(m for m in ('PIL', 'safetensors', 'matplotlib', 'dlib', 'rlse_fast.session', "
+            "'rlse_fast.checkpoints', 'rlse_fast.faces', 'rlse_fast.metrics', 'rlse_fast.launch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["False", ""]

@@ -1,6 +1,12 @@
 """`rlse-fast convert IN OUT`: any supported checkpoint to the rlse-fast safetensors format."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
 
 def register(sub) -> None:
     p = sub.add_parser("convert", help="convert a .pkl / .pt checkpoint to rlse-fast .safetensors",
@@ -16,12 +22,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    import torch
-
     from ..checkpoints import convert
-    from ..errors import UserError
 
     dst = Path(args.dst)
     if dst.suffix != ".safetensors":

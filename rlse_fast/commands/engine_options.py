@@ -3,6 +3,10 @@ batch, device, threads, kernels, engine, precision): the one place they are decl
 and a `session.EngineOptions`."""
 from __future__ import annotations
 
+import math
+
+from ..config import RLSEConfig
+from ..errors import UserError
 
 BATCH_HELP = ("faces optimised together: each face's result equals its result alone up to float rounding, "
               "which the optimiser's steps can amplify into visible per-pixel differences")
@@ -66,10 +70,6 @@ def _add_objective_args(p) -> None:
 
 def validate_engine_args(args) -> None:
     """The engine flags' values checked before any work; UserError (exit 2) naming the flag."""
-    import math
-
-    from ..errors import UserError
-
     for name, low in (("steps", 1), ("batch", 1), ("gaussian_samples", 2), ("seed", 0), ("threads", 1)):
         value = getattr(args, name)
         if value is not None and value < low:
@@ -90,10 +90,6 @@ def validate_engine_args(args) -> None:
 
 def pixel_floor(args) -> float | str:
     """--pixel-floor as RLSEConfig.pixel_floor: 'pulse', 'auto' or a number >= 0 (UserError otherwise)."""
-    import math
-
-    from ..errors import UserError
-
     raw = str(getattr(args, "pixel_floor", "0")).strip().lower()
     if raw in ("pulse", "auto"):
         return raw
@@ -108,8 +104,6 @@ def pixel_floor(args) -> float | str:
 
 def build_config(args):
     """The RLSEConfig of the engine flags (the one place they are converted)."""
-    from ..config import RLSEConfig
-
     overrides = {"steps": args.steps, "semantic_input": getattr(args, "semantic_input", "auto"),
                  "keep": getattr(args, "keep", "best")}
     if pixel_floor(args) not in (0.0, "0"):

@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..evaluate.runner import DEFAULT_METHODS, METHODS, EvalOptions, rebuild_report, run_eval
 from .engine_options import BATCH_HELP, add_engine_args, validate_engine_args
 from .help_format import DefaultsOnce
 
@@ -18,8 +19,6 @@ EVAL_HELPS = {
 
 
 def register(sub) -> None:
-    from ..evaluate.runner import DEFAULT_METHODS, METHODS
-
     p = sub.add_parser(
         "eval", help="score super-resolution methods on a folder of faces and write a report",
         formatter_class=DefaultsOnce,
@@ -59,8 +58,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..evaluate.runner import EvalOptions, rebuild_report, run_eval
-
     if args.report_only:
         rebuild_report(Path(args.out))
         if not args.quiet:

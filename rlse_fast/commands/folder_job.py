@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 from .. import launch
+from ..imageio import check_writable
+from . import sr_jobs
 
 
 def plan(src: Path, dst: Path, quiet: bool = False) -> tuple[list[tuple[Path, Path]], bool]:
     """`sr_jobs.plan`, saying (once, on rank 0) how many subfolders of a folder IN are skipped."""
-    from ..imageio import check_writable
-    from . import sr_jobs
-
     jobs, is_folder = sr_jobs.plan(src, dst)
     check_writable(str(dst))
     if is_folder and not quiet and launch.is_main():

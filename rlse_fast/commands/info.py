@@ -1,6 +1,10 @@
 """`rlse-fast info WEIGHTS`: architecture, resolution, parameter counts and sha256 of a checkpoint."""
 from __future__ import annotations
 
+import json
+
+from ..models import registry
+
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="describe a weights file (any supported format)",
@@ -14,7 +18,6 @@ def register(sub) -> None:
 
 def describe(gan) -> dict:
     from ..checkpoints import config_as_dict as config_dict
-    from ..models import registry
 
     G, D = gan.generator, gan.discriminator
     out = {
@@ -38,8 +41,6 @@ def describe(gan) -> dict:
 
 
 def run(args) -> int:
-    import json
-
     from ..checkpoints import load_gan
     from ..weights import resolve
 

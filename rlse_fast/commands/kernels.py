@@ -1,6 +1,14 @@
 """`rlse-fast kernels`: which kernel implementations this installation has and what 'auto' runs."""
 from __future__ import annotations
 
+import json
+import os
+import platform
+
+import torch
+
+from ..ops import dispatch
+
 
 def register(sub) -> None:
     p = sub.add_parser("kernels", help="show the built kernels and what --impl auto picks",
@@ -12,12 +20,6 @@ def register(sub) -> None:
 
 
 def describe() -> dict:
-    import platform
-
-    import torch
-
-    from ..ops import dispatch
-
     info = {"torch": torch.__version__, "torch_cuda": torch.version.cuda, "machine": platform.machine(),
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "cpu_isa": None, "cpu_isas": []}
@@ -32,8 +34,6 @@ def describe() -> dict:
 
 
 def run(args) -> int:
-    import json
-
     info = describe()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -55,6 +55,4 @@ def run(args) -> int:
 
 
 def _interpreted() -> bool:
-    import os
-
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

@@ -5,6 +5,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
+from ..engine.select import pick_engine
+from ..errors import UserError
+from ..imageio import atomic_write, save_image, save_json
 from .engine_options import add_engine_args, build_config, load_session, validate_engine_args
 from .help_format import DefaultsOnce
 
@@ -57,8 +63,6 @@ def register(sub) -> None:
 
 
 def _check(args) -> None:
-    from ..errors import UserError
-
     if args.min_face < 12:
         raise UserError(f"--min-face must be >= 12 (the detector's smallest window), got {args.min_face:g}")
     if not 0.7 <= args.min_score <= 1:
@@ -72,10 +76,7 @@ def _check(args) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from .. import assets, launch
-    from .. import weights as weights_mod
+    from .. import assets, launch, weights as weights_mod
     from ..errors import RunFailure, UserError
     from ..faces.mtcnn import ASSET_NAMES
     from ..faces.photo_io import read_photo
@@ -175,7 +176,6 @@ def _weights_sha256(args) -> str:
 def _common(args, cfg, weights_sha256: str) -> dict:
     """What decides a photo's result besides its bytes (`sr_jobs.settings` adds the input's hash)."""
     from ..devices import pick_device
-    from ..engine.select import pick_engine
 
     fast, precision = pick_engine(args.engine, args.precision, pick_device(args.device))
     return {"seed": args.seed, "config": cfg.to_dict(), "weights_sha256": weights_sha256,
@@ -200,10 +200,7 @@ def recorded_settings(sidecar: dict, new: dict):
 
 def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float, settings: dict) -> None:
     """Face crops first, then the photo, then the sidecar last (a folder run's marker of a finished photo)."""
-    import torch
     from PIL import Image
-
-    from ..imageio import atomic_write, save_image, save_json
 
     if args.save_faces:
         folder = dst.with_name(dst.stem + "_faces")

@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..errors import UserError
 from .engine_options import add_engine_args, build_config, load_session, validate_engine_args
 from .help_format import DefaultsOnce
 
@@ -38,11 +39,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import launch
-    from ..errors import UserError
+    from .. import assets, launch
     from ..evaluate.photos import PhotoEvalOptions, run_photo_eval
     from ..faces.mtcnn import ASSET_NAMES
-    from .. import assets
 
     if args.report_only:
         from ..evaluate.photos import rebuild_report

@@ -5,6 +5,11 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
+from ..downsample import bicubic_downsample_ref, max_factor
+from ..errors import UserError
+from ..imageio import check_writable, load_image, save_image, save_json
 from .engine_options import add_engine_args, build_config, load_session, validate_engine_args
 from .help_format import DefaultsOnce
 
@@ -45,8 +50,6 @@ def register(sub) -> None:
 def validate(args) -> None:
     """Every option checked before any work (other helpers' options join here; engine flags in
     engine_options.validate_engine_args)."""
-    from ..errors import UserError
-
     validate_engine_args(args)
     if args.size is not None and args.size < 1:
         raise UserError(f"--size must be >= 1, got {args.size}")
@@ -63,9 +66,6 @@ def _input_sizes(hr_res: int, largest: int) -> str:
 
 
 def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
-    from ..downsample import max_factor
-    from ..errors import UserError
-
     _, h, w = lr.shape
     largest = max_factor(hr_res)
     if h != w:
@@ -86,13 +86,8 @@ def _check_scale(lr, hr_res: int, scale: int | None, name: str) -> int:
 
 
 def run(args) -> int:
-    import torch
-
-    from .. import launch
-    from .. import weights as weights_mod
-    from ..errors import UserError
+    from .. import launch, weights as weights_mod
     from ..faces.chroma import match_input
-    from ..imageio import check_writable, load_image, save_image, save_json
     from . import folder_job, sr_jobs
 
     validate(args)
@@ -185,7 +180,6 @@ def run(args) -> int:
 
 
 def _fitted(lr, resolution: int, args, name: str):
-    from ..errors import UserError
     from ..faces.fit import check_crop, fit_crop
 
     try:
@@ -199,7 +193,6 @@ def _fitted(lr, resolution: int, args, name: str):
 
 
 def _step_saver(root: Path, stems: list[str], factor: int):
-    from ..downsample import bicubic_downsample_ref
     from ..imageio import save_image
 
     def save(step, img01, losses):

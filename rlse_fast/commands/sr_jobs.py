@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..config import RLSEConfig
 from ..errors import UserError
 from ..imageio import IMAGE_SUFFIXES, INPUT_SUFFIXES
 
@@ -102,7 +103,6 @@ def _with_new_fields(old):
     defaults, the behaviour that version had: upgrading redoes no output."""
     if not (isinstance(old, dict) and isinstance(old.get("config"), dict)):
         return old
-    from ..config import RLSEConfig
 
     defaults = json.loads(json.dumps(RLSEConfig().to_dict()))
     return {**old, "config": {**{k: v for k, v in defaults.items() if k not in old["config"]}, **old["config"]}}

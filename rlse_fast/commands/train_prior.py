@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
+from ..train.data import list_images
+from ..train.prior import TrainConfig, config_from_kwargs, train
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..train.prior import TrainConfig
-
     d = TrainConfig()
     p = subparsers.add_parser(
         "train-prior",
@@ -62,10 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..train.data import list_images
-    from ..train.prior import config_from_kwargs, train
-
     list_images(args.data_dir)  # fail fast, before building anything
     if args.minutes is not None and args.minutes < 0:
         raise UserError(f"--minutes must be >= 0, got {args.minutes}")

@@ -29,6 +29,7 @@ import copy
 import gc
 import time
 import warnings
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -76,87 +77,164 @@ def schedule_table(cfg: RLSEConfig) -> tuple[list[float], torch.Tensor]:
     return lrs, torch.tensor([[lr, cfg.finetune_lr] for lr in lrs], dtype=torch.float64)
 
 
+@dataclass(frozen=True)
+class FastOptions:
+    """How `FastLoop` issues the work of a run, never what it computes."""
+
+    impl: str = "auto"
+    """The implementation of every op called with impl='auto' (`ops_impl`)."""
+    precision: str = "bf16"
+    """'fp32' or 'bf16': autocast of the forward pass; weights and optimizer state stay fp32."""
+    graphs: bool = True
+    """Capture one iteration in a CUDA graph after `warmup` eager ones (CUDA only; ignored on the CPU)."""
+    channels_last: bool = False
+    """Run the discriminator (a private NHWC copy of the frozen D) and the generator's activations in
+    NHWC, so that cuDNN skips its layout conversions (21% of a batch-4 iteration at 1024 px on an H100
+    in NCHW); the native bias_act and upfirdn2d take NHWC as it is. G then runs one face at a time
+    (see `SynthesisNetwork.forward`). Off by default (`benchmarks/bench_iteration.py` measures both)."""
+    warmup: int = 3
+    """Eager iterations before the capture (at least one)."""
+    keep_image: bool = False
+    """Also keep each step's image (`Buffers.image`, for on_step)."""
+    cudnn_benchmark: bool = False
+    """On CUDA, let cuDNN time its algorithms for each convolution shape during the warm-up and keep
+    the fastest; the global setting is restored after every iteration. Off by default: on an H200
+    (1024 px, bf16, batch 1 and 4) the replayed iterations took the same time with and without it,
+    and the timing added seconds of set-up (the README's GPU measurements)."""
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    def on(self, device: torch.device) -> FastOptions:
+        """These options as they apply on `device`: graphs and cuDNN's timing on CUDA only, at least
+        one warm-up iteration."""
+        cuda = device.type == "cuda"
+        return replace(self, graphs=bool(self.graphs) and cuda, cudnn_benchmark=bool(self.cudnn_benchmark) and cuda,
+                       warmup=max(int(self.warmup), 1))
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.precision == "bf16" else None
+
+
+@dataclass
+class Buffers:
+    """Every tensor an iteration reads or writes, made once: a captured graph replays on these
+    addresses. B faces, R = G.img_resolution."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    """The latent Gaussian fit (`gaussian_fit.to_w`)."""
+    z: torch.Tensor
+    noise: list[torch.Tensor]
+    latents: list[torch.Tensor]
+    """z and the trainable noise maps: what the spherical optimizer projects."""
+    radii: list[torch.Tensor]
+    params: dict[str, torch.Tensor] | None
+    """The per-face generator copies (fine-tuning only)."""
+    leaves: list[torch.Tensor]
+    """latents + params: what the gradient is taken of, in Adam's order."""
+    exp_avgs: list[torch.Tensor]
+    exp_avg_sqs: list[torch.Tensor]
+    table: torch.Tensor
+    """(steps, 2) [lr_t, finetune_lr] (`schedule_table`)."""
+    idx: torch.Tensor
+    """(1,) long: the step counter."""
+    adam_step: torch.Tensor
+    """Adam's step count, float32."""
+    loss_log: torch.Tensor
+    """(steps, B, len(LOSS_NAMES)) per-step losses."""
+    best_loss: torch.Tensor
+    best_step: torch.Tensor
+    best: torch.Tensor
+    """(B, 3, R, R) in [0, 1]: the kept iterates."""
+    image: torch.Tensor | None
+    """(B, 3, R, R): this step's image, with `keep_image`."""
+
+    @classmethod
+    def make(cls, G, cfg: RLSEConfig, fit: dict[str, torch.Tensor], seeds: list[int], table: torch.Tensor,
+             batch: int, device: torch.device, keep_image: bool) -> Buffers:
+        mean, std = fit["mean"].to(device), fit["std"].to(device)
+        z, noise, trainable_noise = initial_state(G, seeds, cfg, device)
+        latents = [z] + trainable_noise
+        with torch.no_grad():
+            radii = [_radius(p) for p in latents]
+        params = per_face_params(G, batch) if cfg.finetune else None
+        leaves = latents + (list(params.values()) if params else [])
+        best = torch.zeros(batch, 3, G.img_resolution, G.img_resolution, device=device)
+        return cls(
+            mean=mean, std=std, z=z, noise=noise, latents=latents, radii=radii, params=params, leaves=leaves,
+            exp_avgs=[torch.zeros_like(p, memory_format=torch.contiguous_format) for p in leaves],
+            exp_avg_sqs=[torch.zeros_like(p, memory_format=torch.contiguous_format) for p in leaves],
+            # The fused Adam kernel reads a CUDA learning rate as float32, a CPU one as a double (see _adam_).
+            table=table.to(device=device, dtype=torch.float64 if device.type == "cpu" else torch.float32),
+            idx=torch.zeros(1, dtype=torch.long, device=device),
+            adam_step=torch.zeros((), dtype=torch.float32, device=device),
+            loss_log=torch.zeros(cfg.steps, batch, len(LOSS_NAMES), device=device),
+            best_loss=torch.full((batch,), float("inf"), device=device),
+            best_step=torch.full((batch,), -1, dtype=torch.long, device=device),
+            best=best, image=torch.zeros_like(best) if keep_image else None)
+
+
+@dataclass
+class Capture:
+    """The CUDA graph of one iteration: captured after the warm-up, then replayed."""
+
+    enabled: bool
+    """Capture (or replay) from the step after the warm-up on; False without CUDA, without
+    `graphs`, and after a failed capture."""
+    side: torch.cuda.Stream | None
+    """The warm-up's side stream, as capture requires."""
+    graph: torch.cuda.CUDAGraph | None = None
+    error: str | None = None
+    """Why the capture failed ('Type: first line'), if it did."""
+
+
 class FastLoop:
     """The state and the iteration of one `super_resolve_fast` run; `step()` advances one iteration.
 
     Benchmarks drive it directly (`step()` k times, then synchronise). G, D, lr_images, cfg, fit,
-    seeds, impl: as `eager.super_resolve`. precision: 'fp32' or 'bf16' (autocast of the forward
-    pass; weights and optimizer state stay fp32). graphs: capture one iteration in a CUDA graph
-    after `warmup` eager ones (CUDA only; ignored on the CPU). channels_last: run the discriminator
-    (a private NHWC copy of the frozen D) and the generator's activations in NHWC, so that cuDNN
-    skips its layout conversions (21% of a batch-4 iteration at 1024 px on an H100 in NCHW); the
-    native bias_act and upfirdn2d take NHWC as it is. G then runs one face at a time (see
-    `SynthesisNetwork.forward`). Off by default (`benchmarks/bench_iteration.py` measures both).
-    keep_image: also keep each step's image (for on_step).
-    cudnn_benchmark: on CUDA, let cuDNN time its algorithms for each convolution shape during the
-    warm-up and keep the fastest; the global setting is restored after every iteration. Off by
-    default: on an H200 (1024 px, bf16, batch 1 and 4) the replayed iterations took the same time
-    with and without it, and the timing added seconds of set-up (the README's GPU measurements).
+    seeds: as `eager.super_resolve`; options: `FastOptions` (its fields also as keywords, which
+    override it). The loop holds the problem (G, D, cfg, `objective`), `options` (as they apply on
+    the images' device), `buffers` (`Buffers`), `capture` (`Capture`) and its progress (`done`,
+    `closed`).
     """
 
     def __init__(self, G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict[str, torch.Tensor],
-                 seeds: int | list[int] = 0, impl: str = "auto", precision: str = "bf16", graphs: bool = True,
-                 channels_last: bool = False, warmup: int = 3, keep_image: bool = False,
-                 cudnn_benchmark: bool = False):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+                 seeds: int | list[int] = 0, options: FastOptions | None = None, **option_fields):
+        options = replace(options or FastOptions(), **option_fields)
         self.t0 = time.perf_counter()
         device = lr_images.device
-        batch = lr_images.shape[0]
         self.factor, seeds = check_batch(G, D, lr_images, cfg, seeds)
-        if channels_last and D is not None and cfg.semantic:
+        self.options = options = options.on(device)
+        if options.channels_last and D is not None and cfg.semantic:
             # D is frozen: an NHWC copy (weights too, so that autocast's casts stay NHWC), the
             # caller's D untouched.
             D = copy.deepcopy(D).to(memory_format=torch.channels_last)
-        self.G, self.D, self.cfg, self.impl = G, D, cfg, impl
-        self.device, self.batch = device, batch
-        self.precision, self.channels_last, self.keep_image = precision, channels_last, keep_image
-        self.use_graphs = bool(graphs) and device.type == "cuda"
-        self.cudnn_benchmark = bool(cudnn_benchmark) and device.type == "cuda"
-        self.warmup = max(int(warmup), 1)
-        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.G, self.D, self.cfg, self.device = G, D, cfg, device
         G.synthesis.eval()
 
-        self.lr_images = lr_images
-        self.mean, self.std = fit["mean"].to(device), fit["std"].to(device)
-        self.z, self.noise, trainable_noise = initial_state(G, seeds, cfg, device)
-        self.latents = [self.z] + trainable_noise
-        with torch.no_grad():
-            self.radii = [_radius(p) for p in self.latents]
-        self.params = per_face_params(G, batch) if cfg.finetune else None
-        self.leaves = self.latents + (list(self.params.values()) if self.params else [])
-        self.exp_avgs = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.leaves]
-        self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.leaves]
-
         self.lrs, table = schedule_table(cfg)
-        # The fused Adam kernel reads a CUDA learning rate as float32, a CPU one as a double (see _adam_).
-        self.table = table.to(device=device, dtype=torch.float64 if device.type == "cpu" else torch.float32)
-        self.idx = torch.zeros(1, dtype=torch.long, device=device)
-        self.adam_step = torch.zeros((), dtype=torch.float32, device=device)  # Adam's step count
-        self.loss_log = torch.zeros(cfg.steps, batch, len(LOSS_NAMES), device=device)
-        self.best_loss = torch.full((batch,), float("inf"), device=device)
-        self.best_step = torch.full((batch,), -1, dtype=torch.long, device=device)
-        self.best = torch.zeros(batch, 3, G.img_resolution, G.img_resolution, device=device)
-        self.image = torch.zeros_like(self.best) if keep_image else None
-        with ops_impl(impl), self._autocast():  # the target features, as the iterations will see them
-            self.objective = Objective(D, lr_images, cfg, self.factor, channels_last=channels_last)
+        self.buffers = Buffers.make(G, cfg, fit, seeds, table, lr_images.shape[0], device, options.keep_image)
+        with ops_impl(options.impl), self._autocast():  # the target features, as the iterations will see them
+            self.objective = Objective(D, lr_images, cfg, self.factor, channels_last=options.channels_last)
 
         self.done = 0
         self.closed = False
-        self.graph = None
-        self.graph_error = None
-        self._side = torch.cuda.Stream(device) if self.use_graphs else None
+        self.capture = Capture(enabled=options.graphs, side=torch.cuda.Stream(device) if options.graphs else None)
 
     # ------------------------------------------------------------------------- the iteration
 
     def _autocast(self):
-        if self.autocast_dtype is None:
+        dtype = self.options.autocast_dtype
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False)
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=False)
 
     def _iteration(self) -> None:
         """One RLSE iteration on the static buffers; issues device work only (graph-capturable)."""
-        if not self.cudnn_benchmark:
+        if not self.options.cudnn_benchmark:
             return self._iteration_body()
         before = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = True
@@ -166,42 +244,44 @@ class FastLoop:
             torch.backends.cudnn.benchmark = before
 
     def _iteration_body(self) -> None:
-        with ops_impl(self.impl):
+        b = self.buffers
+        with ops_impl(self.options.impl):
             with self._autocast():
-                ws = gaussian_fit.to_w(self.G, self.z, self.mean, self.std)
-                img01 = (self.G.synthesis(ws, noise=self.noise, params=self.params, channels_last=self.channels_last)
+                ws = gaussian_fit.to_w(self.G, b.z, b.mean, b.std)
+                img01 = (self.G.synthesis(ws, noise=b.noise, params=b.params, channels_last=self.options.channels_last)
                          + 1) / 2
                 terms = self.objective.terms(ws, img01)
-            grads = torch.autograd.grad(terms["total"].sum(), self.leaves, allow_unused=True)
+            grads = torch.autograd.grad(terms["total"].sum(), b.leaves, allow_unused=True)
 
         with torch.no_grad():
             # The best iterate is the image evaluated at this step, before its update.
             total = terms["total"].detach()
-            better = self.objective.better(total, self.best_loss)
-            self.best.copy_(torch.where(better.view(-1, 1, 1, 1), img01.detach(), self.best))
-            self.best_loss.copy_(torch.where(better, total, self.best_loss))
-            self.best_step.copy_(torch.where(better, self.idx, self.best_step))
-            self.loss_log.index_copy_(0, self.idx, self.objective.row(terms).unsqueeze(0))
-            if self.image is not None:
-                self.image.copy_(img01.detach())
+            better = self.objective.better(total, b.best_loss)
+            b.best.copy_(torch.where(better.view(-1, 1, 1, 1), img01.detach(), b.best))
+            b.best_loss.copy_(torch.where(better, total, b.best_loss))
+            b.best_step.copy_(torch.where(better, b.idx, b.best_step))
+            b.loss_log.index_copy_(0, b.idx, self.objective.row(terms).unsqueeze(0))
+            if b.image is not None:
+                b.image.copy_(img01.detach())
 
             # This step's learning rates, looked up on the device: [lr_t, finetune_lr].
-            lrs = self.table.index_select(0, self.idx)[0]
-            self.adam_step.add_(1)
-            n = len(self.latents)
+            lrs = b.table.index_select(0, b.idx)[0]
+            b.adam_step.add_(1)
+            n = len(b.latents)
             self._adam_group(range(n), grads, lrs[0])
-            for p, r in zip(self.latents, self.radii):  # back onto the spheres (SphericalOptimizer)
+            for p, r in zip(b.latents, b.radii):  # back onto the spheres (SphericalOptimizer)
                 p.div_(_radius(p)).mul_(r)
-            if self.params is not None:
-                self._adam_group(range(n, len(self.leaves)), grads, lrs[1])
-            self.idx.add_(1)
+            if b.params is not None:
+                self._adam_group(range(n, len(b.leaves)), grads, lrs[1])
+            b.idx.add_(1)
 
     def _adam_group(self, indices, grads, lr) -> None:
         # A leaf the loss does not reach gets no update, as torch.optim skips grad-less params.
         live = [i for i in indices if grads[i] is not None]
         if live:
-            _adam_([self.leaves[i] for i in live], [grads[i] for i in live], [self.exp_avgs[i] for i in live],
-                   [self.exp_avg_sqs[i] for i in live], self.adam_step, lr)
+            b = self.buffers
+            _adam_([b.leaves[i] for i in live], [grads[i] for i in live], [b.exp_avgs[i] for i in live],
+                   [b.exp_avg_sqs[i] for i in live], b.adam_step, lr)
 
     # ------------------------------------------------------------------------- driving it
 
@@ -210,16 +290,17 @@ class FastLoop:
         capturing the iteration once and replaying it."""
         if self.done >= self.cfg.steps or self.closed:
             raise RuntimeError(f"all {self.cfg.steps} steps are done" if not self.closed else "the loop is closed")
-        if self.graph is not None:
-            self.graph.replay()
-        elif self.use_graphs and self.done >= self.warmup:
+        capture = self.capture
+        if capture.graph is not None:
+            capture.graph.replay()
+        elif capture.enabled and self.done >= self.options.warmup:
             self._capture()
-        elif self.use_graphs:
+        elif capture.enabled:
             # Warm-up on a side stream, as CUDA graph capture requires (lazy init, cuDNN autotuning).
-            self._side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(self._side):
+            capture.side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(capture.side):
                 self._iteration()
-            torch.cuda.current_stream(self.device).wait_stream(self._side)
+            torch.cuda.current_stream(self.device).wait_stream(capture.side)
         else:
             self._iteration()
         self.done += 1
@@ -238,9 +319,9 @@ class FastLoop:
             torch.cuda.set_stream(stream)
             _release_rng_from_capture(self.device)
             cause = exc.__context__ if exc.__context__ is not None else exc
-            self.graph_error = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+            self.capture.error = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
         else:
-            self.graph = graph
+            self.capture.graph = graph
             graph.replay()  # capturing runs nothing: this replay is the step
             return
         # Out of the except block (its traceback held the capture's tensors): free the failed graph
@@ -249,30 +330,32 @@ class FastLoop:
         gc.collect()
         torch.cuda.synchronize(self.device)
         torch.cuda.empty_cache()
-        self.use_graphs = False
-        warnings.warn(f"CUDA graph capture failed ({self.graph_error}); continuing without graphs", RuntimeWarning)
+        self.capture.enabled = False
+        warnings.warn(f"CUDA graph capture failed ({self.capture.error}); continuing without graphs", RuntimeWarning)
         self._iteration()  # nothing ran during the failed capture
 
     def losses(self, step: int) -> dict:
         """The history entry of a finished step (reads the device: syncs)."""
-        values = self.loss_log[step].t().tolist()
+        values = self.buffers.loss_log[step].t().tolist()
         return {"step": step, "lr": self.lrs[step], **dict(zip(LOSS_NAMES, values))}
 
     def result(self) -> Result:
         """The best iterates and the per-step history of the steps done so far (syncs once)."""
-        log = self.loss_log[: self.done].permute(0, 2, 1).tolist()  # (steps, 4, B)
+        b = self.buffers
+        log = b.loss_log[: self.done].permute(0, 2, 1).tolist()  # (steps, 4, B)
         history = [{"step": t, "lr": self.lrs[t], **dict(zip(LOSS_NAMES, rows))} for t, rows in enumerate(log)]
         with torch.no_grad():
-            lr_best = self.objective.downscale(self.best)
-        return Result(images=self.best.clone(), lr_images=lr_best, best_loss=self.best_loss.clone(),
-                      best_step=self.best_step.tolist(), history=history, seconds=time.perf_counter() - self.t0)
+            lr_best = self.objective.downscale(b.best)
+        return Result(images=b.best.clone(), lr_images=lr_best, best_loss=b.best_loss.clone(),
+                      best_step=b.best_step.tolist(), history=history, seconds=time.perf_counter() - self.t0)
 
     def close(self) -> None:
         """Free the graph (and its memory pool) and the optimisation state; `result()` still works."""
-        self.graph = None
+        self.capture.graph = None
         self.closed = True
-        self.params = None
-        self.leaves, self.latents, self.exp_avgs, self.exp_avg_sqs = [], [], [], []
+        b = self.buffers
+        b.params = None
+        b.leaves, b.latents, b.exp_avgs, b.exp_avg_sqs = [], [], [], []
 
 
 def _release_rng_from_capture(device: torch.device) -> None:
@@ -302,13 +385,14 @@ def super_resolve_fast(G, D, lr_images: torch.Tensor, cfg: RLSEConfig, fit: dict
     iteration with that step's evaluated images; it reads the device every step, so leave it None
     for speed.
     """
-    loop = FastLoop(G, D, lr_images, cfg, fit, seeds=seeds, impl=impl, precision=precision, graphs=graphs,
-                    channels_last=channels_last, warmup=warmup, keep_image=on_step is not None)
+    options = FastOptions(impl=impl, precision=precision, graphs=graphs, channels_last=channels_last, warmup=warmup,
+                          keep_image=on_step is not None)
+    loop = FastLoop(G, D, lr_images, cfg, fit, seeds=seeds, options=options)
     try:
         for step in range(cfg.steps):
             loop.step()
             if on_step is not None:
-                on_step(step, loop.image, loop.losses(step))
+                on_step(step, loop.buffers.image, loop.losses(step))
         return loop.result()
     finally:
         loop.close()

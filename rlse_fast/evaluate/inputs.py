@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..downsample import bicubic_downsample_ref
 from ..errors import UserError
 from ..imageio import INPUT_SUFFIXES as IMAGE_SUFFIXES  # a folder's faces: what a single input may be
+from ..imageio import load_image
 
 
 def list_faces(folder: Path, n: int | None) -> list[Path]:
@@ -23,8 +25,6 @@ def list_faces(folder: Path, n: int | None) -> list[Path]:
 
 def load_uint8(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a square image."""
-    from ..imageio import load_image
-
     img = load_image(path)
     if img.shape[1] != img.shape[2]:
         raise UserError(f"{path.name}: faces must be square (aligned and cropped), got {img.shape[2]}x{img.shape[1]}")
@@ -52,8 +52,6 @@ def to_u8(x01: torch.Tensor) -> np.ndarray:
 
 def downscale(img: np.ndarray, lr_size: int) -> np.ndarray:
     """PULSE's bicubic for a power-of-two ratio, else PIL bicubic; 8-bit result."""
-    from ..downsample import bicubic_downsample_ref
-
     ratio, rem = divmod(img.shape[0], lr_size)
     if rem == 0 and ratio & (ratio - 1) == 0:
         return to_u8(bicubic_downsample_ref(to01(img).double(), ratio).float())

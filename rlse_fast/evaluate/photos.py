@@ -27,8 +27,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from .. import launch
 from ..errors import UserError
+from ..faces.decide import default_strength, protocol_sizes
+from ..faces.detect import detect
+from ..faces.paste import upscale_photo
+from ..faces.photo_io import read_photo
+from ..faces.pipeline import composite, fit_faces
+from ..imageio import atomic_write, save_json
+from ..metrics import LPIPS, identity as identity_mod, psnr_batch, ssim_batch, uint8_to_tensor
+from . import photos_report
 from .inputs import IMAGE_SUFFIXES
 from .photos_report import BUCKETS
 from .runner import read_rows  # the same CSV reader as eval's metrics.csv
@@ -87,8 +97,6 @@ def region(box, s: int, shape) -> tuple[int, int, int, int]:
 
 
 def downscale_photo(hr: np.ndarray, s: int) -> np.ndarray:
-    from PIL import Image
-
     h, w = hr.shape[:2]
     return np.asarray(Image.fromarray(hr).resize((w // s, h // s), Image.BICUBIC))
 
@@ -100,10 +108,6 @@ class Scorer:
         self.lpips, self.identity = lpips, identity
 
     def __call__(self, out: np.ndarray, ref: np.ndarray, box=None, whole: bool = False) -> dict:
-        from PIL import Image
-
-        from ..metrics import psnr_batch, ssim_batch, uint8_to_tensor
-
         if box is not None:
             x0, y0, x1, y1 = box
             o, r = out[y0:y1, x0:x1], ref[y0:y1, x0:x1]
@@ -139,11 +143,6 @@ def _match(hr_face, faces, s: int):
 def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOptions, scorer: Scorer,
                 identity=None, images: Path | None = None) -> list[dict]:
     """Every row of one photo at scale s (the originals' faces x methods, and the whole photo)."""
-    from ..faces.decide import default_strength, protocol_sizes
-    from ..faces.detect import detect
-    from ..faces.paste import upscale_photo
-    from ..faces.pipeline import composite, fit_faces
-
     h, w = hr.shape[:2]
     hr = np.ascontiguousarray(hr[:h // s * s, :w // s * s])
     gt_faces = detect(hr, min_face=MIN_FACE * s)
@@ -198,10 +197,6 @@ def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOption
 
 
 def _save_crop(img: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    from ..imageio import atomic_write
-
     atomic_write(path, lambda tmp: Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG"))
 
 
@@ -209,8 +204,6 @@ def _save_crop(img: np.ndarray, path: Path) -> None:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    from ..imageio import atomic_write
-
     buf = io.StringIO()
     wr = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     wr.writeheader()
@@ -250,9 +243,6 @@ def check_options(opt: PhotoEvalOptions) -> None:
 def eligible(photos: list[Path], scales: list[int]) -> list[tuple[Path, int]]:
     """(photo, scale) jobs whose original has a face of at least MIN_FACE x scale px; UserError
     (one line) for a single photo without one, or when no job is left."""
-    from ..faces.detect import detect
-    from ..faces.photo_io import read_photo
-
     jobs, widest = [], {}
     for p in photos:
         faces = detect(read_photo(p), min_face=MIN_FACE)
@@ -271,13 +261,6 @@ def eligible(photos: list[Path], scales: list[int]) -> list[tuple[Path, int]]:
 
 def run_photo_eval(opt: PhotoEvalOptions, session, jobs: list[tuple[Path, int]] | None = None) -> dict:
     """Run (or resume) the protocol: OUT/metrics.csv, run.json, summary.md, summary.json, report.html."""
-    from .. import launch
-    from ..faces.photo_io import read_photo
-    from ..imageio import save_json
-    from ..metrics import LPIPS
-    from ..metrics import identity as identity_mod
-    from . import photos_report
-
     check_options(opt)
     jobs = jobs or eligible(list_photos(opt.photos), opt.scales)
     if not identity_mod.available():
@@ -320,8 +303,6 @@ def run_photo_eval(opt: PhotoEvalOptions, session, jobs: list[tuple[Path, int]] 
 
 def rebuild_report(out: Path) -> dict:
     """summary.md, summary.json and report.html again from OUT/run.json and OUT/metrics.csv."""
-    from . import photos_report
-
     if not (out / "run.json").is_file() or not (out / "metrics.csv").is_file():
         raise UserError(f"{out} holds no run.json and metrics.csv of an earlier photo-eval; run it first")
     return photos_report.write_all(out, json.loads((out / "run.json").read_text()), read_rows(out / "metrics.csv"))

@@ -11,6 +11,10 @@ import html
 import math
 from pathlib import Path
 
+from PIL import Image, ImageDraw
+
+from ..imageio import atomic_write, save_json
+from .report import _md_rows_to_html  # the eval report's Markdown-table renderer
 from .stats import Interval, mean_ci, paired_ci
 
 BUCKETS = ((0, 16, "<16"), (16, 24, "16-24"), (24, 32, "24-32"), (32, 48, "32-48"), (48, math.inf, "48+"))
@@ -131,8 +135,6 @@ def crop_path(out: Path, scale: int, photo: str, face: int, method: str) -> Path
 def median_figure(out: Path, scale: int, mf: dict, methods=("photo",), side: int = 160):
     """original | lanczos | each of `methods`: crops of the median face side by side, each `side` px
     (nearest neighbour, so pixels stay visible), with labels; None when the crops are absent."""
-    from PIL import Image, ImageDraw
-
     names = ("original", "lanczos", *methods)
     paths = [crop_path(out, scale, mf["photo"], mf["face"], m) for m in names]
     if not all(p.is_file() for p in paths):
@@ -195,8 +197,6 @@ def summary_markdown(agg: dict) -> str:
 
 
 def report_html(agg: dict, out: Path) -> str:
-    from .report import _md_rows_to_html  # the eval report's Markdown-table renderer
-
     parts = []
     for s, e in agg["scales"].items():
         mf = e.get("median_face")
@@ -230,8 +230,6 @@ def _markdown_html(md: str, table) -> str:
 
 
 def write_all(out: Path, info: dict, rows: list[dict]) -> dict:
-    from ..imageio import atomic_write, save_json
-
     agg = aggregate(info, rows)
     save_json(agg, out / "summary.json")
     text = summary_markdown(agg)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 from ..engine.objective import TERMS
+from ..imageio import atomic_write
+from .methods import COLUMNS, METHODS
 from .stats import Interval, mean_ci, paired_ci
 
 # (column, label, digits, higher is better)
@@ -49,8 +52,6 @@ COMPARISONS = (("rlse", "rlse-nosem", "Does L_s help?"), ("rlse", "rlse-noft", "
 
 
 def _methods(info: dict, rows: list[dict]) -> list[str]:
-    from .methods import METHODS
-
     present = {r["method"] for r in rows}
     return [m for m in METHODS if m in present]
 
@@ -194,8 +195,6 @@ def write_charts(info: dict, rows: list[dict], out: Path) -> dict[int, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..imageio import atomic_write
-
     agg = aggregate(info, rows)
     metrics = _main_metrics(info) + [EXTRA[1]]
     paths = {}
@@ -278,8 +277,6 @@ def _html_grid(info, rows, out: Path, s: int) -> str:
 
 
 def _html_rows(info, rows, s) -> str:
-    from .methods import COLUMNS
-
     cols = [c for c in COLUMNS if c not in ("scale",) and any(r.get(c) not in (None, "") for r in rows)]
     head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>"
     body = ""
@@ -306,8 +303,6 @@ def _md_rows_to_html(lines: list[str]) -> str:
 
 def _notes_html(notes: str) -> str:
     """The few Markdown features notes.md uses: '#' headings, paragraphs, **bold**, `code`."""
-    import re
-
     parts = []
     for block in re.split(r"\n\s*\n", notes.strip()):
         text = _e(" ".join(line.strip() for line in block.splitlines()))
@@ -352,8 +347,6 @@ def report_html(info: dict, rows: list[dict], out: Path, charts: dict[int, str],
 
 
 def write_all(out: Path, info: dict, rows: list[dict]) -> None:
-    from ..imageio import atomic_write
-
     notes_path = out / "notes.md"
     notes = notes_path.read_text() if notes_path.is_file() else ""
     charts = write_charts(info, rows, out)

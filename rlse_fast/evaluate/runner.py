@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import sys
 import time
@@ -35,8 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..downsample import bicubic_downsample_ref, max_factor
 from ..engine.objective import TERMS
+from ..engine.select import pick_engine
 from ..errors import UserError
+from ..imageio import atomic_write
 from .inputs import downscale, list_faces, load_uint8, pil_resize, to01, to_u8
 from .methods import COLUMNS, DEFAULT_METHODS, GAN_MODES, METHODS, UPSAMPLERS
 
@@ -95,8 +99,6 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    from ..imageio import atomic_write
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
@@ -149,7 +151,6 @@ def run_eval(opt: EvalOptions) -> dict:
     has_gt = opt.hr_dir is not None
     faces = list_faces(opt.hr_dir if has_gt else opt.lr_dir, opt.n)
     gan_methods = [m for m in opt.methods if m in GAN_MODES]
-    from ..engine.select import pick_engine
     from ..session import EngineOptions, Session
 
     device = launch.start(opt.device, threads=opt.threads)  # under torchrun: this rank's GPU or share of the cores
@@ -179,7 +180,6 @@ def run_eval(opt: EvalOptions) -> dict:
     if G is not None and hr_size != G.img_resolution:
         raise UserError(f"--hr-size {hr_size} differs from the generator's {G.img_resolution}px; the GAN methods "
                         f"make {G.img_resolution}px faces, so use --hr-size {G.img_resolution} (the default)")
-    from ..downsample import max_factor
 
     for s in opt.scales:
         if hr_size % s:
@@ -340,7 +340,6 @@ def _row_key(row: dict) -> tuple:
 def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device, niqe_size: int,
           identity=None) -> dict:
     """Scores of one 8-bit output (H, W, 3) against the HR face (or NIQE without one)."""
-    from ..downsample import bicubic_downsample_ref
     from ..metrics import psnr_batch, ssim_batch
 
     o = to01(out).double() * 2 - 1
@@ -366,8 +365,6 @@ def score(out: np.ndarray, hr: np.ndarray | None, lr: np.ndarray, lpips, device,
 def _save(img: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    from ..imageio import atomic_write
-
     atomic_write(path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG", optimize=True))
 
 
@@ -379,8 +376,6 @@ _RESUME_DEFAULTS = {"engine": "eager", "precision": "fp32"}
 
 def rebuild_report(out: Path) -> dict:
     """Write summary.md and report.html again from OUT/run.json and OUT/metrics.csv (nothing is run)."""
-    import json
-
     from . import report
 
     path = out / "run.json"
@@ -395,8 +390,6 @@ def rebuild_report(out: Path) -> dict:
 
 
 def _check_resume(out: Path, info: dict) -> None:
-    import json
-
     path = out / "run.json"
     if not path.is_file():
         if (out / "metrics.csv").is_file():

@@ -24,7 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
+from ..downsample import bicubic_downsample_ref
+from ..metrics import psnr_batch
+from ..metrics.pixels import tensor_to_uint8
 from .align import lr_size, valid_sizes
 
 RESTORE = ("auto", "all", "none")
@@ -103,19 +107,12 @@ def plan(side: float, upscale: float, resolution: int, restore: str = "auto",
 
 def consistency_db(sr: torch.Tensor, lr: torch.Tensor) -> float:
     """PSNR-Y (dB) of `sr` (3, R, R) downscaled to `lr`'s size (3, s, s) against `lr`, both in [0, 1]."""
-    from ..downsample import bicubic_downsample_ref
-    from ..metrics import psnr_batch
-
     down = bicubic_downsample_ref(sr[None].double(), sr.shape[-1] // lr.shape[-1])
     return float(psnr_batch(down * 2 - 1, lr[None].double() * 2 - 1, "y")[0])  # both as 8-bit images
 
 
 def identity_distance(sr: torch.Tensor, lr: torch.Tensor, identity) -> float:
     """dlib distance between the input face `lr` enlarged bicubically to `sr`'s size and `sr`."""
-    import torch.nn.functional as F
-
-    from ..metrics.pixels import tensor_to_uint8
-
     up = F.interpolate(lr[None].float(), size=sr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
     return identity.distance(tensor_to_uint8(up * 2 - 1)[0], tensor_to_uint8(sr[None].float() * 2 - 1)[0])
 

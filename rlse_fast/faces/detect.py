@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .mtcnn import MTCNN
+
 DETECTORS = ("mtcnn",)
 MIN_SCORE = 0.8
 """Default lowest detector score kept. MTCNN's last stage keeps >= 0.7; the three photos with ground
@@ -38,8 +40,6 @@ class Face:
 
 
 def _mtcnn(min_face: float, device):
-    from .mtcnn import MTCNN
-
     key = ("mtcnn", float(min_face), str(device))
     if key not in _CACHE:
         base = next((d for k, d in _CACHE.items() if k[0] == "mtcnn"), None)

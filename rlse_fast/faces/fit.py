@@ -14,7 +14,10 @@ import math
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ..errors import UserError
+from ..imageio import to_uint8
 from .align import valid_sizes
 
 
@@ -24,8 +27,6 @@ def nearest_size(side: int, resolution: int) -> int:
 
 def check_crop(w: int, h: int, resolution: int) -> None:
     """UserError (exit 2) for a crop larger than the largest input the weights take (resolution / 2)."""
-    from ..errors import UserError
-
     largest = valid_sizes(resolution)[0]
     if max(w, h) > largest:
         raise UserError(f"the crop is {w}x{h}, larger than the {largest} px faces that {resolution} px weights take: "
@@ -36,10 +37,6 @@ def check_crop(w: int, h: int, resolution: int) -> None:
 
 def fit_crop(img: torch.Tensor, resolution: int, scale: int | None = None) -> tuple[torch.Tensor, str | None]:
     """(3, H, W) in [0, 1] -> ((3, s, s), a one-line note of what was done, or None when nothing was)."""
-    from PIL import Image
-
-    from ..imageio import to_uint8
-
     _, h, w = img.shape
     side = max(h, w)
     size = resolution // scale if scale else nearest_size(side, resolution)

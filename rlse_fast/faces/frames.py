@@ -44,6 +44,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..train.data import CropSpec
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -71,8 +73,6 @@ CELEBA_ALIGNED_EYES = ((69.0, 111.0), (108.0, 111.0))
 
 def crop_frame(crop=None, name: str = "celeba-crop") -> Frame:
     """The frame of CelebA-aligned faces cropped by `train.data.CropSpec` (default: the prior's crop)."""
-    from ..train.data import CropSpec
-
     crop = crop or CropSpec()
     w, h = CELEBA_ALIGNED_SIZE
     left, top, right, _ = crop.box(w, h)

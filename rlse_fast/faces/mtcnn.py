@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import assets
+
 ASSET_NAMES = ("mtcnn/pnet.pt", "mtcnn/rnet.pt", "mtcnn/onet.pt")
 
 
@@ -156,8 +158,6 @@ class MTCNN:
 
     @classmethod
     def from_cache(cls, **kwargs) -> "MTCNN":
-        from .. import assets
-
         paths = [assets.require(n, "MTCNN face-detector weights") for n in ASSET_NAMES]
         return cls(tuple(torch.load(p, map_location="cpu", weights_only=True) for p in paths), **kwargs)
 

@@ -7,15 +7,14 @@ import html
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
+
+from ..imageio import atomic_write, save_image
+from .paste import upscale_photo
 
 
 def write_page(page: Path, rgb: np.ndarray, result, title: str, stages: dict | None = None) -> Path:
     """Write `page` (an .html path) and its images into `<page stem>_files/`; returns the page path."""
-    from PIL import Image, ImageDraw
-
-    from ..imageio import atomic_write, save_image
-    from .paste import upscale_photo
-
     page = Path(page)
     files = page.with_name(page.stem + "_files")
     files.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .align import Alignment
+from .chroma import retint
 
 MARGIN = 0.02
 """Band at the square's edge where the mask is 0 (bicubic sampling there reads the replicated border)."""
@@ -55,8 +57,6 @@ def paste(canvas: np.ndarray, face: torch.Tensor, alignment: Alignment, upscale:
     region = canvas[y0:y1, x0:x1]
     bg = torch.from_numpy(region.astype(np.float64))
     if tint is not None:
-        from .chroma import retint
-
         sr = retint(sr.permute(2, 0, 1), tint).permute(1, 2, 0)
     wgt = weight[..., None] * float(strength)
     blended = (bg * (1 - wgt) + sr * wgt + 0.5).clamp(0, 255).to(torch.uint8).numpy()
@@ -67,8 +67,6 @@ def paste(canvas: np.ndarray, face: torch.Tensor, alignment: Alignment, upscale:
 
 def upscale_photo(rgb: np.ndarray, upscale: float) -> np.ndarray:
     """The background: the whole photo resampled by Pillow's Lanczos filter to round(upscale x size)."""
-    from PIL import Image
-
     h, w = rgb.shape[:2]
     size = (int(round(w * upscale)), int(round(h * upscale)))
     if size == (w, h):

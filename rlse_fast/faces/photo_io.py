@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import UserError
+from ..imageio import image_size, load_image
 
 MAX_PIXELS = 50_000_000
 """Photos above this many pixels are refused from their header, before any decoding (decompression bombs)."""
@@ -16,10 +18,6 @@ MAX_PIXELS = 50_000_000
 def read_photo(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A photo file -> (H, W, 3) uint8 RGB, upright. UserError (exit 2) for a missing, unreadable or
     corrupt file, or one over `max_pixels`."""
-    import torch
-
-    from ..imageio import image_size, load_image
-
     path = Path(path)
     w, h = image_size(path)
     if w * h > max_pixels:

@@ -7,7 +7,10 @@ what is global (a summary, a merged table) rank 0 writes after a `gather()` or `
 """
 from __future__ import annotations
 
-from .env import World, cpu_cores, world
+import torch
+
+from . import group
+from .env import World, cpu_cores, pick_device, world
 from .group import barrier, broadcast, current, destroy, gather, in_turn, wait_all
 from .job import FolderJob
 from .progress import Progress
@@ -21,11 +24,6 @@ def start(device: str = "auto", threads: int | None = None):
     On the CPU a rank runs `threads` PyTorch threads, by default its share of the node's cores
     (cores // processes on the node; torchrun itself would set 1); a single process keeps PyTorch's
     own choice unless `threads` is given."""
-    import torch
-
-    from . import group
-    from .env import pick_device
-
     w = world()
     dev = pick_device(device, w)
     if threads:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..devices import pick_device as pick
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class World:
@@ -35,8 +38,6 @@ class World:
 
 def world() -> World:
     """The World torchrun describes in the environment (rank 0 of 1 without torchrun)."""
-    from ..errors import UserError
-
     names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
     raw = {n: os.environ.get(n) for n in names}
     if raw["WORLD_SIZE"] in (None, "", "1"):
@@ -65,9 +66,6 @@ def cpu_cores() -> int:
 def pick_device(name: str, w: World) -> torch.device:
     """The --device choice for this rank: on CUDA, GPU LOCAL_RANK of its node (one GPU per process);
     on the CPU, a share of the node's cores (cores // processes on the node) as PyTorch threads."""
-    from ..errors import UserError
-    from ..devices import pick_device as pick
-
     device = pick(name)
     if not w.distributed:
         return device

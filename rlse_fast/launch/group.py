@@ -12,7 +12,10 @@ needs the GIL and aborts the process ("terminate called without an active except
 """
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import sys
 import time
 
 from .env import World, world
@@ -27,9 +30,6 @@ def init(w: World, device) -> None:
     _state["world"] = w
     if not w.distributed or dist.is_initialized():
         return
-    import os
-    import signal
-    import sys
 
     cuda = getattr(device, "type", str(device)) == "cuda"
     # torchrun's store outlives a restart of the workers (--max-restarts) with the old ranks' keys in

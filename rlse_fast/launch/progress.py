@@ -1,6 +1,8 @@
 """One progress bar for the whole job, on rank 0; the other ranks only count."""
 from __future__ import annotations
 
+from tqdm import tqdm
+
 from . import group
 
 
@@ -12,8 +14,6 @@ class Progress:
     In a single process this is a plain tqdm bar."""
 
     def __init__(self, total: int, disable: bool = False, **tqdm_kwargs):
-        from tqdm import tqdm
-
         self.world = group.current()
         self.bar = tqdm(total=total, disable=disable or not self.world.main, **tqdm_kwargs)
         self.shared = group.active()
@@ -34,8 +34,6 @@ class Progress:
     @staticmethod
     def write(text: str, **kwargs) -> None:
         """A message line that does not break the bar (any rank; prefixed with the rank in a job)."""
-        from tqdm import tqdm
-
         w = group.current()
         tqdm.write(f"[rank {w.rank}] {text}" if w.distributed else text, **kwargs)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..models.stylegan1.state_dict import infer_generator_config
 
 
 def is_pulse_synthesis(sd) -> bool:
@@ -60,8 +61,6 @@ def generator_state(synthesis: dict, mapping: dict) -> dict[str, torch.Tensor]:
 def load(synthesis: dict, path: Path, read) -> tuple:
     """(g_cfg, g_sd, None, None, extra) for PULSE's synthesis.pt at `path`; its mapping.pt is read
     from the same folder with `read(path)` (the caller's safe torch.load)."""
-    from ..models.stylegan1.state_dict import infer_generator_config
-
     mapping_path = path.with_name("mapping.pt")
     if not mapping_path.is_file():
         raise UserError(f"{path} is PULSE's synthesis network; put PULSE's mapping.pt beside it ({mapping_path}): "

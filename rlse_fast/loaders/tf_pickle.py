@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from ..models.stylegan1.state_dict import infer_discriminator_config, infer_generator_config
 from .safe_unpickler import TFNetwork
 
 
@@ -89,8 +91,6 @@ def is_tf_networks(data) -> bool:
 
 def load(data, path) -> tuple:
     """(g_cfg, g_sd, d_cfg, d_sd, extra) from the unpickled (G, D, Gs) tuple."""
-    from ..models.stylegan1.state_dict import infer_discriminator_config, infer_generator_config
-
     if len(data) != 3:
         raise UserError(f"{path}: a TF network pickle with {len(data)} networks; expected (G, D, Gs)")
     _, d_net, gs_net = data
@@ -108,8 +108,6 @@ def load(data, path) -> tuple:
     g_cfg = infer_generator_config(g_sd, fused_min_resolution=fused)
     lrmul = g_kwargs.get("mapping_lrmul")
     if lrmul is not None:
-        from dataclasses import replace
-
         g_cfg = replace(g_cfg, mapping_lr_multiplier=float(lrmul))
     d_kwargs = d_net.state.get("static_kwargs") or {}
     d_fused = 128 if d_kwargs.get("fused_scale", "auto") == "auto" else (4 if d_kwargs["fused_scale"] else 1 << 30)

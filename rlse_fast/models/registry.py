@@ -10,13 +10,19 @@ The protocol a backbone's networks follow (what the engine, the loaders and the 
 - discriminator D: `img_resolution`, `cfg`; with `native_lr_input` (a fromRGB at every resolution:
   the low-resolution image enters at its own size) `reachable(resolution)` -> feature names and
   `run(img, names)` -> (score, {name: features}); otherwise `block_resolutions` and blocks `b{res}`
-  taking (x, img) at D's own resolution (`engine.semantic`).
+  taking (x, img) at D's own resolution (`engine.semantic`);
+- its FLOP model (`macs`, what `rlse_fast.flops` counts): multiply-adds per face of G forward, G
+  backward and D forward, in the backbone's own `flops.py`.
 A third backbone is one module (or folder) of networks and one `register` call at the end of this file.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+from . import stylegan1, stylegan2
+from .stylegan1 import discriminator as stylegan1_discriminator, flops as stylegan1_flops
+from .stylegan2 import flops as stylegan2_flops
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,11 @@ class Backbone:
     discriminator_config_dict: Callable[[object], dict]
     native_lr_input: bool
     """D takes a low-resolution image through the fromRGB of that resolution (L_s 'native' input)."""
+    macs: Callable[..., tuple[float, float, float]]
+    """(g_cfg, d_cfg or None, d_input, semantic_blocks, finetune, filters, device) -> multiply-adds
+    per face of (G forward, G backward, D forward); d_input: the resolution D's input has (the
+    low-resolution image's own size when L_s's input is native); device: 'cuda', 'cpu', ... where
+    the networks run, for layers that run differently there."""
 
 
 _BACKBONES: dict[str, Backbone] = {}
@@ -63,15 +74,12 @@ def of(obj) -> tuple[Backbone, str] | tuple[None, None]:
 
 
 def _register_builtins() -> None:
-    from . import stylegan1, stylegan2
-    from .stylegan1 import discriminator as stylegan1_discriminator
-
     register(Backbone("stylegan2", stylegan2.Generator, stylegan2.Discriminator, stylegan2.GeneratorConfig,
                       stylegan2.DiscriminatorConfig, stylegan2.config_dict, stylegan2.config_dict,
-                      native_lr_input=False))
+                      native_lr_input=False, macs=stylegan2_flops.iteration_macs))
     register(Backbone(stylegan1.ARCHITECTURE, stylegan1.Generator, stylegan1_discriminator.Discriminator,
                       stylegan1.GeneratorConfig, stylegan1_discriminator.DiscriminatorConfig, stylegan1.config_dict,
-                      stylegan1_discriminator.config_dict, native_lr_input=True))
+                      stylegan1_discriminator.config_dict, native_lr_input=True, macs=stylegan1_flops.iteration_macs))
 
 
 _register_builtins()

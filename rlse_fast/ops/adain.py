@@ -12,6 +12,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import dispatch
+from .bias_act import bias_act
+
 EPS = 1e-8
 ALPHA = 0.2
 
@@ -25,8 +28,6 @@ def _per_channel(t: torch.Tensor, batch: int, x: torch.Tensor) -> torch.Tensor:
 def _adain_epilogue_ref(x, noise, strength, bias, scale, shift, eps=EPS):
     """Plain-PyTorch reference. x (B, C, H, W); noise (B or 1, 1, H, W) or None; strength and bias
     (C,) or (B, C); scale and shift (B, C)."""
-    from .bias_act import bias_act
-
     batch = x.shape[0]
     if noise is not None:
         x = x + noise.to(x.dtype) * _per_channel(strength, batch, x)
@@ -41,8 +42,6 @@ def _adain_epilogue_ref(x, noise, strength, bias, scale, shift, eps=EPS):
 
 def adain_epilogue(x, noise, strength, bias, scale, shift, impl: str = "auto"):
     """See the module docstring; impl: 'auto', 'ref' or a native implementation name."""
-    from . import dispatch
-
     fn = dispatch.pick("adain_epilogue", impl, x)
     if fn is None:
         return _adain_epilogue_ref(x, noise, strength, bias, scale, shift)

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import dispatch
 from .layout import is_nhwc
 
 
@@ -75,8 +76,6 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     'lrelu' (alpha defaults to 0.2); gain defaults to the activation's (sqrt(2) for relu/lrelu);
     clamp: None or a non-negative bound. impl: 'auto', 'ref', or a native implementation name.
     """
-    from . import dispatch
-
     fn = dispatch.pick("bias_act", impl, x)
     if fn is None:
         return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)

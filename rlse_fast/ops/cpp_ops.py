@@ -21,6 +21,7 @@ from torch.autograd.function import once_differentiable
 
 from ..downsample import cached_taps, check_factor
 from . import dispatch
+from .adain import ALPHA, EPS, NativeAdaIN
 from .bias_act import backward_refs, resolve
 from .layout import is_nhwc
 from .modulate import kernel_inputs, weight_grad
@@ -197,8 +198,6 @@ def modulate_impl(ext) -> Callable:
 def adain_impl(ext) -> Callable:
     """`adain_epilogue(x, noise, strength, bias, scale, shift)` over an extension with adain /
     adain_backward (csrc/bindings_cpu.cpp), through `ops.adain.NativeAdaIN`."""
-    from .adain import ALPHA, EPS, NativeAdaIN
-
     class Kernels:
         @staticmethod
         def forward(x, n, s, b, sc, sh):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..downsample import bicubic_downsample_ref, check_factor
+from . import dispatch
 
 
 def _loss_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -44,8 +45,6 @@ def downsample_loss(y: torch.Tensor, x: torch.Tensor, factor: int, impl: str = "
     (float64 when y is float64). Differentiable w.r.t. y and x. impl: 'auto', 'ref', 'cpp', 'cuda'
     or 'triton'. taps: the reference's `bicubic_kernel`, made beforehand (graph capture).
     """
-    from . import dispatch
-
     _check(y, x, factor)
     fn = dispatch.pick("downsample_loss", impl, y)
     if fn is None:

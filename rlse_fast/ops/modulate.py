@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from . import dispatch
+
 
 def _modulate_ref(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, eps: float = 1e-8) -> torch.Tensor:
     """Plain-PyTorch reference, in the official StyleGAN2 order of operations."""
@@ -58,8 +60,6 @@ def modulate(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True
     does as it stores (and its backward reads the bf16 gradient directly), saving a pass over the
     weights each way. impl: 'auto', 'ref', 'cpp' (CPU) or 'triton' (GPU).
     """
-    from . import dispatch
-
     _check(weight, styles)
     fn = dispatch.pick("modulate", impl, weight)
     if fn is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import torch
 import triton
@@ -22,14 +23,19 @@ from torch.autograd.function import once_differentiable
 
 from ..downsample import cached_taps
 from . import dispatch
+from .adain import ALPHA, EPS, NativeAdaIN
 from .bias_act import backward_refs, resolve
+from .downsample_loss import _check
+from .modulate import _modulate_ref, kernel_inputs, weight_grad
+from .triton_kernels.adain import (
+    adain_backward_kernel,
+    adain_backward_sums_kernel,
+    adain_forward_kernel,
+    adain_tile_stats_kernel,
+)
 from .triton_kernels.bias_act import bias_act_kernel
 from .triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
-from .modulate import _modulate_ref, kernel_inputs, weight_grad
 from .triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
-from .triton_kernels.adain import (adain_backward_kernel, adain_backward_sums_kernel, adain_forward_kernel,
-                                   adain_tile_stats_kernel)
-from .adain import ALPHA, EPS, NativeAdaIN
 
 # 'auto' tries the lowest rank first: after the CUDA kernels (0), before the C++ ones (20, CPU only).
 RANK = 10
@@ -136,8 +142,6 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
 
 def _check_loss_args(y: torch.Tensor, x: torch.Tensor, factor: int) -> None:
     """The public op's checks, plus what the kernel needs: one device, room for the reflect padding."""
-    from .downsample_loss import _check
-
     _check(y, x, factor)
     if x.device != y.device:
         raise ValueError(f"x must be on {y.device} like y, got {x.device}")
@@ -313,8 +317,6 @@ def _kernel_failure(exc: Exception) -> bool:
 
 def _give_up(exc: Exception) -> None:
     global MODULATE_ERROR
-    import warnings
-
     MODULATE_ERROR = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     warnings.warn(f"the Triton modulate kernel failed ({MODULATE_ERROR}); using the reference", RuntimeWarning)
 

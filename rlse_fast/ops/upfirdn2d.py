@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.weak import WeakIdKeyDictionary
 
+from . import dispatch
+
 
 def _parse_scaling(s):
     if isinstance(s, int):
@@ -129,8 +131,6 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     padding: int, [x, y] or [x0, x1, y0, y1] (negative crops). Output is
     ((H * up_y + py0 + py1 - fh) // down_y + 1) high, likewise wide.
     """
-    from . import dispatch
-
     if impl == "auto" and f is not None and f.requires_grad and torch.is_grad_enabled():
         impl = "ref"  # the native kernels do not differentiate w.r.t. the filter
     fn = dispatch.pick("upfirdn2d", impl, x)

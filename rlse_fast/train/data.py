@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..errors import UserError
 
@@ -88,7 +89,6 @@ def load_faces(folder: str | os.PathLike, resolution: int, crop: CropSpec = Crop
             return torch.load(path, weights_only=True)
         except Exception:  # a corrupt cache is rebuilt, never fatal
             pass
-    from tqdm import tqdm
 
     out = np.empty((len(files), 3, resolution, resolution), dtype=np.uint8)
     for i, f in enumerate(tqdm(files, desc=f"decoding {Path(folder).name}", unit="img", disable=not progress)):

@@ -26,9 +26,11 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ..errors import UserError
 from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from ..ops import dispatch
 from .data import FaceSampler, load_faces
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -185,8 +187,6 @@ def reference_ops():
     """The plain-PyTorch ops inside the block: R1 differentiates the discriminator twice, and the
     native ops' backward passes are once-differentiable (on a CPU the references train as fast:
     1.25 s vs 1.33 s per G+D step at 64 px, batch 16)."""
-    from ..ops import dispatch
-
     return dispatch.using("ref")
 
 
@@ -289,7 +289,6 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
     run_dir.mkdir(parents=True, exist_ok=True)
     session_start = time.monotonic()
     last = {"ckpt": session_start, "export": session_start, "sample": session_start}
-    from tqdm import tqdm
 
     bar = tqdm(total=target_nimg, initial=min(cur_nimg, target_nimg), unit="img", unit_scale=True,
                disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 60.0, smoothing=0.05,
