@@ -95,23 +95,11 @@ class Restorer:
         and pasted back. restore, strength: as the command's --restore (auto: only where the face cannot
         come out worse; all; none) and --strength (None: the weights' default). A photo without such a
         face comes back only resampled, with a warning; `last_summary` says what was decided per face."""
-        from .errors import UserError
-        from .faces.decide import protocol_sizes
-        from .faces.pipeline import restore_photo
-        from .metrics import identity as identity_mod
+        from .faces.pipeline import check_options, identity_check, restore_photo
 
-        if upscale is not None and not 1 <= upscale <= 8:
-            raise UserError(f"upscale must be 1-8, got {upscale}")
-        if min_face < 12:
-            raise UserError(f"min_face must be >= 12 (the detector's smallest window), got {min_face:g}")
-        if restore not in ("auto", "all", "none"):
-            raise UserError(f"restore must be 'auto', 'all' or 'none', got {restore!r}")
-        if strength is not None and not 0 <= strength <= 1:
-            raise UserError(f"strength must be in 0-1 (0: the resized original, 1: the result), got {strength:g}")
+        check_options(min_face, min_score, max_faces, upscale, restore, strength, cli=False)
         rgb, back = _as_rgb(image)
-        identity = None
-        if restore == "auto" and protocol_sizes(self.session.gan.sha256) != () and identity_mod.available():
-            identity = identity_mod.Identity.from_cache()
+        _, identity = identity_check(self.session.gan.sha256, restore)
         result = restore_photo(rgb, self.session, min_face=min_face, max_faces=max_faces, upscale=upscale,
                                seed=self.seed, batch=self.batch, min_score=min_score, restore=restore,
                                strength=strength, identity=identity)

@@ -63,25 +63,17 @@ def register(sub) -> None:
 
 
 def _check(args) -> None:
-    if args.min_face < 12:
-        raise UserError(f"--min-face must be >= 12 (the detector's smallest window), got {args.min_face:g}")
-    if not 0.7 <= args.min_score <= 1:
-        raise UserError(f"--min-score must be in 0.7-1 (the detector keeps nothing below 0.7), got {args.min_score:g}")
-    if args.max_faces is not None and args.max_faces < 1:
-        raise UserError("--max-faces must be >= 1")
-    if args.upscale is not None and not 1 <= args.upscale <= 8:
-        raise UserError(f"--upscale must be 1-8, got {args.upscale}")
-    if args.strength is not None and not 0 <= args.strength <= 1:
-        raise UserError(f"--strength must be in 0-1 (0: the resized original, 1: the result), got {args.strength:g}")
+    from ..faces.pipeline import check_options
+
+    check_options(args.min_face, args.min_score, args.max_faces, args.upscale, args.restore, args.strength, cli=True)
 
 
 def run(args) -> int:
     from .. import assets, launch, weights as weights_mod
-    from ..errors import RunFailure, UserError
+    from ..errors import RunFailure
     from ..faces.mtcnn import ASSET_NAMES
     from ..faces.photo_io import read_photo
-    from ..faces.pipeline import restore_photo
-    from ..metrics import identity as identity_mod
+    from ..faces.pipeline import identity_check, restore_photo
     from . import folder_job, sr_jobs  # the same IN/OUT rules as sr: file -> file, folder -> folder
 
     _check(args)
@@ -100,10 +92,7 @@ def run(args) -> int:
             print(f"all {len(jobs)} photos already done in {args.output}")
         return 0
     session = load_session(args, cfg)  # under torchrun rank 0 fills the download and fit caches first
-    from ..faces.decide import protocol_sizes
-
-    checks = args.restore == "auto" and protocol_sizes(session.gan.sha256) != ()  # () : no face is ever fitted
-    identity = identity_mod.Identity.from_cache() if checks and identity_mod.available() else None
+    checks, identity = identity_check(session.gan.sha256, args.restore)
     if checks and identity is None and not args.quiet and launch.is_main():
         print("note: no identity check (pip install 'rlse-fast[identity]' and rlse-fast fetch-assets add it)",
               file=sys.stderr)

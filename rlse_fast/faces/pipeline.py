@@ -17,12 +17,43 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..errors import UserError
+from ..metrics import identity as identity_mod
 from .frames import FFHQ, weights_frame
 from .align import Alignment, align, lr_size, warp_face
 from .chroma import is_monochrome, tint_curve
-from .decide import check, consistency_db, default_strength, identity_distance, plan, protocol_sizes
+from .decide import RESTORE, check, consistency_db, default_strength, identity_distance, plan, protocol_sizes
 from .detect import MIN_SCORE, Face, detect
 from .paste import paste, upscale_photo
+
+def check_options(min_face: float, min_score: float, max_faces: int | None, upscale: float | None,
+                  restore: str, strength: float | None, cli: bool) -> None:
+    """One-line UserErrors for restore_photo's options, named as the command's flags (`cli`) or as
+    Restorer.photo's keywords."""
+    def name(n: str) -> str:
+        return "--" + n.replace("_", "-") if cli else n
+
+    if min_face < 12:
+        raise UserError(f"{name('min_face')} must be >= 12 (the detector's smallest window), got {min_face:g}")
+    if not 0.7 <= min_score <= 1:
+        raise UserError(f"{name('min_score')} must be in 0.7-1 (the detector keeps nothing below 0.7), got {min_score:g}")
+    if max_faces is not None and max_faces < 1:
+        raise UserError(f"{name('max_faces')} must be >= 1")
+    if upscale is not None and not 1 <= upscale <= 8:
+        raise UserError(f"{name('upscale')} must be 1-8, got {upscale}")
+    if restore not in RESTORE:
+        raise UserError(f"{name('restore')} must be one of {', '.join(RESTORE)}, got {restore!r}")
+    if strength is not None and not 0 <= strength <= 1:
+        raise UserError(f"{name('strength')} must be in 0-1 (0: the resized original, 1: the result), "
+                        f"got {strength:g}")
+
+
+def identity_check(weights_sha256: str | None, restore: str):
+    """photo's post-fit identity check: (whether it applies: `restore` 'auto' with weights whose faces can
+    be fitted at all; the Identity model, or None where it does not apply or dlib or its files are missing)."""
+    applies = restore == "auto" and protocol_sizes(weights_sha256) != ()  # (): no face is ever fitted
+    return applies, identity_mod.Identity.from_cache() if applies and identity_mod.available() else None
+
 
 MAX_OUTPUT_PIXELS = 64_000_000
 """The default --upscale is capped so the written photo stays under this many pixels."""
