@@ -63,7 +63,7 @@ def face_sources(n: int) -> list[Path]:
 def fresh(cmd: list[str], out: Path) -> list[str]:
     """The command with its {out} placeholder replaced by a new, empty folder under `out`."""
     run = Path(tempfile.mkdtemp(dir=out, prefix="run_"))
-    return [c.replace("{out}", str(run / "sr") if c == "{out}" else str(run)) if "{out}" in c else c for c in cmd]
+    return [c.replace("{out}", str(run)) for c in cmd]
 
 
 def env_for(tree: Path, **extra: str) -> dict:
@@ -123,7 +123,7 @@ def main() -> None:
             Image.open(path).convert("RGB").resize((64, 64), Image.LANCZOS).resize((16, 16), Image.LANCZOS).save(
                 faces / f"{i:02d}.png")
         # A fresh OUT each run (the {out} placeholder), so no run keeps another's results.
-        base = [sys.executable, "-m", "rlse_fast", "sr", str(faces), "{out}", "--weights", "celeba64",
+        base = [sys.executable, "-m", "rlse_fast", "sr", str(faces), "{out}/sr", "--weights", "celeba64",
                 "--steps", str(args.steps), "--batch", str(args.faces), "--quiet"]
         after = []
     else:
