@@ -196,3 +196,69 @@ def test_default_gain_is_the_layers():
     x = torch.full((1, 1, 4, 4), -1.0)
     y = _fir_bias_act_ref(x, setup_filter([1]), 0, 1)
     torch.testing.assert_close(y, torch.full_like(x, -0.2 * math.sqrt(2)))
+
+
+# --- the generator's up-layers (models/stylegan2/fused_up.py) -------------------------------------
+
+
+def test_generator_up_layers_fused_match_the_separate_ops(monkeypatch, kernels_match_device):
+    """A tiny generator on the channels-last path (two faces, run one at a time), its up-layers
+    fused (the Triton kernels) or not: the same image and the same gradients for the latents, a
+    trained noise map and per-face weights, biases and noise strengths (the fast engine's leaves)."""
+    from gan_files import tiny_gan
+
+    from rlse_fast.models.stylegan2 import fused_up
+
+    batch = 2
+    calls = []
+    fused = kernels_match_device._FirBiasAct
+    apply = fused.apply
+    monkeypatch.setattr(fused, "apply", lambda *a: calls.append(a[0].shape) or apply(*a))
+
+    G, _ = tiny_gan()
+    G = G.to(DEV)
+    gen = torch.Generator().manual_seed(3)
+
+    def rand(*shape):
+        return torch.randn(shape, generator=gen).to(DEV)
+
+    syn = G.synthesis
+    ws = rand(batch, syn.num_ws, G.cfg.w_dim)
+    noise = [None] * G.cfg.num_noise
+    noise[1] = rand(1, 1, 8, 8)  # b8.conv0's map, trained
+    params = {"b8.conv0.bias": rand(batch, syn.b8.conv0.bias.shape[0]) * 0.1,
+              "b16.conv0.noise_strength": rand(batch) * 0.1 + syn.b16.conv0.noise_strength.detach(),
+              "b32.conv0.weight": syn.b32.conv0.weight.detach().expand(batch, -1, -1, -1, -1) + rand(batch, 1, 1, 1, 1) * 0.1}
+
+    def run(impl):
+        leaves = [t.clone().requires_grad_(True) for t in [ws, noise[1], *params.values()]]
+        ns = list(noise)
+        ns[1] = leaves[1]
+        with fused_up.using(impl):
+            img = syn(leaves[0], noise=ns, params=dict(zip(params, leaves[2:])), channels_last=True)
+        g = torch.randn(img.shape, generator=torch.Generator().manual_seed(5)).to(DEV)
+        return img.detach(), torch.autograd.grad((img * g).sum(), leaves)
+
+    img0, g0 = run(None)
+    assert not calls
+    img1, g1 = run("triton")
+    assert len(calls) == 3 * batch  # b8, b16 and b32's up-layers, a face at a time
+    torch.testing.assert_close(img1, img0, rtol=1e-4, atol=1e-5)
+    for name, a, b in zip(["ws", "noise", *params], g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * (1 + b.abs().max().item()), msg=name)
+
+
+def test_up_layers_take_the_fused_path_only_when_asked():
+    from gan_files import tiny_gan
+
+    from rlse_fast.models.stylegan2 import fused_up
+
+    G, _ = tiny_gan()
+    layer = G.synthesis.b16.conv0
+    x = torch.randn(1, layer.weight.shape[1], 8, 8).contiguous(memory_format=torch.channels_last)
+    assert not fused_up.applies(layer, x, True)
+    with fused_up.using("auto"):
+        assert fused_up.applies(layer, x, True)
+        assert not fused_up.applies(layer, x.contiguous(), True)  # NCHW: the separate ops
+        assert not fused_up.applies(G.synthesis.b16.conv1, x, True)  # not an up-layer
+        assert not fused_up.applies(layer, x.half(), True)

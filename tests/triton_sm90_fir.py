@@ -1,5 +1,8 @@
 """The NHWC FIR kernels' launches for tests/triton_sm90.py: StyleGAN2's up-layers at 1024 px
-(32 channels), 256 px (128) and 64 px (512), fp32 and bf16, each epilogue flag the layer passes."""
+(32 channels), 256 px (128) and 64 px (512), fp32 and bf16, each epilogue flag the layer passes.
+
+    python tests/triton_sm90_fir.py      # the same variants with a launch's divisibility hints
+"""
 from __future__ import annotations
 
 PTR = {"fp32": "*fp32", "bf16": "*bf16"}
@@ -26,3 +29,31 @@ def fir_variants():
                        **dims, "alpha": "fp32", "act_gain": "fp32"}
                 cx = dict(tile, HAS_NOISE=noise, NEED_DN=noise and res <= 64, CLAMP=clamp)
                 yield f"fir_act_backward {tag}", fir_act_backward_kernel, sig, cx, BACKWARD_WARPS
+
+
+def main() -> int:
+    """Compile the variants as a launch specialises them (pointers and the sizes divisible by 16
+    marked so, which lets Triton vectorise the channel loads) and print registers and spills:
+    tests/triton_sm90.py compiles without those hints, the harder case."""
+    import json
+    import sys
+
+    import triton
+    from triton.compiler import ASTSource
+
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from triton_sm90 import TARGET, resource_usage
+
+    for name, kernel, sig, cx, warps in fir_variants():
+        full = dict(sig, **{k: "constexpr" for k in cx})
+        names = list(full)
+        attrs = {(names.index(k),): [["tt.divisibility", 16]] for k in sig
+                 if k.endswith("_ptr") or k in ("C", "H", "W", "Ho", "Wo", "n_bstride")}
+        compiled = triton.compile(ASTSource(fn=kernel, signature=full, constexprs=cx, attrs=attrs), target=TARGET,
+                                  options={"num_warps": warps})
+        print(json.dumps({"kernel": name, "num_warps": warps, **resource_usage(compiled.asm["cubin"])}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
