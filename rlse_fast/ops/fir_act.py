@@ -18,6 +18,8 @@ from . import dispatch
 from .bias_act import bias_act
 from .upfirdn2d import _parse_padding, filter_size, upfirdn2d
 
+SQRT2 = math.sqrt(2)  # StyleGAN2's gain after the leaky ReLU
+
 
 def output_size(x: torch.Tensor, f: torch.Tensor, padding) -> tuple[int, int]:
     """(Ho, Wo) of the filter's output (up = down = 1)."""
@@ -46,8 +48,10 @@ def check_args(x, noise, strength, bias):
         raise ValueError(f"bias must be ({channels},) or ({batch}, {channels}), got {tuple(bias.shape)}")
 
 
-def _compose(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp, impl):
-    """The layer's sequence of separate ops, each with `impl`."""
+def separate_ops(x, f, padding, gain, noise, strength, bias, alpha=0.2, act_gain=SQRT2, clamp=None,
+                 impl="auto"):
+    """The op as the layer runs it without the fused kernels: upfirdn2d, the noise add and bias_act,
+    each with `impl` (arguments as `fir_bias_act`)."""
     check_args(x, noise, strength, bias)
     y = upfirdn2d(x, f, padding=padding, gain=gain, impl=impl)
     if noise is not None:
@@ -62,12 +66,12 @@ def _compose(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp,
 
 
 def _fir_bias_act_ref(x, f, padding=0, gain=1, noise=None, strength=None, bias=None, alpha=0.2,
-                      act_gain=math.sqrt(2), clamp=None):
+                      act_gain=SQRT2, clamp=None):
     """Plain-PyTorch reference; arguments as `fir_bias_act`."""
-    return _compose(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp, "ref")
+    return separate_ops(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp, "ref")
 
 
-def fir_bias_act(x, f, padding=0, gain=1, noise=None, strength=None, bias=None, alpha=0.2, act_gain=math.sqrt(2),
+def fir_bias_act(x, f, padding=0, gain=1, noise=None, strength=None, bias=None, alpha=0.2, act_gain=SQRT2,
                  clamp=None, impl="auto"):
     """Filter, add noise and bias, leaky ReLU, gain, clamp.
 
@@ -81,5 +85,5 @@ def fir_bias_act(x, f, padding=0, gain=1, noise=None, strength=None, bias=None, 
     """
     fn = dispatch.pick("fir_bias_act", impl, x) if impl in ("auto", "ref", "triton") else None
     if fn is None:
-        return _compose(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp, impl)
+        return separate_ops(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp, impl)
     return fn(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp)

@@ -16,7 +16,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.weak import WeakIdKeyDictionary
 
 from . import dispatch
-from .fir_act import _compose, check_args, noise_map, output_size
+from .fir_act import check_args, noise_map, output_size, separate_ops
 from .layout import is_nhwc
 from .triton_kernels.fir_nhwc import fir_act_backward_kernel, fir_act_forward_kernel
 from .triton_ops import DTYPES, RANK, usable
@@ -157,7 +157,7 @@ def _strength(strength, x):
 def fir_bias_act(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp):
     """Triton fir_bias_act; arguments as rlse_fast.ops.fir_act.fir_bias_act."""
     check_args(x, noise, strength, bias)
-    px0, px1, py0, py1 = _parse_padding(padding)
+    px0, _, py0, _ = _parse_padding(padding)
     size = output_size(x, f, padding)
     for t, name in ((noise, "noise"), (strength, "strength"), (bias, "bias")):
         if t is not None and t.device != x.device:
@@ -165,11 +165,12 @@ def fir_bias_act(x, f, padding, gain, noise, strength, bias, alpha, act_gain, cl
     if noise is not None:
         noise_map(noise, size)
     if max(x[0].numel(), size[0] * size[1] * x.shape[1]) >= 2**31:
-        raise ValueError(f"fir_bias_act: an image of {x.shape[1]} x {max(x.shape[2], size[0])} x {max(x.shape[3], size[1])} "
-                         "elements is too large for the kernels' int32 offsets; use impl='auto' on NCHW tensors")
+        raise ValueError(f"fir_bias_act: an image of {x.shape[1]} x {max(x.shape[2], size[0])} x "
+                         f"{max(x.shape[3], size[1])} elements is too large for the kernels' int32 offsets; "
+                         "use impl='auto' on NCHW tensors")
     taps = kernel_taps(f, gain, _acc(x.dtype), x.device) if f is not None else None
     if taps is None or not (0 <= px0 < TAPS and 0 <= py0 < TAPS) or min(size) < 1:
-        return _compose(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp, "auto")
+        return separate_ops(x, f, padding, gain, noise, strength, bias, alpha, act_gain, clamp, "auto")
     clamp = float(-1 if clamp is None else clamp)
     return _FirBiasAct.apply(x, noise, strength, bias, taps, (px0, py0), size, float(alpha), float(act_gain), clamp)
 

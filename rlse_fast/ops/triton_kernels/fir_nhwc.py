@@ -1,9 +1,10 @@
 """Triton kernels of the NHWC FIR with StyleGAN2's layer epilogue (definition: rlse_fast/ops/fir_act.py).
 
-Tensors are NHWC (all channels of a pixel contiguous), offsets within one image int32 (fewer registers
-than int64 addresses; the wrapper checks that an image has fewer than 2**31 elements). The filter is separable with at most 4 taps a
-side (StyleGAN2's [1, 3, 3, 1] / 8), written as correlation taps hx[0..4), hy[0..4) (zeros past the
-filter's length), so y[o] = sum_t h[t] x[o + t - p0] along each axis, p0 in [0, 3].
+Tensors are NHWC (all channels of a pixel contiguous), offsets within one image int32 (fewer
+registers than int64 addresses; the wrapper checks that an image has fewer than 2**31 elements).
+The filter is separable with at most 4 taps a side (StyleGAN2's [1, 3, 3, 1] / 8), written as
+correlation taps hx[0..4), hy[0..4) (zeros past the filter's length), so y[o] = sum_t h[t] x[o + t - p0]
+along each axis, p0 in [0, 3].
 
 A program owns a strip of RH output rows by TW pixels by BC channels and walks down it: each input
 row is loaded once from memory and filtered horizontally (4 loads of the row, shifted by a pixel,
@@ -94,7 +95,7 @@ def fir_act_forward_kernel(x_ptr, t_ptr, n_ptr, s_ptr, b_ptr, y_ptr, code_ptr, C
     w0 = _hrow(x_img, r0 - PY0, H, W, C, cols, ch, chm, hx0, hx1, hx2, hx3, PX0, F64)
     w1 = _hrow(x_img, r0 + 1 - PY0, H, W, C, cols, ch, chm, hx0, hx1, hx2, hx3, PX0, F64)
     w2 = _hrow(x_img, r0 + 2 - PY0, H, W, C, cols, ch, chm, hx0, hx1, hx2, hx3, PX0, F64)
-    for k in range(0, tl.minimum(RH, Ho - r0)):
+    for k in range(tl.minimum(RH, Ho - r0)):
         o = r0 + k
         w3 = _hrow(x_img, o + 3 - PY0, H, W, C, cols, ch, chm, hx0, hx1, hx2, hx3, PX0, F64)
         v = hy0 * w0 + hy1 * w1 + hy2 * w2 + hy3 * w3
@@ -200,7 +201,7 @@ def fir_act_backward_kernel(dy_ptr, ref_ptr, t_ptr, n_ptr, s_ptr, dx_ptr, pb_ptr
     sum_b, sum_s = _reduce_row(own, r0 + 2 - QY, r0, Ho, Wo, cols, n_ptr, b64, n_bstride, sum_b, sum_s, dn_blk,
                                strength, RH, HAS_NOISE, NEED_DN, F64)
     colm = cols < W
-    for k in range(0, tl.minimum(RH, tl.maximum(H - r0, Ho - r0 + QY - 3))):
+    for k in range(tl.minimum(RH, tl.maximum(H - r0, Ho - r0 + QY - 3))):
         i = r0 + k
         q = i + 3 - QY
         w3, own = _drow(dy_img, ref_img, q, Ho, Wo, C, cols, ch, chm, alpha, act_gain, hx0, hx1, hx2, hx3, QX,
@@ -217,4 +218,5 @@ def fir_act_backward_kernel(dy_ptr, ref_ptr, t_ptr, n_ptr, s_ptr, dx_ptr, pb_ptr
         w2 = w3
     tl.store(pb_ptr + (b64 * n_rb * n_xb + tile) * C + ch, tl.sum(sum_b, axis=0), mask=chm)
     if HAS_NOISE:
-        tl.store(ps_ptr + b64 * n_rb * n_xb * n_cb + pid % (n_rb * n_xb * n_cb), tl.sum(tl.sum(sum_s, axis=1), axis=0))
+        per_image = n_rb * n_xb * n_cb
+        tl.store(ps_ptr + b64 * per_image + pid % per_image, tl.sum(tl.sum(sum_s, axis=1), axis=0))
