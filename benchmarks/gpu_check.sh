@@ -13,7 +13,8 @@
 #   env      versions, nvidia-smi                                              10   (7)
 #   build    setup.py build_ext --inplace: rlse_fast._C (CPU) + rlse_fast._cuda  120  (68)
 #   tests    tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py, and the compiled
-#            NHWC FIR (tests/test_ops_fir_nhwc.py: tile edges, bf16/fp16 budgets)    90   (44 before it)
+#            NHWC FIR (tests/test_ops_fir_nhwc.py: tile edges, bf16/fp16 budgets, determinism)
+#                                                                              90   (44 before it)
 #            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
 #   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 110 (103
 #            with a 150 s case budget; now 70)
@@ -208,6 +209,7 @@ for f in tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py; do
 done
 if [ -f tests/test_ops_fir_nhwc.py ]; then  # a few compiled variants: the rest runs interpreted in CI
     TESTS="$TESTS tests/test_ops_fir_nhwc.py::test_tile_edges tests/test_ops_fir_nhwc.py::test_low_precision_budget"
+    TESTS="$TESTS tests/test_ops_fir_nhwc.py::test_backward_is_deterministic"
 else
     echo "tests: tests/test_ops_fir_nhwc.py is absent" | tee -a "$LOGS"
 fi
