@@ -169,7 +169,8 @@ def fir_act_backward_kernel(dy_ptr, ref_ptr, t_ptr, n_ptr, s_ptr, dx_ptr, pb_ptr
                             CLAMP: tl.constexpr, F64: tl.constexpr, OUT_BF16: tl.constexpr,
                             RH: tl.constexpr, TW: tl.constexpr, BC: tl.constexpr):
     """Grid over max(H, Ho) x max(W, Wo), so that every dy element has an owner. pb: (B, tiles, C)
-    partial bias sums; ps: (B, tiles * n_cb) partial strength sums; dn: (B, n_cb, Ho, Wo) per-channel-block sums times strength."""
+    partial bias sums; ps: (B, tiles * n_cb) partial strength sums; dn: (B, n_cb, Ho, Wo) sums over
+    each channel block times the strength."""
     acc = tl.float64 if F64 else tl.float32
     pid = tl.program_id(0)
     b, r0, cols, ch, chm = _strip(pid, C, Ho, Wo, n_rb, n_xb, n_cb, RH, TW, BC)
