@@ -188,6 +188,8 @@ def test_bad_shapes_say_what_is_expected():
     x, n, s, b = inputs(2, 3, 7, 7)
     with pytest.raises(ValueError, match="noise must be"):
         fir_bias_act(x, F4, 1, 4, n[..., :-1], s, b, impl="triton")
+    with pytest.raises(ValueError, match="noise must hold 1 or 2 maps"):
+        fir_bias_act(x, F4, 1, 4, torch.cat([n, n, n]), s, b, impl="triton")
     with pytest.raises(ValueError, match="bias must be"):
         fir_bias_act(x, F4, 1, 4, n, s, b[:2], impl="triton")
     with pytest.raises(ValueError, match="strength must hold"):

@@ -42,6 +42,8 @@ def check_args(x, noise, strength, bias):
     if x.ndim != 4:
         raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
     batch, channels = x.shape[:2]
+    if noise is not None and noise.ndim == 4 and noise.shape[0] not in (1, batch):
+        raise ValueError(f"noise must hold 1 or {batch} maps, got shape {tuple(noise.shape)}")
     if noise is not None and strength is not None and strength.numel() not in (1, batch):
         raise ValueError(f"strength must hold 1 or {batch} values, got shape {tuple(strength.shape)}")
     if bias is not None and tuple(bias.shape) not in ((channels,), (batch, channels)):
