@@ -12,12 +12,16 @@
 # Stages (limit in seconds, shrunk when the total budget runs low; measured on the H200 2026-12-04):
 #   env      versions, nvidia-smi                                              10   (7)
 #   build    setup.py build_ext --inplace: rlse_fast._C (CPU) + rlse_fast._cuda  120  (68)
-#   tests    tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py  100  (44)
+#   tests    tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py, and the compiled
+#            NHWC FIR (tests/test_ops_fir_nhwc.py: tile edges, bf16/fp16 budgets, determinism)
+#                                                                              90   (44 before it)
 #            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
-#   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 120 (103
+#   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 110 (103
 #            with a 150 s case budget; now 70)
 #   ops      benchmarks/bench_adam.py (CUDA cases), benchmarks/bench_ops_gpu.py  45   (27)
 #            (bias_act, modulate, upfirdn2d, downsample_loss, adain_epilogue: ref vs CUDA / Triton)
+#   fir      benchmarks/bench_fir_nhwc.py: the up-layer's FIR + noise + bias + lrelu, NCHW separate
+#            vs NHWC separate vs the fused NHWC op, 1024 and 256 px, batch 1 and 16   20
 #   profile  benchmarks/profile_iteration.py, StyleGAN2, 1024 px, batch 4, bf16   35   (22)
 #   quality  benchmarks/quality_fast.py: eager fp32 vs fast fp32 / bf16, 16 faces 35   (26)
 #   sg1      benchmarks/bench_backbones.py: StyleGAN (v1), L_s native, 1024 px, random FFHQ-shaped
@@ -37,7 +41,7 @@
 # Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data, the profiles, the
 # conv layouts and the quality comparison), logs.txt, bench_iteration.json, bench_ops_gpu.json,
 # profile.txt, profile_sg1.txt (batch 1 then 16), quality_fast.json, bench_sg1.json; the conv
-# layouts and the before / after rows travel in the summary only.
+# layouts, the NHWC FIR rows and the before / after rows travel in the summary only.
 #
 # Environment: OUT (required; a scratch folder here for a dry run), PYTHON (default python3),
 # RLSE_GPU_CHECK_TOTAL_S (default 455: with a stage's 20 s kill grace, under 8 minutes),
@@ -203,16 +207,22 @@ TESTS=""
 for f in tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py; do
     if [ -f "$f" ]; then TESTS="$TESTS $f"; else echo "tests: $f is absent" | tee -a "$LOGS"; fi
 done
+if [ -f tests/test_ops_fir_nhwc.py ]; then  # a few compiled variants: the rest runs interpreted in CI
+    TESTS="$TESTS tests/test_ops_fir_nhwc.py::test_tile_edges tests/test_ops_fir_nhwc.py::test_low_precision_budget"
+    TESTS="$TESTS tests/test_ops_fir_nhwc.py::test_backward_is_deterministic"
+else
+    echo "tests: tests/test_ops_fir_nhwc.py is absent" | tee -a "$LOGS"
+fi
 # shellcheck disable=SC2086
-stage tests 100 "$PY" -m pytest $TESTS -q -rs -p no:cacheprovider -k "not emulated" \
+stage tests 90 "$PY" -m pytest $TESTS -q -rs -p no:cacheprovider -k "not emulated" \
     --junitxml="$WORK/tests.xml"
 
 # --- (c) benchmarks -------------------------------------------------------------------------------
-ITER_S=$(budget 120)
+ITER_S=$(budget 110)
 # The benchmark starts no case after its own budget, leaving ~50 s for the case in flight.
 export RLSE_BENCH_BUDGET_S=$(( ITER_S > 60 ? ITER_S - 50 : 10 ))
 export RLSE_BENCH_LOG="$WORK/iteration.jsonl"
-stage iter 120 "$PY" -m pytest benchmarks/bench_iteration.py -q -rs -p no:cacheprovider -k cuda \
+stage iter 110 "$PY" -m pytest benchmarks/bench_iteration.py -q -rs -p no:cacheprovider -k cuda \
     --benchmark-json="$OUT/bench_iteration.json" --benchmark-columns=min,median,max,rounds
 if [ -f benchmarks/bench_ops_gpu.py ]; then
     # The fine-tuning Adam first (4 short cases): foreach vs fused at config-f x 1 and x 16 faces.
@@ -227,6 +237,10 @@ fi
 # Without a GPU (a dry run; tests/test_gpu_check.py in CI) the profile and quality stages run small.
 HAVE_CUDA=0
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null && HAVE_CUDA=1
+# The NHWC FIR with its fused epilogue against today's separate ops (smoke: interpreted, tiny).
+if [ "$HAVE_CUDA" = "1" ]; then FIR_ARGS="--shapes sg2-1024-up-32,sg2-256-up-128 --budget-s 12"; else FIR_ARGS="--smoke"; fi
+# shellcheck disable=SC2086
+stage fir 20 "$PY" benchmarks/bench_fir_nhwc.py $FIR_ARGS --json "$WORK/fir_nhwc.json"
 if [ "$HAVE_CUDA" = "1" ]; then
     stage profile 35 "$PY" benchmarks/profile_iteration.py --resolution 1024 --batch 4 --precision bf16 \
         --out "$OUT/profile.txt"
@@ -367,6 +381,7 @@ summary = {
     "bench_ops_gpu": bench("bench_ops_gpu.json"), "profile": read(out / "profile.txt"),
     "profile_sg1_b1": read(work / "profile_sg1_b1.txt"), "profile_sg1_b16": read(work / "profile_sg1_b16.txt"),
     "conv_layouts": load_json(work / "conv_layouts.json"), "sg1_before_after": load_json(work / "sg1_ab.json"),
+    "fir_nhwc": load_json(work / "fir_nhwc.json"),
     "quality_fast": load_json(out / "quality_fast.json"),
     "bench_sg1": load_json(out / "bench_sg1.json"),
 }

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-STAGES = ["env", "build", "tests", "iter", "ops", "profile", "quality", "sg1", "sg1_profile", "convs", "sg1_ab"]
+STAGES = ["env", "build", "tests", "iter", "ops", "fir", "profile", "quality", "sg1", "sg1_profile", "convs", "sg1_ab"]
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
                                 reason="the script needs bash and coreutils' timeout")
@@ -69,6 +69,12 @@ def test_summary_holds_the_tests_profile_and_quality(dry_run):
     # the per-face layouts compute the grouped conv's function
     diffs = [r["max_abs_diff_vs_grouped_nchw"] for r in convs if r["max_abs_diff_vs_grouped_nchw"] is not None]
     assert len(diffs) == 2 * 2 * 2 and max(diffs) < 1e-4  # 2 shapes x 2 batches x 2 per-face layouts
+    fir = summary["fir_nhwc"]["rows"]
+    assert {(r["direction"], r["variant"]) for r in fir} == set(product(
+        ["forward", "fwd+bwd"], ["nchw-separate", "nhwc-separate", "nhwc-fused"]))
+    assert all(r["seconds"] > 0 for r in fir)
+    # the NHWC paths compute the NCHW path's function (float32 in the dry run)
+    assert max(r["max_abs_diff_y"] for r in fir if r["max_abs_diff_y"] is not None) < 1e-4
     ab = summary["sg1_before_after"]["records"]
     assert sorted(r["variant"] for r in ab) == ["adain", "after", "before", "fused"]
     quality = summary["quality_fast"]

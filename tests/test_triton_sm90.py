@@ -28,7 +28,8 @@ def test_triton_kernels_compile_for_sm90():
     assert not failed and res.returncode == 0, "\n".join(f"{r['kernel']}: {r.get('error')}" for r in failed)
     names = {r["kernel"].split()[0] for r in rows}
     assert names == {"adain_tile_stats", "adain_forward", "adain_backward_sums", "adain_backward", "bias_act",
-                     "downsample_diff", "downsample_loss_backward", "modulate", "modulate_backward"}
+                     "downsample_diff", "downsample_loss_backward", "modulate", "modulate_backward",
+                     "fir_act_forward", "fir_act_backward"}
     for r in rows:
         if "local" in r:  # cuobjdump read the cubin
             assert r["local"] == 0, r

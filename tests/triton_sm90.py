@@ -26,6 +26,7 @@ from rlse_fast.ops.triton_kernels.adain import (adain_backward_kernel, adain_bac
 from rlse_fast.ops.triton_kernels.bias_act import bias_act_kernel
 from rlse_fast.ops.triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 from rlse_fast.ops.triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
+from triton_sm90_fir import fir_variants
 
 TARGET = GPUTarget("cuda", 90, 32)
 PTR = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16", "fp64": "*fp64"}
@@ -102,6 +103,8 @@ def variants():
                            dx_ptr=PTR[dt], dpart_ptr="*fp32", sums_ptr="*fp32", **dims, alpha="fp32")
                 yield (f"adain_backward {tag}", adain_backward_kernel, sig, dict(cx, T_BLOCK=t_block),
                        adain_warps(block))
+
+    yield from fir_variants()
 
 
 def resource_usage(cubin: bytes) -> dict:

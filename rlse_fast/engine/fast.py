@@ -36,6 +36,7 @@ import torch
 
 from .. import gaussian_fit
 from ..config import RLSEConfig
+from ..models.stylegan2 import fused_up
 from ..ops import dispatch
 from .objective import LOSS_NAMES, Objective
 from .result import Result
@@ -92,6 +93,10 @@ class FastOptions:
     NHWC, so that cuDNN skips its layout conversions (21% of a batch-4 iteration at 1024 px on an H100
     in NCHW); the native bias_act and upfirdn2d take NHWC as it is. G then runs one face at a time
     (see `SynthesisNetwork.forward`). Off by default (`benchmarks/bench_iteration.py` measures both)."""
+    fused_fir: bool = False
+    """With channels_last: G's up-layers run their FIR, noise, bias and leaky ReLU as one NHWC op
+    forward and one backward (`models/stylegan2/fused_up.py`, `ops/fir_act.py`; Triton on CUDA). Off
+    by default until a GPU has timed it (`benchmarks/bench_fir_nhwc.py`)."""
     warmup: int = 3
     """Eager iterations before the capture (at least one)."""
     keep_image: bool = False
@@ -245,7 +250,7 @@ class FastLoop:
 
     def _iteration_body(self) -> None:
         b = self.buffers
-        with ops_impl(self.options.impl):
+        with ops_impl(self.options.impl), fused_up.using("auto" if self.options.fused_fir else None):
             with self._autocast():
                 ws = gaussian_fit.to_w(self.G, b.z, b.mean, b.std)
                 img01 = (self.G.synthesis(ws, noise=b.noise, params=b.params, channels_last=self.options.channels_last)

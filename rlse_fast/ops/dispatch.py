@@ -107,6 +107,7 @@ _NATIVE_MODULES = (
     ("cpp", "rlse_fast.ops.cpp_ops"),
     ("cuda", "rlse_fast.ops.cuda_ops"),
     ("triton", "rlse_fast.ops.triton_ops"),
+    ("triton", "rlse_fast.ops.triton_fir"),
 )
 
 

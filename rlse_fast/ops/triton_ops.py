@@ -4,7 +4,8 @@ StyleGAN v1's layer epilogue (adain_epilogue, forward and backward kernels over
 
 Importing this module raises ImportError when triton is not installed. The kernels live in
 `triton_kernels/`. upfirdn2d has no Triton version: its CUDA kernel (shared-memory tiles) covers the
-GPU and a Triton port would not beat it.
+GPU and a Triton port would not beat it; the NHWC FIR fused with StyleGAN2's layer epilogue
+(`fir_bias_act`) is Triton, in `triton_fir.py`.
 
 Usable on CUDA tensors; on CPU tensors only under the Triton interpreter (TRITON_INTERPRET=1 set
 before triton is imported, as the tests do) and only when asked for by name (impl='triton'):

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ...ops import bias_act, conv2d_resample, modulate, setup_filter, upsample2d
+from . import fused_up
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,8 @@ class SynthesisLayer(nn.Module):
         """noise: an explicit unit-variance map (B or 1, 1, R, R), scaled by the learned strength;
         it overrides noise_mode. params: per-sample values (leading dim B) replacing this layer's
         parameters, by name ('weight', 'bias', 'noise_strength', 'affine.weight', 'affine.bias')."""
+        if fused_up.applies(self, x, fused_modconv):
+            return fused_up.forward(self, x, w, noise_mode, noise, params, gain)
         params = params or {}
         styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
         strength = params.get("noise_strength")

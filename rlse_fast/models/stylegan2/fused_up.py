@@ -1,0 +1,70 @@
+"""StyleGAN2's up-layer on channels-last activations with its tail fused: modulate -> the grouped
+stride-2 transposed conv -> `fir_bias_act` (4x4 FIR, noise, bias, leaky ReLU, gain, clamp in one
+pass forward and one backward), instead of the FIR, the noise add and `bias_act` as separate passes.
+
+Off unless a block runs under `using(impl)`: the fast engine's `FastOptions.fused_fir`. The values
+are the separate ops' up to float rounding (the FIR runs separably, in fp32 throughout).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import torch
+import torch.nn.functional as F
+
+from ...ops import modulate
+from ...ops.fir_act import fir_bias_act
+
+# The fir_bias_act implementation the up-layers use, or None: the separate ops.
+_IMPL: contextvars.ContextVar[str | None] = contextvars.ContextVar("rlse_fast_fused_up", default=None)
+FIR_PADDING = (1, 1, 1, 1)  # the FIR's after a 3x3 stride-2 transposed conv with padding 1 and 4 taps
+
+
+@contextlib.contextmanager
+def using(impl: str | None):
+    """Inside the block, up-layers on channels-last activations run fused with `impl` ('auto',
+    'triton', ...); None changes nothing."""
+    token = _IMPL.set(impl)
+    try:
+        yield
+    finally:
+        _IMPL.reset(token)
+
+
+def applies(layer, x: torch.Tensor, fused_modconv: bool) -> bool:
+    """The layer is one this path covers (config-f's: up 2, 3x3 weights, padding 1, a 4-tap filter),
+    x is channels-last, and a block asked for it. float16 keeps the separate path (its
+    pre-normalisation of the weights lives in `modulated_conv2d`)."""
+    return (_IMPL.get() is not None and layer.up == 2 and fused_modconv and x.ndim == 4
+            and x.dtype != torch.float16 and x.is_contiguous(memory_format=torch.channels_last)
+            and layer.weight.shape[-1] == 3 and layer.padding == 1 and layer.resample_filter.shape[-1] == 4)
+
+
+def forward(layer, x, w, noise_mode="const", noise=None, params=None, gain=1.0):
+    """`SynthesisLayer.forward` for a layer that `applies`: same arguments and result."""
+    params = params or {}
+    styles = layer.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
+    strength = params.get("noise_strength")
+    strength = layer.noise_strength if strength is None else strength.reshape(-1)
+    if noise is None:
+        if noise_mode == "random":
+            noise = torch.randn([x.shape[0], 1, layer.resolution, layer.resolution], device=x.device)
+        elif noise_mode == "const":
+            noise = layer.noise_const
+        elif noise_mode != "none":
+            raise ValueError(f"noise_mode must be 'const', 'none' or 'random', got {noise_mode!r}")
+    weight = params.get("weight", layer.weight)
+    batch, in_channels, h, w_ = x.shape
+    out_channels, _, kh, kw = weight.shape[-4:]
+    # conv2d_resample's up path for groups = faces: the per-face weights as a transposed conv's
+    # (I, O) pairs, no flip, no padding (the FIR's padding does the rest).
+    wm = modulate(weight, styles, demodulate=True, out_dtype=x.dtype)
+    wm = wm.reshape(batch, out_channels, in_channels, kh, kw).transpose(1, 2)
+    y = F.conv_transpose2d(x.reshape(1, batch * in_channels, h, w_),
+                           wm.reshape(batch * in_channels, out_channels, kh, kw), stride=2, groups=batch)
+    y = y.reshape(batch, out_channels, *y.shape[2:])
+    clamp = layer.conv_clamp * gain if layer.conv_clamp is not None else None
+    return fir_bias_act(y, layer.resample_filter, FIR_PADDING, 4, noise, strength if noise is not None else None,
+                        params.get("bias", layer.bias), act_gain=layer.act_gain * gain, clamp=clamp,
+                        impl=_IMPL.get())
