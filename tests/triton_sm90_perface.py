@@ -13,6 +13,7 @@ PTR = {"fp32": "*fp32", "bf16": "*bf16"}
 DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # (name, C_in, C_out, k, output pixels, transposed)
 SHAPES = [("sg2-conv-32x32", 32, 32, 3, 1024 * 1024, False), ("sg2-conv-512x512", 512, 512, 3, 32 * 32, False),
+          ("sg2-conv64-512x512", 512, 512, 3, 64 * 64, False), ("sg2-conv-256x256", 256, 256, 3, 128 * 128, False),
           ("sg2-torgb-32x3", 32, 3, 1, 1024 * 1024, False), ("sg2-upconv-64x32", 64, 32, 3, 1024 * 1024, True),
           ("v1-conv-16x16", 16, 16, 3, 1024 * 1024, False), ("v1-upconv-32x16", 32, 16, 4, 1024 * 1024, True)]
 DIMS = ["H", "W", "OH", "OW", "CI", "CO", "PAD_H", "PAD_W"]
@@ -57,3 +58,43 @@ def variants():
                     conv_wgrad_kernel, dt, ("g_ptr", "x_ptr"), DIMS + ["N_TILES", "CHUNK", "SPLITS"] + G + X,
                     {"sgc", "sxc"}, cx, warps, stages, f"perface_wgrad {dt} {name} {'direct' if direct else 'split'}")
                 yield name_, kernel, dict(sig, out_ptr=PTR[sig_dt]), cxs, w_, opts
+
+
+def sweep() -> int:
+    """Compile each kernel (at the 1024 px 32 -> 32 conv's other constants) for every tile of 16-128
+    x 16-128 x 16-64 (fp32: up to 64 rows, 32 deep), warps as `gemm_blocks` would give; print the
+    failures and the tiles with a stack frame. What `gemm_blocks`' limits rest on."""
+    import itertools
+
+    import triton
+    from triton.compiler import ASTSource
+
+    from triton_sm90 import TARGET, resource_usage
+
+    bases = {}
+    for name, kernel, sig, cx, warps, opts in variants():
+        kind, dt, shape = name.split()[:3]
+        if shape == "sg2-conv-32x32":
+            bases.setdefault((kind, dt), (kernel, sig, cx, opts))
+    count = failed = 0
+    for (kind, dt), (kernel, sig, cx, opts) in bases.items():
+        rows, depths = ((16, 32, 64), (16, 32)) if dt == "fp32" else ((16, 32, 64, 128), (16, 32, 64))
+        for bm, bn, bk in itertools.product(rows, (16, 32, 64, 128), depths):
+            consts = dict(cx, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+            options = dict(opts, num_warps=8 if bm * bn >= 2048 else 4)
+            try:
+                compiled = triton.compile(ASTSource(fn=kernel, signature=dict(sig, **{k: "constexpr" for k in consts}),
+                                                    constexprs=consts), target=TARGET, options=options)
+                count += 1
+                usage = resource_usage(compiled.asm["cubin"])
+                if usage.get("stack"):
+                    print(kind, dt, bm, bn, bk, options, usage, flush=True)
+            except Exception as exc:  # noqa: BLE001 - report every failing tile
+                failed += 1
+                print("FAILED", kind, dt, bm, bn, bk, str(exc)[:300], flush=True)
+    print(f"compiled {count}, failed {failed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # python tests/triton_sm90_perface.py (TRITON_INTERPRET unset)
+    raise SystemExit(sweep())
