@@ -18,8 +18,8 @@ Every face has its own weights (per-face fine-tuning), so the layouts compute th
 Each case: median of CUDA-event timings after warm-up, TFLOP/s, GB/s (each tensor read or written
 once), the roofline share max(FLOP / peak, bytes / bandwidth) / time (peaks measured on the lent
 cards: device README), and the largest kernel of one profiled call. The per-face layouts' outputs
-are compared with grouped-nchw (max_abs_diff: the same function), and so are the Triton layout's
-input and weight gradients. Timing only; no assertion.
+are compared with grouped-nchw (max_abs_diff: the same function), and so are grouped-nhwc's and the
+Triton layout's input and weight gradients. Timing only; no assertion.
 """
 from __future__ import annotations
 

@@ -116,13 +116,14 @@ def test_shared_weight_gets_the_faces_summed_gradient(transposed):
 @pytest.mark.parametrize("splits", [2, 5])
 def test_split_k_weight_gradient_is_the_full_sum_and_deterministic(splits):
     """The split-K weight gradient (pixels split over programs, fp32 partials summed in order)
-    equals the reference's and gives the same bits twice; 5 splits of 63 pixels (BLOCK_K 16)
-    leaves the last split short."""
-    from rlse_fast.ops.triton_perface_conv import conv_wgrad
+    equals the reference's and gives the same bits twice; 135 pixels in BLOCK_K = 32 steps: 2
+    splits of 96 and 39 pixels, or 5 splits with 7 pixels in the last."""
+    from rlse_fast.ops.triton_perface_conv import conv_wgrad, gemm_blocks
 
-    case = (2, 3, 4, 3, 7, 9, 1, 1, False)
+    case = (2, 3, 4, 3, 9, 15, 1, 1, False)
+    assert gemm_blocks(4, 3, 9 * 15, torch.float32)[2] == 32
     x, w = inputs(case, torch.float32)
-    dy = torch.randn(2, 4, 7, 9, generator=torch.Generator().manual_seed(2)).to(DEV)
+    dy = torch.randn(2, 4, 9, 15, generator=torch.Generator().manual_seed(2)).to(DEV)
     _, (_, dw0) = grads(lambda a, b: _perface_conv2d_ref(a, b, 1, 1), x, w, upstream=dy.cpu())
     dw1 = conv_wgrad(dy, x, 1, (1, 1), (3, 3), False, torch.float32, splits=splits)
     dw2 = conv_wgrad(dy, x, 1, (1, 1), (3, 3), False, torch.float32, splits=splits)

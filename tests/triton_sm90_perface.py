@@ -14,6 +14,7 @@ DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # (name, C_in, C_out, k, output pixels, transposed)
 SHAPES = [("sg2-conv-32x32", 32, 32, 3, 1024 * 1024, False), ("sg2-conv-512x512", 512, 512, 3, 32 * 32, False),
           ("sg2-conv64-512x512", 512, 512, 3, 64 * 64, False), ("sg2-conv-256x256", 256, 256, 3, 128 * 128, False),
+          ("sg2-conv-64x64", 64, 64, 3, 512 * 512, False),
           ("sg2-torgb-32x3", 32, 3, 1, 1024 * 1024, False), ("sg2-upconv-64x32", 64, 32, 3, 1024 * 1024, True),
           ("v1-conv-16x16", 16, 16, 3, 1024 * 1024, False), ("v1-upconv-32x16", 32, 16, 4, 1024 * 1024, True)]
 DIMS = ["H", "W", "OH", "OW", "CI", "CO", "PAD_H", "PAD_W"]

@@ -33,17 +33,18 @@ def auto_usable(x: torch.Tensor) -> bool:
 
 
 def gemm_blocks(m: int, n: int, k: int, dtype: torch.dtype) -> tuple[int, int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of a tile for an m x n x k product: at most 128 x
-    64 or 64 x 128 by 64 deep (16-bit; 64 x 128 by 32 in fp32), at least 16 each way (tl.dot's
-    minimum), no wider than needed. Compiled for sm_90 (every tile of 16-128 x 16-128 x 16-64, each
-    kernel): 4 warps spill the gathered operands of a 64 x 128 or 128 x 32 bf16 tile (stack frames
-    of 400-1200 bytes), 8 spill nothing up to 128 x 64 x 64; 128 x 128 x 64 spills at 8 too. fp32
-    (FMA, not tensor cores: the tests' and eager's precision) runs one stage of 64 rows: pipelined,
-    or with 32 rows, some of its tiles got a stack frame of 8-16 bytes."""
+    """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages) of a tile for an m x n x k product: 16-bit at most
+    128 x 32 or 64 x 128 by 64 deep, or 128 x 64 by 32; fp32 64 x 128 by 32; at least 16 each way
+    (tl.dot's minimum), no wider than needed. Compiled for sm_90, every tile of 16-128 x 16-128 x
+    16-64 for each kernel (`python tests/triton_sm90_perface.py`): 4 warps spill the gathered
+    operands of a 64 x 128 or 128 x 32 bf16 tile (stack frames of 400-1200 bytes); at 8, only
+    128 x 64 x 64, 128 x 128 x 64 and 128 x 128 x 32 keep a stack frame. fp32 (FMA, not tensor
+    cores: the tests' and eager's precision) runs one stage of 64 rows: pipelined, or with 32 rows,
+    some of its tiles got a stack frame of 8-16 bytes."""
     fp32 = dtype == torch.float32
     bn = min(128, max(16, triton.next_power_of_2(n)))
     bm = 64 if fp32 else min(128 if m >= 4096 and bn <= 64 else 64, max(16, triton.next_power_of_2(m)))
-    bk = min(32 if fp32 else 64, max(16, triton.next_power_of_2(k)))
+    bk = min(32 if fp32 or bm * bn >= 128 * 64 else 64, max(16, triton.next_power_of_2(k)))
     return bm, bn, bk, 8 if bm * bn >= 2048 else 4, 1 if fp32 else 3
 
 
