@@ -44,7 +44,7 @@ def gemm_blocks(m: int, n: int, k: int, dtype: torch.dtype) -> tuple[int, int, i
     fp32 = dtype == torch.float32
     bn = min(128, max(16, triton.next_power_of_2(n)))
     bm = 64 if fp32 else min(128 if m >= 4096 and bn <= 64 else 64, max(16, triton.next_power_of_2(m)))
-    bk = min(32 if fp32 or bm * bn >= 128 * 64 else 64, max(16, triton.next_power_of_2(k)))
+    bk = min(32 if fp32 or (bm, bn) == (128, 64) else 64, max(16, triton.next_power_of_2(k)))
     return bm, bn, bk, 8 if bm * bn >= 2048 else 4, 1 if fp32 else 3
 
 
