@@ -174,89 +174,91 @@ def test_auto_takes_the_grouped_conv_unless_asked(monkeypatch):
     assert not perface_conv.chosen(x.double())  # no float64 kernel: the reference
 
 
-def test_stylegan2_generator_through_the_perface_conv_matches_the_grouped_path(monkeypatch):
-    """A tiny StyleGAN2 with per-face parameters (as RLSE fine-tunes it): RLSE_PERFACE_CONV=triton
-    sends its modulated convs (3x3, the 3x3 up-convs, to-RGB) to the per-face kernels; the image and
-    the gradients of every per-face parameter match the default grouped-conv path."""
+def tiny_generator(module, perturb=True, **cfg):
+    """An 8 px generator of `module` (stylegan2 or stylegan1) on DEV, two faces' W+ latents and
+    per-face copies of its synthesis parameters (as RLSE fine-tunes them), optionally made to differ."""
     from rlse_fast.engine.state import per_face_params
-    from rlse_fast.models.stylegan2.generator import Generator, GeneratorConfig
-    from rlse_fast.ops.perface_conv import chosen
 
     torch.manual_seed(0)
-    G = Generator(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, mapping_layers=1, channel_base=64,
-                                  channel_max=16)).to(DEV)
-    ws = torch.randn(2, G.synthesis.num_ws, 8, device=DEV)
+    G = module.Generator(module.GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, mapping_layers=1,
+                                                channel_base=64, **cfg)).to(DEV)
     params = per_face_params(G, 2)
-    with torch.no_grad():  # faces with weights of their own
-        for p in params.values():
-            p.add_(0.1 * torch.randn_like(p))
+    if perturb:
+        with torch.no_grad():
+            for p in params.values():
+                p.add_(0.1 * torch.randn_like(p))
+    return G, torch.randn(2, G.synthesis.num_ws, 8, device=DEV), params
 
-    def run_g():
-        ps = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
-        img = G.synthesis(ws, params=ps)
-        up = torch.randn(img.shape, generator=torch.Generator().manual_seed(5)).to(DEV)
-        img.backward(up)
-        return img.detach(), {k: p.grad for k, p in ps.items()}
 
-    monkeypatch.delenv(ENV, raising=False)
-    img0, g0 = run_g()
-    monkeypatch.setenv(ENV, "triton")
-    assert chosen(img0)
-    calls = []
+def image_and_grads(G, ws, params, **kwargs):
+    """The synthesised image and each per-face parameter's gradient for a fixed upstream gradient."""
+    ps = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
+    img = G.synthesis(ws, params=ps, **kwargs)
+    img.backward(torch.randn(img.shape, generator=torch.Generator().manual_seed(5)).to(DEV))
+    return img.detach(), {k: p.grad for k, p in ps.items()}
+
+
+def spy_on_perface(monkeypatch, record):
+    """A list that gets record(args of _PerFaceConv.apply) for every per-face conv the op runs."""
     from rlse_fast.ops import triton_perface_conv
+
+    calls = []
     real = triton_perface_conv._PerFaceConv.apply
-    monkeypatch.setattr(triton_perface_conv._PerFaceConv, "apply", lambda *a: calls.append(a[4]) or real(*a))
-    img1, g1 = run_g()
-    assert calls.count(True) == 1 and calls.count(False) == 4  # 8 px: conv 4, up-conv + conv 8, two to-RGB
+    monkeypatch.setattr(triton_perface_conv._PerFaceConv, "apply", lambda *a: calls.append(record(a)) or real(*a))
+    return calls
+
+
+def assert_same_run(run0, run1, scale=lambda name, g: 1 + g.abs().max().item()):
+    """Same image (float32 rounding) and the same gradient for every parameter, each to 1e-5 of
+    scale(name, its gradient)."""
+    (img0, g0), (img1, g1) = run0, run1
     torch.testing.assert_close(img1, img0, rtol=1e-5, atol=1e-5)
     assert g1.keys() == g0.keys()
     for k in g0:
         if g0[k] is None:
             assert g1[k] is None, k
             continue
-        torch.testing.assert_close(g1[k], g0[k], rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(g1[k], g0[k], rtol=1e-4, atol=1e-5 * scale(k, g0[k]), msg=k)
+
+
+def test_stylegan2_generator_through_the_perface_conv_matches_the_grouped_path(monkeypatch):
+    """A tiny StyleGAN2 with per-face parameters: RLSE_PERFACE_CONV=triton sends its modulated convs
+    (3x3, the 3x3 up-convs, to-RGB) to the per-face kernels; the image and the gradients of every
+    per-face parameter match the default grouped-conv path."""
+    from rlse_fast.models import stylegan2
+    from rlse_fast.ops.perface_conv import chosen
+
+    G, ws, params = tiny_generator(stylegan2, channel_max=16)
+    monkeypatch.delenv(ENV, raising=False)
+    run0 = image_and_grads(G, ws, params)
+    monkeypatch.setenv(ENV, "triton")
+    assert chosen(run0[0])
+    transposed = spy_on_perface(monkeypatch, lambda a: a[4])
+    run1 = image_and_grads(G, ws, params)
+    assert transposed.count(True) == 1 and transposed.count(False) == 4  # conv 4, up-conv + conv 8, 2 to-RGB
+    assert_same_run(run0, run1)
 
 
 def test_stylegan1_generator_through_the_perface_conv_matches_the_grouped_path(monkeypatch):
     """StyleGAN v1 with per-face parameters, its fused 4x4 up-convs (stride-2 transposed) from 8 px
     (on the CPU too, as on a GPU): RLSE_PERFACE_CONV=triton runs every per-face conv on the
     kernels; same image and gradients."""
-    from rlse_fast.engine.state import per_face_params
-    from rlse_fast.models.stylegan1 import Generator, GeneratorConfig, layers
+    from rlse_fast.models import stylegan1
+    from rlse_fast.models.stylegan1 import layers
 
     monkeypatch.setattr(layers, "CPU_FUSED_MIN_RESOLUTION", 8)
-    torch.manual_seed(0)
-    G = Generator(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, mapping_layers=1, channel_base=64,
-                                  channel_max=8, fused_min_resolution=8)).to(DEV)
-    ws = torch.randn(2, G.synthesis.num_ws, 8, device=DEV)
-    params = per_face_params(G, 2)
-
-    def run_g():
-        ps = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
-        img = G.synthesis(ws, params=ps)
-        img.backward(torch.randn(img.shape, generator=torch.Generator().manual_seed(5)).to(DEV))
-        return img.detach(), {k: p.grad for k, p in ps.items()}
-
+    G, ws, params = tiny_generator(stylegan1, perturb=False, channel_max=8, fused_min_resolution=8)
     monkeypatch.delenv(ENV, raising=False)
-    img0, g0 = run_g()
+    run0 = image_and_grads(G, ws, params)
     monkeypatch.setenv(ENV, "triton")
-    from rlse_fast.ops import triton_perface_conv
-    calls = []
-    real = triton_perface_conv._PerFaceConv.apply
-    monkeypatch.setattr(triton_perface_conv._PerFaceConv, "apply", lambda *a: calls.append(a[4]) or real(*a))
-    img1, g1 = run_g()
-    assert True in calls and False in calls
-    torch.testing.assert_close(img1, img0, rtol=1e-5, atol=1e-5)
+    transposed = spy_on_perface(monkeypatch, lambda a: a[4])
+    run1 = image_and_grads(G, ws, params)
+    assert True in transposed and False in transposed
     # Layer 0 instance-normalises the constant input, whose planes are nearly flat: its gradients are
     # large (about 1e6 here) and its bias gradient is their cancellation (noise of float32 rounding
     # at that scale), so layer 0's parameters are compared at the scale of the const gradient.
-    scale0 = g0["const"].abs().max().item()
-    for k in g0:
-        if g0[k] is None:
-            assert g1[k] is None, k
-            continue
-        scale = scale0 if k.startswith(("const", "layer0.")) else g0[k].abs().max().item()
-        torch.testing.assert_close(g1[k], g0[k], rtol=1e-4, atol=1e-5 * scale, msg=k)
+    const = run0[1]["const"].abs().max().item()
+    assert_same_run(run0, run1, lambda k, g: const if k.startswith(("const", "layer0.")) else g.abs().max().item())
 
 
 @pytest.mark.parametrize("fused_fir", [None, "triton"], ids=["separate-fir", "fused-fir"])
@@ -264,40 +266,16 @@ def test_stylegan2_channels_last_batch_runs_whole_through_the_perface_conv(monke
     """channels_last=True runs a batch one face at a time on the grouped conv; with the per-face
     conv chosen it runs whole, NHWC throughout (with the up-layers' fused FIR tail or without):
     the same image and per-face gradients, and every conv sees both faces at once."""
-    from rlse_fast.engine.state import per_face_params
+    from rlse_fast.models import stylegan2
     from rlse_fast.models.stylegan2 import fused_up
-    from rlse_fast.models.stylegan2.generator import Generator, GeneratorConfig
-    from rlse_fast.ops import triton_perface_conv
 
-    torch.manual_seed(0)
-    G = Generator(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, mapping_layers=1, channel_base=64,
-                                  channel_max=16)).to(DEV)
-    ws = torch.randn(2, G.synthesis.num_ws, 8, device=DEV)
-    params = per_face_params(G, 2)
-    with torch.no_grad():
-        for p in params.values():
-            p.add_(0.1 * torch.randn_like(p))
-
-    def run_g():
-        ps = {k: p.detach().clone().requires_grad_(True) for k, p in params.items()}
-        with fused_up.using(fused_fir):
-            img = G.synthesis(ws, params=ps, channels_last=True)
-        img.backward(torch.randn(img.shape, generator=torch.Generator().manual_seed(5)).to(DEV))
-        return img.detach(), {k: p.grad for k, p in ps.items()}
-
+    G, ws, params = tiny_generator(stylegan2, channel_max=16)
     monkeypatch.delenv(ENV, raising=False)
-    img0, g0 = run_g()
-    monkeypatch.setenv(ENV, "triton")
-    batches = []
-    real = triton_perface_conv._PerFaceConv.apply
-    monkeypatch.setattr(triton_perface_conv._PerFaceConv, "apply",
-                        lambda *a: batches.append((a[0].shape[0], a[0].is_contiguous())) or real(*a))
-    img1, g1 = run_g()
+    with fused_up.using(fused_fir):
+        run0 = image_and_grads(G, ws, params, channels_last=True)
+        monkeypatch.setenv(ENV, "triton")
+        batches = spy_on_perface(monkeypatch, lambda a: (a[0].shape[0], a[0].is_contiguous()))
+        run1 = image_and_grads(G, ws, params, channels_last=True)
     # 8 px: b4 conv + to-RGB, b8 up-conv + conv + to-RGB; both faces at once, NHWC after b4
     assert len(batches) == 5 and {b for b, _ in batches} == {2} and sum(c for _, c in batches) <= 2
-    torch.testing.assert_close(img1, img0, rtol=1e-5, atol=1e-5)
-    for k in g0:
-        if g0[k] is None:
-            assert g1[k] is None, k
-            continue
-        torch.testing.assert_close(g1[k], g0[k], rtol=1e-4, atol=1e-5 * (1 + g0[k].abs().max().item()), msg=k)
+    assert_same_run(run0, run1)
