@@ -1,4 +1,4 @@
-"""Per-face convolutions in four layouts, forward / input gradient / weight gradient, at the shapes that
+"""Per-face convolutions in five layouts, forward / input gradient / weight gradient, at the shapes that
 dominate StyleGAN2 and StyleGAN v1 at 1024 px: does a layout switch reach the roofline, or is a kernel
 of our own needed?
 
@@ -10,15 +10,22 @@ Every face has its own weights (per-face fine-tuning), so the layouts compute th
   grouped-nhwc   the same grouped conv on channels-last tensors (no NCHW<->NHWC transposes)
   per-face-nhwc  one channels-last conv per face (B launches)
   shared-nhwc    one weight for all faces, channels-last: the ceiling (what cuDNN does best)
+  triton-perface-nhwc  our per-face implicit GEMM (ops/perface_conv.py), NHWC, one launch for all
+                 faces; forward through the op as the generator calls it (weights as modulate writes
+                 them: its one-pass repacking included), the gradients through the kernels the op's
+                 backward runs (on the repacked weights it saved). On the CPU (smoke) it runs
+                 under the Triton interpreter: a check that it runs and agrees, not a timing.
 Each case: median of CUDA-event timings after warm-up, TFLOP/s, GB/s (each tensor read or written
 once), the roofline share max(FLOP / peak, bytes / bandwidth) / time (peaks measured on the lent
 cards: device README), and the largest kernel of one profiled call. The per-face layouts' outputs
-are compared with grouped-nchw (max_abs_diff: the same function). Timing only; no assertion.
+are compared with grouped-nchw (max_abs_diff: the same function), and so are grouped-nhwc's and the
+Triton layout's input and weight gradients. Timing only; no assertion.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -40,7 +47,7 @@ SHAPES = [
     ("v1-1024-upconv-32x16", 32, 16, 4, 512, True, 1),  # the fused 4x4 transposed conv, stride 2
 ]
 SMOKE_SHAPES = [("smoke-conv-8x8", 8, 8, 3, 16, False, 1), ("smoke-upconv-8x4", 8, 4, 4, 8, True, 1)]
-LAYOUTS = ("grouped-nchw", "grouped-nhwc", "per-face-nhwc", "shared-nhwc")
+LAYOUTS = ("grouped-nchw", "grouped-nhwc", "per-face-nhwc", "shared-nhwc", "triton-perface-nhwc")
 DIRECTIONS = ("forward", "dgrad", "wgrad")
 # Measured ceilings (/work/.library/device/KINDS.md): bf16 matrix product, device-to-device copy.
 PEAKS = {"H200": (790e12, 4.3e12), "H100": (798e12, 3.0e12)}
@@ -60,8 +67,9 @@ def _grad(gy, x, w, transposed, pad, groups, which):
 
 
 def case(shape, batch, layout, direction, device, dtype):
-    """(fn, check_output_fn, flop, bytes) of one case; check_output_fn returns the forward output
-    laid out as (B, C_out, H, W) for the cross-layout comparison."""
+    """(fn, check_output_fn, flop, bytes) of one case; check_output_fn returns the case's result
+    per face ((B, C_out, H, W) forward, (B, C_in, H, W) dgrad, the per-face weight's shape wgrad) for
+    the cross-layout comparison, or is None (per-face-nhwc's gradients, shared-nhwc)."""
     name, cin, cout, k, px, transposed, pad = shape
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, cin, px, px, generator=gen).to(device, dtype)
@@ -80,7 +88,8 @@ def case(shape, batch, layout, direction, device, dtype):
         run = {"forward": fwd,
                "dgrad": lambda: _grad(gyg, xg, wg, transposed, pad, batch, "dgrad"),
                "wgrad": lambda: _grad(gyg, xg, wg, transposed, pad, batch, "wgrad")}[direction]
-        check = lambda: fwd().reshape(batch, cout, out_px, out_px)  # noqa: E731
+        per_face = {"forward": (cout, out_px, out_px), "dgrad": (cin, px, px), "wgrad": wshape[1:]}[direction]
+        check = lambda: run().reshape(batch, *per_face)  # noqa: E731
     elif layout == "per-face-nhwc":
         xs = [x[i:i + 1].contiguous(memory_format=cl) for i in range(batch)]
         ws = [w[i].contiguous(memory_format=cl) for i in range(batch)]
@@ -89,7 +98,10 @@ def case(shape, batch, layout, direction, device, dtype):
         run = {"forward": fwd,
                "dgrad": lambda: [_grad(g, a, b, transposed, pad, 1, "dgrad") for g, a, b in zip(gys, xs, ws)],
                "wgrad": lambda: [_grad(g, a, b, transposed, pad, 1, "wgrad") for g, a, b in zip(gys, xs, ws)]}[direction]
-        check = lambda: torch.cat(fwd())  # noqa: E731
+        check = (lambda: torch.cat(fwd())) if direction == "forward" else None
+    elif layout == "triton-perface-nhwc":
+        run, check = _triton_perface(x.contiguous(memory_format=cl), w, gy.contiguous(memory_format=cl), transposed,
+                                     pad, direction)
     else:
         xc, wc, gyc = x.contiguous(memory_format=cl), w[0].contiguous(memory_format=cl), gy.contiguous(memory_format=cl)
         run = {"forward": lambda: _conv(xc, wc, transposed, pad, 1),
@@ -102,6 +114,67 @@ def case(shape, batch, layout, direction, device, dtype):
     nx, ny = batch * cin * px * px, batch * cout * out_px * out_px
     bytes_ = size * (nx + ny + nw)  # each direction reads two of x, y (dy), w and writes the third
     return run, check, 2 * macs, bytes_
+
+
+def _triton_perface(x, w, gy, transposed, pad, direction):
+    """(run, check) of the Triton per-face conv: x, gy NHWC; w per face in torch's layout."""
+    from rlse_fast.ops import triton_perface_conv as tp
+    from rlse_fast.ops.perface_conv import perface_conv2d
+
+    stride, pads, k = (2 if transposed else 1), (pad, pad), tuple(w.shape[-2:])
+    w5 = tp.packed(w, x.shape[0])  # what the op's forward saves for its backward
+
+    def fwd():
+        with torch.no_grad():
+            return perface_conv2d(x, w, stride, pad, transposed, impl="triton")
+    if direction == "forward":
+        run = fwd
+    elif direction == "dgrad":  # its result is the check: (B, C_in, H, W), the weight's (B, ...) shape
+        run = ((lambda: tp.conv(gy, w5, stride, pads, reduce_dim=2, like=x)) if transposed else
+               (lambda: tp.conv_transposed(gy, w5, stride, pads, reduce_dim=1, out_hw=tuple(x.shape[2:]), like=x)))
+    else:
+        run = ((lambda: tp.conv_wgrad(x, gy, stride, pads, k, False, w.dtype)) if transposed else
+               (lambda: tp.conv_wgrad(gy, x, stride, pads, k, False, w.dtype)))
+    return run, run
+
+
+def warm_triton(shapes, batches, dtype) -> int:
+    """Compile every Triton launch of the triton-perface-nhwc cases into Triton's on-disk cache,
+    launching nothing (meta tensors; `kernel.warmup`). gpu_check.sh runs this in the background
+    during its first stages, so that the conv stage's budget goes to timing, not to compiling."""
+    from triton.runtime.jit import MockTensor
+
+    from rlse_fast.ops import triton_perface_conv as tp
+
+    class Warm:  # kernel[grid](*args) -> kernel.warmup(*args, grid=grid), tensors by dtype only
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            return lambda *a, **kw: self.kernel.warmup(
+                *[MockTensor(t.dtype) if isinstance(t, torch.Tensor) else t for t in a], grid=grid, **kw)
+
+    for name in ("conv_forward_kernel", "convt_kernel", "conv_wgrad_kernel"):
+        setattr(tp, name, Warm(getattr(tp, name)))
+    tp.CPU_SMS = torch.cuda.get_device_properties(0).multi_processor_count  # the splits the card will get
+    count = 0
+    cl = torch.channels_last
+    for name, cin, cout, k, px, transposed, pad in shapes:
+        out_px = (px - 1) * 2 - 2 * pad + k if transposed else px + 2 * pad - k + 1
+        for batch in batches:
+            x = torch.empty(batch, cin, px, px, device="meta", dtype=dtype).contiguous(memory_format=cl)
+            w = torch.empty((batch, cin, cout, k, k) if transposed else (batch, cout, cin, k, k), device="meta",
+                            dtype=dtype)
+            gy = torch.empty(batch, cout, out_px, out_px, device="meta", dtype=dtype).contiguous(memory_format=cl)
+            w5 = tp.packed(w, batch)
+            stride, pads = (2, (pad, pad)) if transposed else (1, (pad, pad))
+            (tp.conv_transposed if transposed else tp.conv)(x, w5, stride, pads, reduce_dim=1 if transposed else 2)
+            for direction in DIRECTIONS[1:]:
+                run, _ = _triton_perface(x, w, gy, transposed, pad, direction)
+                run()
+            count += 3
+            print(f"warmed {name} batch {batch}", flush=True)
+    return count
 
 
 def timed(fn, device, reps, warmup):
@@ -148,15 +221,26 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=None, help="timed calls per case (default 10; smoke 2)")
     p.add_argument("--budget-s", type=float, default=None, help="start no case after this many seconds")
     p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument("--warm-triton", action="store_true",
+                   help="only compile the Triton layout's kernels for these shapes (GPU; gpu_check.sh runs it early)")
     args = p.parse_args(argv)
     device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
     smoke = args.smoke or device.type == "cpu"
+    if device.type == "cpu":  # the Triton layout on CPU tensors: the interpreter, set before triton loads
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     dtype = torch.float32 if smoke else torch.bfloat16
     shapes = SMOKE_SHAPES if smoke else SHAPES
     if args.shapes:
         shapes = [s for s in shapes if s[0] in args.shapes.split(",")]
     batches = [int(b) for b in (args.batches or ("1,2" if smoke else "1,16")).split(",")]
     reps = args.reps or (2 if smoke else 10)
+    if args.warm_triton:
+        if device.type != "cuda":
+            print("--warm-triton: no GPU, nothing to compile for")
+            return 0
+        t = time.perf_counter()
+        print(f"compiled the launches of {warm_triton(shapes, batches, dtype)} cases in {time.perf_counter() - t:.1f} s")
+        return 0
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = next((v for k, v in PEAKS.items() if k in gpu), None)
     t0 = time.perf_counter()
@@ -175,14 +259,20 @@ def main(argv=None) -> int:
                         continue
                     try:
                         run, check, flop, nbytes = case(shape, batch, layout, direction, device, dtype)
-                        secs = timed(run, device, reps, warmup=2)
-                        kernel, share = top_kernel(run, device)
+                        if device.type == "cpu" and layout.startswith("triton"):  # the interpreter: one call
+                            secs, (kernel, share) = timed(run, device, 1, warmup=0), ("triton interpreter", 1.0)
+                        else:
+                            secs = timed(run, device, reps, warmup=2)
+                            kernel, share = top_kernel(run, device)
                         diff = None
-                        if direction == "forward" and check is not None:
-                            outputs[layout] = check().float()
-                            if layout != "grouped-nchw" and "grouped-nchw" in outputs:
-                                diff = (outputs[layout] - outputs["grouped-nchw"]).abs().max().item()
-                    except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:  # e.g. out of memory, no kernel
+                        if check is not None:
+                            out = check().float()
+                            if layout == "grouped-nchw":
+                                outputs[direction] = out
+                            elif direction in outputs:
+                                diff = (out - outputs[direction]).abs().max().item()
+                            del out
+                    except (RuntimeError, ImportError, torch.cuda.OutOfMemoryError) as exc:  # out of memory, no kernel
                         rows.append({"shape": shape[0], "batch": batch, "direction": direction, "layout": layout,
                                      "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"})
                         if device.type == "cuda":

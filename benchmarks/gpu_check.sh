@@ -28,8 +28,10 @@
 #            weights, eager fp32 vs fast bf16 at batch 1 and 16                 50   (31)
 #   sg1_profile  the first v1 profiles: profile_iteration.py --backbone stylegan1, 1024 px, bf16,
 #            batch 1 and 16; kernels by family and by forward / backward / optimiser   60
-#   convs    benchmarks/bench_conv_layouts.py: per-face convs in four layouts, forward / dgrad /
-#            wgrad, batch 1 and 16, the shapes that matter (SG2 and v1 at 1024 px)  45
+#   convs    benchmarks/bench_conv_layouts.py: per-face convs in five layouts (cuDNN's four and our
+#            Triton per-face conv, compiled in the background from the build on; its three directions
+#            compared with the grouped conv's), forward / dgrad / wgrad, batch 1 and 16, the shapes
+#            that matter (SG2 and v1 at 1024 px)  45
 #   sg1_ab   benchmarks/bench_sg1_fused.py: the v1 iteration before / after the fused AdaIN and the
 #            fused convs everywhere, fast bf16, batch 1 and 16, one round      40
 # Without a GPU the script is a dry run of itself (CI runs one: tests/test_gpu_check.py): the CUDA
@@ -202,6 +204,12 @@ else
     stage build 120 bash -c build
 fi
 
+# The conv stage's Triton kernels compile in the background meanwhile (into Triton's disk cache),
+# so that stage's budget times them instead of compiling them.
+if [ "$GPU" != "no-gpu" ]; then
+    "$PY" benchmarks/bench_conv_layouts.py --warm-triton >"$WORK/conv_warm.log" 2>&1 &
+fi
+
 # --- (b) tests ------------------------------------------------------------------------------------
 TESTS=""
 for f in tests/test_fast.py tests/test_ops_cuda.py tests/test_ops_triton.py; do
@@ -286,6 +294,7 @@ stage sg1_profile 60 bash -c "sg1_profiles $SG1_BIG"
 if [ "$HAVE_CUDA" = "1" ]; then CONV_ARGS="--budget-s 35"; else CONV_ARGS="--smoke"; fi
 # shellcheck disable=SC2086
 stage convs 45 "$PY" benchmarks/bench_conv_layouts.py $CONV_ARGS --json "$WORK/conv_layouts.json"
+[ -f "$WORK/conv_warm.log" ] && { echo "== conv kernels compiled in the background:"; cat "$WORK/conv_warm.log"; } >>"$LOGS"
 
 # --- (i) the v1 iteration before / after this round's kernels, in one run ------------------------
 if [ "$HAVE_CUDA" = "1" ]; then

@@ -64,11 +64,13 @@ def test_summary_holds_the_tests_profile_and_quality(dry_run):
     convs = summary["conv_layouts"]["rows"]
     from itertools import product
     assert {(r["direction"], r["layout"]) for r in convs} == set(product(
-        ["forward", "dgrad", "wgrad"], ["grouped-nchw", "grouped-nhwc", "per-face-nhwc", "shared-nhwc"]))
+        ["forward", "dgrad", "wgrad"], ["grouped-nchw", "grouped-nhwc", "per-face-nhwc", "shared-nhwc",
+                                        "triton-perface-nhwc"]))
     assert all(r["seconds"] > 0 for r in convs)
-    # the per-face layouts compute the grouped conv's function
+    # the other layouts (the Triton one under the interpreter) compute the grouped conv's function: 2 shapes x
+    # 2 batches x (3 per-face forwards + grouped-nhwc's and the Triton layout's input and weight gradients)
     diffs = [r["max_abs_diff_vs_grouped_nchw"] for r in convs if r["max_abs_diff_vs_grouped_nchw"] is not None]
-    assert len(diffs) == 2 * 2 * 2 and max(diffs) < 1e-4  # 2 shapes x 2 batches x 2 per-face layouts
+    assert len(diffs) == 2 * 2 * (3 + 2 * 2) and max(diffs) < 1e-4
     fir = summary["fir_nhwc"]["rows"]
     assert {(r["direction"], r["variant"]) for r in fir} == set(product(
         ["forward", "fwd+bwd"], ["nchw-separate", "nhwc-separate", "nhwc-fused"]))
@@ -175,6 +177,7 @@ def test_profile_buckets_name_the_kernel_families(bench_script):
         "adain_backward_sums_kernel": "adain",
         "void (anonymous namespace)::bias_act_kernel<__nv_bfloat16>": "bias_act",
         "modulate_backward_kernel": "modulate",
+        "conv_forward_kernel": "conv", "convt_kernel": "conv", "conv_wgrad_kernel": "conv",  # the per-face conv
         "downsample_diff_kernel": "downsample_loss",
         "void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor<float>>": "adam",
         "void at::native::reduce_kernel<128, 4, at::native::ReduceOp<float, SumOp>>": "reduce",

@@ -27,6 +27,7 @@ from rlse_fast.ops.triton_kernels.bias_act import bias_act_kernel
 from rlse_fast.ops.triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 from rlse_fast.ops.triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
 from triton_sm90_fir import fir_variants
+from triton_sm90_perface import variants as perface_variants
 
 TARGET = GPUTarget("cuda", 90, 32)
 PTR = {"fp32": "*fp32", "bf16": "*bf16", "fp16": "*fp16", "fp64": "*fp64"}
@@ -105,6 +106,7 @@ def variants():
                        adain_warps(block))
 
     yield from fir_variants()
+    yield from perface_variants()
 
 
 def resource_usage(cubin: bytes) -> dict:
@@ -127,12 +129,13 @@ def main() -> int:
         print("triton_sm90: unset TRITON_INTERPRET (the interpreter decorates no compilable kernels)", file=sys.stderr)
         return 2
     failed = 0
-    for name, kernel, sig, cx, warps in variants():
-        row = {"kernel": name, "num_warps": warps}
+    for name, kernel, sig, cx, warps, *options in variants():  # options: more compile options, if any
+        options = dict(options[0] if options else {}, num_warps=warps)
+        row = {"kernel": name, **options}
         try:
             full = dict(sig, **{k: "constexpr" for k in cx})
             compiled = triton.compile(ASTSource(fn=kernel, signature=full, constexprs=cx), target=TARGET,
-                                      options={"num_warps": warps})
+                                      options=options)
             row.update(ok=True, **resource_usage(compiled.asm["cubin"]))
         except Exception as exc:  # noqa: BLE001 - report every failing variant
             failed += 1

@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from .perface_conv import perface_conv2d
 from .upfirdn2d import _parse_padding, downsample2d, filter_size, upfirdn2d
 
 
 def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
     # conv2d correlates; flip_weight=False turns it into a true convolution.
     if not flip_weight:
-        w = w.flip([2, 3])
+        w = w.flip([-2, -1])
+    if w.ndim == 5:
+        return perface_conv2d(x, w, stride=stride, padding=padding, transposed=transpose)
     if transpose:
         return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
     return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
 
 
 def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight=True, flip_filter=False, impl="auto"):
-    """x: (N, C_in, H, W); w: (C_out, C_in / groups, kh, kw); f: FIR filter for up/down."""
-    out_channels, in_per_group, kh, kw = w.shape
+    """x: (N, C_in, H, W); w: (C_out, C_in / groups, kh, kw), or (N, C_out, C_in, kh, kw), a weight
+    per sample (`perface_conv2d`, groups 1); f: FIR filter for up/down."""
+    out_channels, in_per_group, kh, kw = w.shape[-4:]
     fw, fh = filter_size(f)
     px0, px1, py0, py1 = _parse_padding(padding)
     if up > 1:
@@ -46,7 +50,7 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
         return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
     if up > 1:
         if groups == 1:
-            w = w.transpose(0, 1)
+            w = w.transpose(-4, -3)
         else:
             w = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
             w = w.reshape(groups * in_per_group, out_channels // groups, kh, kw)

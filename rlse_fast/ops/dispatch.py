@@ -108,6 +108,7 @@ _NATIVE_MODULES = (
     ("cuda", "rlse_fast.ops.cuda_ops"),
     ("triton", "rlse_fast.ops.triton_ops"),
     ("triton", "rlse_fast.ops.triton_fir"),
+    ("triton", "rlse_fast.ops.triton_perface_conv"),
 )
 
 

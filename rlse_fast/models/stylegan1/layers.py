@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ...ops import bias_act, setup_filter, upfirdn2d
+from ...ops import bias_act, perface_conv, setup_filter, upfirdn2d
 from ...ops.adain import adain_epilogue
 
 SQRT2 = math.sqrt(2)
@@ -47,12 +47,16 @@ def fused_kernel(w):
 
 
 def conv2d(x, w, stride=1, padding=0, transpose=False):
-    """Convolution with a shared (O, I, k, k) or per-sample (B, O, I, k, k) weight (then grouped)."""
+    """Convolution with a shared (O, I, k, k) or per-sample (B, O, I, k, k) weight (then grouped, or
+    the per-face convolution where chosen)."""
     if w.ndim == 4:
         if transpose:
             return F.conv_transpose2d(x, w.transpose(0, 1), stride=stride, padding=padding)
         return F.conv2d(x, w, stride=stride, padding=padding)
     batch, o, i, kh, kw = w.shape
+    if perface_conv.chosen(x):  # one implicit GEMM over the faces (RLSE_PERFACE_CONV=triton)
+        wt = w.transpose(1, 2) if transpose else w
+        return perface_conv.perface_conv2d(x, wt, stride=stride, padding=padding, transposed=transpose)
     xg = x.reshape(1, batch * x.shape[1], *x.shape[2:])
     if transpose:
         wg = w.transpose(1, 2).reshape(batch * i, o, kh, kw)

@@ -13,7 +13,7 @@ import contextvars
 import torch
 import torch.nn.functional as F
 
-from ...ops import modulate
+from ...ops import modulate, perface_conv
 from ...ops.fir_act import fir_bias_act
 
 # The fir_bias_act implementation the up-layers use, or None: the separate ops.
@@ -61,9 +61,12 @@ def forward(layer, x, w, noise_mode="const", noise=None, params=None, gain=1.0):
     # (I, O) pairs, no flip, no padding (the FIR's padding does the rest).
     wm = modulate(weight, styles, demodulate=True, out_dtype=x.dtype)
     wm = wm.reshape(batch, out_channels, in_channels, kh, kw).transpose(1, 2)
-    y = F.conv_transpose2d(x.reshape(1, batch * in_channels, h, w_),
-                           wm.reshape(batch * in_channels, out_channels, kh, kw), stride=2, groups=batch)
-    y = y.reshape(batch, out_channels, *y.shape[2:])
+    if perface_conv.chosen(x):  # NHWC in and out, all faces in one launch
+        y = perface_conv.perface_conv2d(x, wm, stride=2, transposed=True)
+    else:
+        y = F.conv_transpose2d(x.reshape(1, batch * in_channels, h, w_),
+                               wm.reshape(batch * in_channels, out_channels, kh, kw), stride=2, groups=batch)
+        y = y.reshape(batch, out_channels, *y.shape[2:])
     clamp = layer.conv_clamp * gain if layer.conv_clamp is not None else None
     return fir_bias_act(y, layer.resample_filter, FIR_PADDING, 4, noise, strength if noise is not None else None,
                         params.get("bias", layer.bias), act_gain=layer.act_gain * gain, clamp=clamp,

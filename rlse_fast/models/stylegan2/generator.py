@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ...ops import bias_act, conv2d_resample, modulate, setup_filter, upsample2d
+from ...ops import bias_act, conv2d_resample, modulate, perface_conv, setup_filter, upsample2d
 from . import fused_up
 
 
@@ -163,14 +163,18 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
             x = x + noise.to(x.dtype)
         return x
 
-    # One grouped convolution over the whole batch: each sample is a group, with its modulated
-    # (and demodulated) weights.
     w = modulate(weight, styles, demodulate=demodulate, out_dtype=x.dtype)
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_channels, kh, kw)
-    x = conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding, groups=batch,
-                        flip_weight=flip_weight)
-    x = x.reshape(batch, -1, *x.shape[2:])
+    if perface_conv.chosen(x):
+        # The per-face weights straight to a per-face convolution (one implicit GEMM over the faces).
+        x = conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight)
+    else:
+        # One grouped convolution over the whole batch: each sample is a group, with its modulated
+        # (and demodulated) weights.
+        x = x.reshape(1, -1, *x.shape[2:])
+        w = w.reshape(-1, in_channels, kh, kw)
+        x = conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding, groups=batch,
+                            flip_weight=flip_weight)
+        x = x.reshape(batch, -1, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
@@ -332,14 +336,15 @@ class SynthesisNetwork(nn.Module):
         same values to float rounding). A batch of B > 1 then runs as B passes of one sample each,
         concatenated: the grouped per-sample convolution folds the batch into the channels, which
         an NHWC tensor cannot do without a copy (inside a CUDA graph the extra launches cost the
-        host nothing).
+        host nothing); where the per-face convolution is chosen (`ops.perface_conv.chosen`), the
+        batch runs whole, NHWC throughout.
         """
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.cfg.w_dim:
             raise ValueError(f"ws must be (B, {self.num_ws}, {self.cfg.w_dim}), got {tuple(ws.shape)}")
         if noise is not None and len(noise) != self.cfg.num_noise:
             raise ValueError(f"noise must list {self.cfg.num_noise} maps, got {len(noise)}")
         batch = ws.shape[0]
-        if channels_last and batch > 1:
+        if channels_last and batch > 1 and not perface_conv.chosen(ws):
             def one(t, i):  # sample i of a per-sample tensor; a shared one (leading 1) as it is
                 return t if t is None or t.shape[0] == 1 else t[i:i + 1]
 
