@@ -142,7 +142,7 @@ def test_bad_shapes_are_reported(nvidia):
 def test_per_sample_bias_matches_separate_add(impl, batch, channels_last):
     """A per-sample (B, C) bias goes through bias_act as one (1, B*C, H, W) call; values and the
     gradients of x and b equal adding the bias first, and a channels-last x stays channels-last."""
-    from rlse_fast.models.stylegan2.generator import _bias_act_maybe_per_sample
+    from rlse_fast.models.stylegan2.layers import bias_act_per_sample
     from rlse_fast.ops import dispatch
     from rlse_fast.ops.bias_act import _bias_act_ref
 
@@ -154,7 +154,7 @@ def test_per_sample_bias_matches_separate_add(impl, batch, channels_last):
     b = torch.randn(batch, 5, generator=g, dtype=torch.float64, requires_grad=True)
     dy = torch.randn(batch, 5, 7, 9, generator=g, dtype=torch.float64)
     with dispatch.using(impl):
-        y = _bias_act_maybe_per_sample(x, b, act="lrelu", gain=1.7, clamp=2.5)
+        y = bias_act_per_sample(x, b, act="lrelu", gain=1.7, clamp=2.5)
     y_ref = _bias_act_ref(x + b[:, :, None, None], act="lrelu", gain=1.7, clamp=2.5)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

@@ -1,5 +1,5 @@
 """StyleGAN2 discriminator ('resnet'), official StyleGAN2-ADA layout; its layers are the generator's
-(`generator.Conv2dLayer`, `generator.FullyConnectedLayer`). Images (B, 3, R, R) in [-1, 1]."""
+(`layers.Conv2dLayer`, `layers.FullyConnectedLayer`). Images (B, 3, R, R) in [-1, 1]."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ...ops import setup_filter
-from .generator import Conv2dLayer, FullyConnectedLayer
+from .layers import Conv2dLayer, FullyConnectedLayer
 
 
 @dataclass(frozen=True)
