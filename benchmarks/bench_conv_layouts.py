@@ -24,9 +24,7 @@ Triton layout's input and weight gradients. Timing only; no assertion.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,7 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlse_fast.imageio import atomic_write  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from microbench import add_case_args, plan, skipped, timed, top_kernel, write_json  # noqa: E402
 
 # (name, C_in, C_out, kernel, input px, transposed (an up-conv: stride 2), padding)
 SHAPES = [
@@ -49,8 +49,6 @@ SHAPES = [
 SMOKE_SHAPES = [("smoke-conv-8x8", 8, 8, 3, 16, False, 1), ("smoke-upconv-8x4", 8, 4, 4, 8, True, 1)]
 LAYOUTS = ("grouped-nchw", "grouped-nhwc", "per-face-nhwc", "shared-nhwc", "triton-perface-nhwc")
 DIRECTIONS = ("forward", "dgrad", "wgrad")
-# Measured ceilings (/work/.library/device/KINDS.md): bf16 matrix product, device-to-device copy.
-PEAKS = {"H200": (790e12, 4.3e12), "H100": (798e12, 3.0e12)}
 
 
 def _conv(x, w, transposed, pad, groups):
@@ -177,63 +175,15 @@ def warm_triton(shapes, batches, dtype) -> int:
     return count
 
 
-def timed(fn, device, reps, warmup):
-    """Median seconds of fn over reps calls (CUDA events on a GPU)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) / 1e3)
-        else:
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def top_kernel(fn, device):
-    """(name, share of the device time) of the largest kernel (CPU op without CUDA) of one call."""
-    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch.profiler.profile(activities=acts) as prof:
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    cuda = device.type == "cuda"
-    rows = [(e.key, e.self_device_time_total if cuda else e.self_cpu_time_total) for e in prof.key_averages()]
-    rows = [r for r in rows if r[1] > 0 and not r[0].startswith(("cudaLaunch", "cuLaunch", "cudaStream", "cudaEvent"))]
-    if not rows:
-        return None, 0.0
-    name, t = max(rows, key=lambda r: r[1])
-    return name[:120], t / sum(r[1] for r in rows)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--smoke", action="store_true", help="CPU smoke run: tiny shapes, fp32, batch 1 and 2")
-    p.add_argument("--batches", default=None, help="default 1,16 (smoke: 1,2)")
-    p.add_argument("--shapes", default=None, help="comma-separated shape names (default: all)")
-    p.add_argument("--reps", type=int, default=None, help="timed calls per case (default 10; smoke 2)")
-    p.add_argument("--budget-s", type=float, default=None, help="start no case after this many seconds")
-    p.add_argument("--json", default=None, help="write the rows here")
+    add_case_args(p, "1,2", 2, "tiny shapes")
     p.add_argument("--warm-triton", action="store_true",
                    help="only compile the Triton layout's kernels for these shapes (GPU; gpu_check.sh runs it early)")
     args = p.parse_args(argv)
-    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
-    smoke = args.smoke or device.type == "cpu"
+    device, smoke, dtype, shapes, batches, reps, gpu, peak = plan(args, SHAPES, SMOKE_SHAPES, "1,2", 2)
     if device.type == "cpu":  # the Triton layout on CPU tensors: the interpreter, set before triton loads
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    dtype = torch.float32 if smoke else torch.bfloat16
-    shapes = SMOKE_SHAPES if smoke else SHAPES
-    if args.shapes:
-        shapes = [s for s in shapes if s[0] in args.shapes.split(",")]
-    batches = [int(b) for b in (args.batches or ("1,2" if smoke else "1,16")).split(",")]
-    reps = args.reps or (2 if smoke else 10)
     if args.warm_triton:
         if device.type != "cuda":
             print("--warm-triton: no GPU, nothing to compile for")
@@ -241,8 +191,6 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         print(f"compiled the launches of {warm_triton(shapes, batches, dtype)} cases in {time.perf_counter() - t:.1f} s")
         return 0
-    gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    peak = next((v for k, v in PEAKS.items() if k in gpu), None)
     t0 = time.perf_counter()
     rows = []
     print(f"{gpu}, {dtype}, reps {reps}, peaks {peak}")
@@ -273,10 +221,8 @@ def main(argv=None) -> int:
                                 diff = (out - outputs[direction]).abs().max().item()
                             del out
                     except (RuntimeError, ImportError, torch.cuda.OutOfMemoryError) as exc:  # out of memory, no kernel
-                        rows.append({"shape": shape[0], "batch": batch, "direction": direction, "layout": layout,
-                                     "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"})
-                        if device.type == "cuda":
-                            torch.cuda.empty_cache()
+                        rows.append(skipped({"shape": shape[0], "batch": batch, "direction": direction,
+                                             "layout": layout}, exc, device))
                         continue
                     roof = max(flop / peak[0], nbytes / peak[1]) / secs if peak else None
                     row = {"shape": shape[0], "batch": batch, "direction": direction, "layout": layout,
@@ -288,12 +234,9 @@ def main(argv=None) -> int:
                           f"{row['gbps']:>8.0f}{(f'{100 * roof:.0f}' if roof else '-'):>7}"
                           f"{(f'{diff:.1e}' if diff is not None else '-'):>9}  {kernel} ({100 * share:.0f}%)", flush=True)
             del outputs
-    if args.json:
-        doc = {"command": "python benchmarks/bench_conv_layouts.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "device": gpu, "dtype": str(dtype), "torch": torch.__version__, "peaks": peak,
-               "cudnn_benchmark": torch.backends.cudnn.benchmark, "rows": rows}
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
-        print(f"wrote {args.json}")
+    write_json(args.json, "bench_conv_layouts.py", argv, {
+        "device": gpu, "dtype": str(dtype), "torch": torch.__version__, "peaks": peak,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark, "rows": rows})
     return 0
 
 

@@ -11,14 +11,13 @@ three ways, forward and forward + backward, at the 1024 px generator's up-layer 
 x is the transposed conv's (B, C, R+1, R+1) output (2 r + 1 from r = R / 2), the result (B, C, R, R);
 the noise map (R, R) and its strength are shared, the bias (C,). Each case: median of CUDA-event timings after warm-up,
 GB/s with each tensor read or written once (forward: x, y, the noise map; backward adds dy, y, dx),
-the share of the copy bandwidth that is (peaks of bench_conv_layouts.py), the largest kernel of one
+the share of the copy bandwidth that is (peaks of microbench.py), the largest kernel of one
 profiled call, and the largest difference from nchw-separate (output, then dx) in float32 units.
 With --smoke the fused op runs under the Triton interpreter (no GPU). Timing only; no assertion.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,9 +31,8 @@ if not torch.cuda.is_available():  # before triton is imported: the kernels then
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_conv_layouts import PEAKS, timed, top_kernel  # noqa: E402
+from microbench import add_case_args, plan, skipped, timed, top_kernel, write_json  # noqa: E402
 
-from rlse_fast.imageio import atomic_write  # noqa: E402
 from rlse_fast.ops.fir_act import fir_bias_act, separate_ops  # noqa: E402
 from rlse_fast.ops.upfirdn2d import setup_filter  # noqa: E402
 
@@ -83,23 +81,9 @@ def case(shape, batch, variant, direction, device, dtype):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--smoke", action="store_true", help="CPU smoke run: a tiny shape, fp32, batch 2")
-    p.add_argument("--batches", default=None, help="default 1,16 (smoke: 2)")
-    p.add_argument("--shapes", default=None, help="comma-separated shape names (default: all)")
-    p.add_argument("--reps", type=int, default=None, help="timed calls per case (default 10; smoke 1)")
-    p.add_argument("--budget-s", type=float, default=None, help="start no case after this many seconds")
-    p.add_argument("--json", default=None, help="write the rows here")
+    add_case_args(p, "2", 1, "a tiny shape")
     args = p.parse_args(argv)
-    device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
-    smoke = args.smoke or device.type == "cpu"
-    dtype = torch.float32 if smoke else torch.bfloat16
-    shapes = SMOKE_SHAPES if smoke else SHAPES
-    if args.shapes:
-        shapes = [s for s in shapes if s[0] in args.shapes.split(",")]
-    batches = [int(b) for b in (args.batches or ("2" if smoke else "1,16")).split(",")]
-    reps = args.reps or (1 if smoke else 10)
-    gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    peak = next((v for k, v in PEAKS.items() if k in gpu), None)
+    device, smoke, dtype, shapes, batches, reps, gpu, peak = plan(args, SHAPES, SMOKE_SHAPES, "2", 1)
     t0 = time.perf_counter()
     rows = []
     print(f"{gpu}, {dtype}, reps {reps}, copy bandwidth {peak[1] / 1e12 if peak else '-'} TB/s")
@@ -129,9 +113,7 @@ def main(argv=None) -> int:
                                 diff_dx = (dx - base[1]).abs().max().item()
                             del y, dx
                     except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-                        rows.append(dict(row, skipped=f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
-                        if device.type == "cuda":
-                            torch.cuda.empty_cache()
+                        rows.append(skipped(row, exc, device))
                         continue
                     roof = nbytes / peak[1] / secs if peak else None
                     row.update(seconds=secs, gbps=nbytes / secs / 1e9, roofline_share=roof, bytes=nbytes,
@@ -146,11 +128,8 @@ def main(argv=None) -> int:
             base = None
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    if args.json:
-        doc = {"command": "python benchmarks/bench_fir_nhwc.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "device": gpu, "dtype": str(dtype), "torch": torch.__version__, "peaks": peak, "rows": rows}
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
-        print(f"wrote {args.json}")
+    write_json(args.json, "bench_fir_nhwc.py", argv,
+               {"device": gpu, "dtype": str(dtype), "torch": torch.__version__, "peaks": peak, "rows": rows})
     return 0
 
 

@@ -88,3 +88,13 @@ def assert_adain_within_budget(impl, inputs):
         if b is not None:
             assert a.dtype == c.dtype, name
             within_budget(a, b, c, f"adain {impl} {y.dtype} d{name}")
+
+
+def skip_unless_interpreted_as_asked(kernel, device) -> None:
+    """Skip the module when `kernel` was decorated in the other mode than its tests need: interpreted
+    on the CPU, compiled on a GPU (TRITON_INTERPRET only counts before triton_ops' first import)."""
+    import pytest
+
+    interpreted = type(kernel).__name__ == "InterpretedFunction"
+    if interpreted != (device.type == "cpu"):
+        pytest.skip("the Triton kernels were imported before this module set TRITON_INTERPRET; run this file alone")

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from op_checks import within_budget
+from op_checks import skip_unless_interpreted_as_asked, within_budget
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -36,9 +36,7 @@ def kernels_match_device():
     from rlse_fast.ops import triton_fir
     from rlse_fast.ops.triton_kernels.fir_nhwc import fir_act_forward_kernel
 
-    interpreted = type(fir_act_forward_kernel).__name__ == "InterpretedFunction"
-    if interpreted != (DEV.type == "cpu"):
-        pytest.skip("the Triton kernels were imported before this module set TRITON_INTERPRET; run this file alone")
+    skip_unless_interpreted_as_asked(fir_act_forward_kernel, DEV)
     return triton_fir
 
 

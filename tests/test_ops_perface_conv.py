@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from op_checks import grads, within_budget
+from op_checks import grads, skip_unless_interpreted_as_asked, within_budget
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -42,9 +42,7 @@ IDS = ["conv3-b1", "conv3-35ch", "conv3-s2", "upconv3", "upconv4-v1", "torgb"]
 def kernels_match_device():
     from rlse_fast.ops.triton_kernels.perface_conv import conv_forward_kernel
 
-    interpreted = type(conv_forward_kernel).__name__ == "InterpretedFunction"
-    if interpreted != (DEV.type == "cpu"):
-        pytest.skip("the kernels were imported before this module set TRITON_INTERPRET; run this file alone")
+    skip_unless_interpreted_as_asked(conv_forward_kernel, DEV)
 
 
 def inputs(case, dtype=torch.float64, nhwc=False, shared=False, seed=0):

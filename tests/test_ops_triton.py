@@ -11,7 +11,7 @@ import os
 import torch
 
 from op_checks import (adain_inputs, assert_adain_matches_ref, assert_adain_within_budget, assert_modulate_matches_ref,
-                       grads, within_budget)
+                       grads, skip_unless_interpreted_as_asked, within_budget)
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -38,9 +38,7 @@ def kernels_match_device():
     from rlse_fast.ops import triton_ops
     from rlse_fast.ops.triton_kernels.bias_act import bias_act_kernel
 
-    interpreted = type(bias_act_kernel).__name__ == "InterpretedFunction"
-    if interpreted != (DEV.type == "cpu"):
-        pytest.skip("triton_ops was imported before this module set TRITON_INTERPRET; run this file alone")
+    skip_unless_interpreted_as_asked(bias_act_kernel, DEV)
     return triton_ops
 
 
