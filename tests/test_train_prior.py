@@ -12,7 +12,8 @@ from PIL import Image
 from rlse_fast.cli import main
 from rlse_fast.models.stylegan2 import Discriminator, Generator
 from rlse_fast.train.data import CropSpec, FaceSampler, load_faces
-from rlse_fast.train.prior import CHECKPOINT_NAME, TrainConfig, reference_ops, train
+from rlse_fast.train.checkpoint import load_checkpoint
+from rlse_fast.train.prior import TrainConfig, reference_ops, train
 
 TINY = dict(resolution=16, z_dim=32, mapping_layers=1, channel_base=256, channel_max=32, batch=4,
             threads=1, device="cpu", sample_minutes=0, checkpoint_minutes=60, export_minutes=60)
@@ -59,7 +60,7 @@ def test_train_resume_export(faces_dir, tmp_path):
     first = train(faces_dir, run, TrainConfig(kimg=0.012, **TINY), export_to=export, progress=False, log=lambda m: None)
     assert first["cur_nimg"] == 12
     assert all(math.isfinite(first[k]) for k in ("loss_G", "loss_D", "r1"))
-    ckpt = torch.load(run / CHECKPOINT_NAME, weights_only=False)
+    ckpt = load_checkpoint(run)
     assert ckpt["cur_nimg"] == 12 and ckpt["batch_idx"] == 3
     assert (run / "samples" / "latest.png").is_file()
 
@@ -93,7 +94,7 @@ def test_train_resume_export(faces_dir, tmp_path):
         assert path.stat().st_size < 10 * 2**20
     # The exported generator is the EMA: it matches the checkpoint's G_ema to float16 precision.
     gan = checkpoints.load_gan(export)
-    ema = torch.load(run / CHECKPOINT_NAME, weights_only=False)["G_ema"]
+    ema = load_checkpoint(run)["G_ema"]
     for name, value in gan.generator.state_dict().items():
         torch.testing.assert_close(value.float(), ema[name].half().float())
 
