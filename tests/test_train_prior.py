@@ -127,3 +127,44 @@ def test_cli_rejects_bad_data_folder(tmp_path, capsys, make):
     assert code == 2
     assert len(err.splitlines()) == 1 and "data folder" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def _equal_states(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
+
+
+@pytest.mark.parametrize("mode", ["ada", "diffaug"])
+def test_resumed_run_with_augmentation_continues_the_same_run(faces_dir, tmp_path, mode):
+    # A fast ADA (p moves 0.08 per 4 minibatches) with a low target, so p is non-zero by the
+    # break and the checkpoint must carry it, and the break falls inside an ADA interval.
+    cfg = dict(TINY, augment=mode, ada_kimg=0.2, ada_target=0.0, r1_interval=2)
+    quiet = dict(progress=False, log=lambda m: None)
+    straight = train(faces_dir, tmp_path / "a", TrainConfig(kimg=0.040, **cfg), **quiet)
+    train(faces_dir, tmp_path / "b", TrainConfig(kimg=0.012, **cfg), **quiet)
+    state = load_checkpoint(tmp_path / "b")
+    assert state["ada"]["batches"] == 3  # mid-interval
+    resumed = train(faces_dir, tmp_path / "b", TrainConfig(kimg=0.040, **cfg), resume="auto", **quiet)
+    for key in ("loss_G", "loss_D", "r1", "p", "r_t", "cur_nimg"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-5), key
+    if mode == "ada":
+        assert straight["p"] > 0
+    else:
+        assert straight["p"] == 1.0
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    for key in ("G", "D", "G_ema"):
+        _equal_states(a[key], b[key])
+    assert torch.equal(a["sampler"]["order"], b["sampler"]["order"]) and a["sampler"]["pos"] == b["sampler"]["pos"]
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [e["augment"] for e in log] == [mode, mode] and log[-1]["p"] == round(straight["p"], 5)
+
+
+@pytest.mark.parametrize("mode", ["none", "diffaug", "ada"])
+def test_tiny_cpu_run_in_each_mode(faces_dir, tmp_path, mode):
+    out = train(faces_dir, tmp_path / mode, TrainConfig(kimg=0.016, augment=mode, ada_kimg=1, **TINY),
+                progress=False, log=lambda m: None)
+    assert out["cur_nimg"] == 16 and all(math.isfinite(out[k]) for k in ("loss_G", "loss_D", "r1", "r_t"))
+    assert -1 <= out["r_t"] <= 1
+    line = json.loads((tmp_path / mode / "log.jsonl").read_text().splitlines()[-1])
+    assert line["augment"] == mode and line["r_t"] == round(out["r_t"], 4)
