@@ -146,9 +146,9 @@ def main() -> None:
     p.add_argument("--train", type=int, default=500, help="training faces")
     p.add_argument("--heldout", type=int, default=1000, help="held-out faces (KID reference, logit gap)")
     p.add_argument("--modes", default="none,diffaug,ada")
-    p.add_argument("--kimg", type=float, default=8.0, help="images per run, thousands (the same for every mode)")
-    p.add_argument("--max-minutes", type=float, default=20.0, help="a run stops here even if short of --kimg")
-    p.add_argument("--ada-kimg", type=float, default=10.0,
+    p.add_argument("--kimg", type=float, default=4.0, help="images per run, thousands (the same for every mode)")
+    p.add_argument("--max-minutes", type=float, default=25.0, help="a run stops here even if short of --kimg")
+    p.add_argument("--ada-kimg", type=float, default=5.0,
                    help="ADA speed: the paper's 500 cannot move p within a CPU-sized run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
