@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from conftest import TINY_PRIOR
 from rlse_fast.cli import main
 from rlse_fast.errors import UserError
 from rlse_fast.train.checkpoint import MANIFEST_NAME, load_checkpoint, save_checkpoint
 from rlse_fast.train.data import load_faces, pack_faces
 from rlse_fast.train.prior import TrainConfig, train
 
-TINY = dict(resolution=16, z_dim=32, mapping_layers=1, channel_base=256, channel_max=32, batch=4,
-            threads=1, device="cpu", sample_minutes=0, checkpoint_minutes=60, export_minutes=60)
+TINY = TINY_PRIOR
 QUIET = dict(progress=False, log=lambda m: None)
 
 
 @pytest.fixture
-def faces_dir(tmp_path, rlse_home):
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        # Smooth 'faces' (JPEG keeps smooth images close; noise would not survive a re-encode).
-        yy, xx = np.mgrid[0:109, 0:89]
-        img = np.stack([(127 + 100 * np.sin(xx / (20 + i) + c / 3) * np.cos(yy / 25)) for c in range(3)], axis=2)
-        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i:06d}.png")
-    return folder
+def faces_dir(face_folder):
+    return face_folder(12, smooth=True, suffix=".png")
 
 
 def _state(n: int) -> dict:

@@ -4,30 +4,23 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from conftest import TINY_PRIOR
 from rlse_fast.cli import main
 from rlse_fast.models.stylegan2 import Discriminator, Generator
 from rlse_fast.train.data import CropSpec, FaceSampler, load_faces
 from rlse_fast.train.checkpoint import load_checkpoint
 from rlse_fast.train.prior import TrainConfig, reference_ops, train
 
-TINY = dict(resolution=16, z_dim=32, mapping_layers=1, channel_base=256, channel_max=32, batch=4,
-            threads=1, device="cpu", sample_minutes=0, checkpoint_minutes=60, export_minutes=60)
+TINY = TINY_PRIOR
 
 
 @pytest.fixture
-def faces_dir(tmp_path, rlse_home):
+def faces_dir(face_folder):
     """Twelve random 'faces' in the CelebA aligned size (89x109), as JPEGs."""
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 256, (109, 89, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg")
-    return folder
+    return face_folder(12)
 
 
 def test_crop_matches_celeba_framing():

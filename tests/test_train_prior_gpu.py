@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
 from rlse_fast.train.data import pack_faces
 
@@ -19,12 +17,8 @@ TINY = ["--resolution", "16", "--z-dim", "32", "--mapping-layers", "1", "--chann
         "--channel-max", "32", "--device", "cpu", "--batch", "4"]
 
 
-def test_session_collect_resume(tmp_path, rlse_home):
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (109, 89, 3), dtype=np.uint8)).save(faces / f"{i}.png")
+def test_session_collect_resume(tmp_path, face_folder):
+    faces = face_folder(8)
     base = tmp_path / "prior-gpu"
     pack_faces(faces, 16, base / "data" / "faces-16.faces", progress=False)
     env = {**os.environ, "RLSE_PRIOR_BASE": str(base), "RLSE_PRIOR_DATA": str(base / "data" / "faces-16.faces"),

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=None,
                    help="stop (checkpoint + export) after this many minutes of this run (default: no limit)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help="continue from OUT/checkpoint.pt, or from CKPT; with --minutes 0 it only re-exports")
+                   help="continue from OUT's checkpoint, or from CKPT (a run folder or its checkpoint.json); "
+                        "with --minutes 0 it only re-exports")
     p.add_argument("--init-from", default=None, metavar="PRIOR",
                    help="start a new run from an exported prior (G_ema + D safetensors), e.g. when the checkpoint "
                         "is lost; fresh optimisers, the architecture is the prior's")
