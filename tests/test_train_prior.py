@@ -161,3 +161,22 @@ def test_tiny_cpu_run_in_each_mode(faces_dir, tmp_path, mode):
     assert -1 <= out["r_t"] <= 1
     line = json.loads((tmp_path / mode / "log.jsonl").read_text().splitlines()[-1])
     assert line["augment"] == mode and line["r_t"] == round(out["r_t"], 4)
+
+
+def test_log_lines_make_the_training_curves(faces_dir, tmp_path, bench_script):
+    train(faces_dir, tmp_path / "run", TrainConfig(kimg=0.012, log_minutes=0, **TINY), progress=False,
+          log=lambda m: None)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # A line after every step (log_minutes 0) and one with the final checkpoint.
+    assert [e["kimg"] for e in log] == [0.004, 0.008, 0.012, 0.012]
+    assert all(e["loss_G"] is not None and e["img_per_s"] > 0 for e in log)
+    plot = bench_script("plot_prior_curves")
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["plot", str(tmp_path / "run" / "log.jsonl"), str(tmp_path / "curves.png")]
+    try:
+        assert plot.main() == 0
+    finally:
+        sys.argv = argv
+    assert (tmp_path / "curves.png").stat().st_size > 1000

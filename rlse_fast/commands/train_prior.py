@@ -76,6 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     io = p.add_argument_group("outputs")
     io.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes,
                     help=f"checkpoint interval (default {d.checkpoint_minutes:g})")
+    io.add_argument("--log-minutes", type=float, default=d.log_minutes,
+                    help=f"interval of the statistics lines in OUT/log.jsonl (default {d.log_minutes:g})")
     io.add_argument("--export-minutes", type=float, default=d.export_minutes,
                     help=f"export interval (default {d.export_minutes:g})")
     io.add_argument("--sample-minutes", type=float, default=d.sample_minutes,
@@ -96,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, z_dim=args.z_dim, mapping_layers=args.mapping_layers,
         channel_base=args.channel_base, channel_max=args.channel_max, lr=args.lr, r1_gamma=args.gamma,
         ema_kimg=args.ema_kimg, mixing_prob=args.mixing, checkpoint_minutes=args.checkpoint_minutes,
-        export_minutes=args.export_minutes, sample_minutes=args.sample_minutes, augment=args.augment,
-        ada_target=args.ada_target, ada_kimg=args.ada_kimg, precision=args.precision, ops=args.ops,
-        channels_last=args.channels_last,
+        export_minutes=args.export_minutes, sample_minutes=args.sample_minutes, log_minutes=args.log_minutes,
+        augment=args.augment, ada_target=args.ada_target, ada_kimg=args.ada_kimg, precision=args.precision,
+        ops=args.ops, channels_last=args.channels_last,
     )
     if args.resume is not None and args.init_from is not None:
         raise UserError("--resume and --init-from exclude each other: resume a run, or start one from a prior")

@@ -71,7 +71,9 @@ class TrainConfig:
     channels_last: bool = False
     """Run G's synthesis and D in channels-last memory format (pays on tensor-core GPUs)."""
     checkpoint_minutes: float = 5.0
-    """Write the resumable checkpoint this often."""
+    """Write the resumable checkpoint (and a log line) this often."""
+    log_minutes: float = 1.0
+    """Append a line of statistics to log.jsonl this often (the training curves)."""
     export_minutes: float = 15.0
     """Export the prior (G_ema + D, float16) this often."""
     sample_minutes: float = 5.0

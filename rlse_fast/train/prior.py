@@ -12,8 +12,8 @@ state), written atomically every few minutes. The prior (G_ema + D, float16 safe
 exported periodically and at the end.
 
 Run folder layout: checkpoint.json + checkpoint-*.bin (the checkpoint's shards),
-prior-<res>.safetensors, samples/latest.png and samples/kimg<kimg>.png (fixed z), log.jsonl (one
-line per checkpoint).
+prior-<res>.safetensors, samples/latest.png and samples/kimg<kimg>.png (fixed z), log.jsonl (a
+line of statistics every `log_minutes` and at every checkpoint: kimg, hours, losses, p, r_t, img/s).
 """
 from __future__ import annotations
 
@@ -157,24 +157,27 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
     stats = {"loss_G": float("nan"), "loss_D": float("nan"), "r1": float("nan")}
     session_nimg = 0
 
-    def write_checkpoint():
-        elapsed = total_seconds + time.monotonic() - session_start
-        save_checkpoint(run_dir, {
-            "config": asdict(cfg), "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
-            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "cur_nimg": cur_nimg,
-            "batch_idx": batch_idx, "total_seconds": elapsed, "sampler": sampler.state_dict(),
-            "ada": ada.state_dict(), "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        })
+    def write_log():
         # Losses of the last step; null before this run made one (a re-export): strict JSON has no NaN.
         seconds = time.monotonic() - session_start
-        line = {"kimg": round(cur_nimg / 1000, 3), "hours": round(elapsed / 3600, 4),
+        line = {"kimg": round(cur_nimg / 1000, 3), "hours": round((total_seconds + seconds) / 3600, 4),
                 **{k: round(v, 5) if math.isfinite(v) else None for k, v in stats.items()},
                 "augment": cfg.augment, "p": round(ada.p, 5), "r_t": round(ada.r_t, 4) if math.isfinite(ada.r_t) else None,
                 "img_per_s": round(session_nimg / seconds, 2) if session_nimg and seconds > 0 else None,
                 "device": device.type}
         with open(run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
+        last["log"] = time.monotonic()
+
+    def write_checkpoint():
+        save_checkpoint(run_dir, {
+            "config": asdict(cfg), "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "cur_nimg": cur_nimg,
+            "batch_idx": batch_idx, "total_seconds": total_seconds + time.monotonic() - session_start,
+            "sampler": sampler.state_dict(), "ada": ada.state_dict(), "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        })
+        write_log()
 
     def export():
         meta = {"kimg": f"{cur_nimg / 1000:.3f}", "train_config": json.dumps(asdict(cfg)),
@@ -189,7 +192,7 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
 
     run_dir.mkdir(parents=True, exist_ok=True)
     session_start = time.monotonic()
-    last = {"ckpt": session_start, "export": session_start, "sample": session_start}
+    last = {"ckpt": session_start, "export": session_start, "sample": session_start, "log": session_start}
     step = dict(augment=aug, mixing_prob=cfg.mixing_prob, amp=amp, channels_last=cfg.channels_last)
 
     bar = tqdm(total=target_nimg, initial=min(cur_nimg, target_nimg), unit="img", unit_scale=True,
@@ -249,6 +252,8 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
         if now - last["export"] >= cfg.export_minutes * 60:
             export()
             last["export"] = now
+        if now - last["log"] >= cfg.log_minutes * 60:
+            write_log()
     bar.close()
 
     write_checkpoint()
