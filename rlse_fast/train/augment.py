@@ -200,14 +200,12 @@ def ada_augment(x: torch.Tensor, p: float) -> torch.Tensor:
     p = min(float(p), 1.0)
     inv, geo = _geometry(batch, height, p, x)
     mat, col = _color(batch, p, x)
-    y = x
-    if bool(geo.any()):
-        y = torch.where(geo[:, None, None, None], warp(x, inv), x)
-    if bool(col.any()):
-        flat = y.reshape(batch, 3, -1)
-        mixed = (mat[:, :3, :3].to(x.dtype) @ flat + mat[:, :3, 3:].to(x.dtype)).reshape(x.shape)
-        y = torch.where(col[:, None, None, None], mixed, y)
-    return y
+    # Computed for the whole batch and selected per image: asking whether any image was drawn would
+    # make the host wait for the device.
+    y = torch.where(geo[:, None, None, None], warp(x, inv), x)
+    flat = y.reshape(batch, 3, -1)
+    mixed = (mat[:, :3, :3].to(x.dtype) @ flat + mat[:, :3, 3:].to(x.dtype)).reshape(x.shape)
+    return torch.where(col[:, None, None, None], mixed, y)
 
 
 # ----------------------------------------------------------------------------- DiffAugment
@@ -283,13 +281,14 @@ class AdaController:
     """False: only measure r_t (p stays where it is)."""
     p: float = 0.0
     r_t: float = float("nan")
-    _sum: float = 0.0
+    _sum: float | torch.Tensor = 0.0
     _count: int = 0
     _batches: int = 0
 
     def observe(self, real_logits: torch.Tensor) -> None:
+        # Summed on the logits' device: the host reads it once per interval, not once per step.
         signs = real_logits.detach().float().sign()
-        self._sum += float(signs.sum())
+        self._sum = self._sum + signs.sum()
         self._count += signs.numel()
 
     def step(self, batch: int) -> None:
@@ -297,7 +296,7 @@ class AdaController:
         if self._batches < self.interval:
             return
         if self._count:
-            self.r_t = self._sum / self._count
+            self.r_t = float(self._sum) / self._count
             if self.adjust:
                 delta = math.copysign(1.0, self.r_t - self.target) * batch * self.interval / (self.kimg * 1000)
                 if self.r_t == self.target:
@@ -306,7 +305,7 @@ class AdaController:
         self._sum, self._count, self._batches = 0.0, 0, 0
 
     def state_dict(self) -> dict:
-        return {"p": self.p, "r_t": self.r_t, "sum": self._sum, "count": self._count, "batches": self._batches}
+        return {"p": self.p, "r_t": self.r_t, "sum": float(self._sum), "count": self._count, "batches": self._batches}
 
     def load_state_dict(self, state: dict) -> None:
         self.p, self.r_t = float(state["p"]), float(state["r_t"])

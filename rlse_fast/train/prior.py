@@ -157,8 +157,17 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
     stats = {"loss_G": float("nan"), "loss_D": float("nan"), "r1": float("nan")}
     session_nimg = 0
 
+    def read_losses(loss_G, loss_D):
+        stats["loss_G"], stats["loss_D"] = loss_G.item(), loss_D.item()
+        if last_r1 is not None:
+            stats["r1"] = last_r1.item()
+        if not (math.isfinite(stats["loss_G"]) and math.isfinite(stats["loss_D"])):
+            raise FloatingPointError(f"non-finite loss at {cur_nimg} images: {stats}")
+
     def write_log():
         # Losses of the last step; null before this run made one (a re-export): strict JSON has no NaN.
+        if last_losses is not None:
+            read_losses(*last_losses)
         seconds = time.monotonic() - session_start
         line = {"kimg": round(cur_nimg / 1000, 3), "hours": round((total_seconds + seconds) / 3600, 4),
                 **{k: round(v, 5) if math.isfinite(v) else None for k, v in stats.items()},
@@ -193,6 +202,7 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
     run_dir.mkdir(parents=True, exist_ok=True)
     session_start = time.monotonic()
     last = {"ckpt": session_start, "export": session_start, "sample": session_start, "log": session_start}
+    last_r1, last_losses = None, None
     step = dict(augment=aug, mixing_prob=cfg.mixing_prob, amp=amp, channels_last=cfg.channels_last)
 
     bar = tqdm(total=target_nimg, initial=min(cur_nimg, target_nimg), unit="img", unit_scale=True,
@@ -223,7 +233,7 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
             opt_D.zero_grad(set_to_none=True)
             (penalty * (cfg.gamma / 2) * cfg.r1_interval).backward()
             opt_D.step()
-            stats["r1"] = penalty.item()
+            last_r1 = penalty.detach()
 
         # Generator EMA with ramp-up; the augmentation strength from the overfitting signal.
         cur_nimg += cfg.batch
@@ -235,14 +245,15 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
         update_ema(G_ema, G, 0.5 ** (cfg.batch / max(ema_nimg, 1e-8)))
         ada.step(cfg.batch)
 
-        stats["loss_G"], stats["loss_D"] = loss_G.item(), loss_D.item()
-        if not (math.isfinite(stats["loss_G"]) and math.isfinite(stats["loss_D"])):
-            raise FloatingPointError(f"non-finite loss at {cur_nimg} images: {stats}")
+        last_losses = (loss_G.detach(), loss_D.detach())
         bar.update(cfg.batch)
-        bar.set_postfix(G=f"{stats['loss_G']:.3f}", D=f"{stats['loss_D']:.3f}", r1=f"{stats['r1']:.3g}",
-                        p=f"{ada.p:.3f}", r_t=f"{ada.r_t:.2f}", kimg=f"{cur_nimg / 1000:.1f}", refresh=False)
-
         now = time.monotonic()
+        if batch_idx % cfg.ada_interval == 0 or now >= deadline or cur_nimg >= target_nimg:
+            # Reading a loss waits for the device: once per ADA interval, not every step.
+            read_losses(*last_losses)
+            bar.set_postfix(G=f"{stats['loss_G']:.3f}", D=f"{stats['loss_D']:.3f}", r1=f"{stats['r1']:.3g}",
+                            p=f"{ada.p:.3f}", r_t=f"{ada.r_t:.2f}", kimg=f"{cur_nimg / 1000:.1f}", refresh=False)
+
         if now - last["sample"] >= cfg.sample_minutes * 60:
             write_samples()
             last["sample"] = now
@@ -255,6 +266,8 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
         if now - last["log"] >= cfg.log_minutes * 60:
             write_log()
     bar.close()
+    if last_losses is not None:
+        read_losses(*last_losses)
 
     write_checkpoint()
     write_samples()
