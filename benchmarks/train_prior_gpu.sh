@@ -21,7 +21,9 @@
 # Defaults: batch 32 (StyleGAN2-ADA's choice at 64 px on one GPU), --augment as train-prior's default,
 # bf16 (precision auto on CUDA), native ops where they are faster. No extension build by default
 # (it costs about 70 s of the session; the Triton kernels and the references need none):
-# RLSE_PRIOR_BUILD=1 builds rlse_fast._cuda first (time-boxed to 150 s).
+# RLSE_PRIOR_BUILD=1 builds rlse_fast._cuda first (time-boxed to 150 s). A preflight runs
+# tests/test_train_losses.py on the GPU first (native kernels against the references, the bf16
+# policy) and falls back to --ops ref if it fails; RLSE_PRIOR_PREFLIGHT=0 skips it.
 #
 # `collect FILES_AT`: replaces runs/prior-gpu/run's checkpoint and log with the returned ones and
 # puts the prior, samples and log under runs/prior-gpu/returned/ (kimg-stamped copies too).
@@ -64,6 +66,16 @@ if [ "${RLSE_PRIOR_BUILD:-0}" = "1" ]; then
   timeout 150 "$PY" setup.py -q build_ext --inplace >>"$OUT/train.log" 2>&1 || echo "extension build failed or timed out: continuing without it" | tee -a "$OUT/train.log"
 fi
 
+# Preflight (about 15 s): on this GPU, do the native kernels give the reference's losses and
+# gradients (tests/test_train_losses.py)? If not, train on the references rather than lose the session.
+OPS=()
+if [ "${RLSE_PRIOR_PREFLIGHT:-1}" = "1" ]; then
+  if ! timeout 120 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_train_losses.py >>"$OUT/train.log" 2>&1; then
+    OPS=(--ops ref)
+    echo "preflight failed (see above): training with --ops ref" | tee -a "$OUT/train.log"
+  fi
+fi
+
 START=()
 if [ -f "$RUN/checkpoint.json" ] || [ -f "$RUN/checkpoint.pt" ]; then
   START=(--resume)
@@ -80,7 +92,7 @@ fi
 # time to copy whatever the last checkpoint was.
 timeout --signal=INT $(( ${MINUTES%.*} * 60 + 120 )) "$PY" -m rlse_fast train-prior "$DATA" "$RUN" \
   --minutes "$MINUTES" --batch "${RLSE_PRIOR_BATCH:-32}" --kimg 100000 --checkpoint-minutes 3 \
-  --sample-minutes 1000 --export-minutes 1000 "${START[@]}" "$@" >>"$OUT/train.log" 2>&1
+  --sample-minutes 1000 --export-minutes 1000 "${START[@]}" "${OPS[@]}" "$@" >>"$OUT/train.log" 2>&1
 RC=$?
 echo "train-prior exit $RC after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/train.log"
 

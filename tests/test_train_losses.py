@@ -14,17 +14,18 @@ from rlse_fast.train.losses import discriminator_loss, generator_loss, r1_penalt
 CFG = TrainConfig(resolution=16, z_dim=32, mapping_layers=1, channel_base=256, channel_max=32, batch=4)
 
 
-def _nets():
+def _nets(device="cpu"):
     torch.manual_seed(0)
-    return Generator(CFG.generator_config()).train(), Discriminator(CFG.discriminator_config()).train()
+    return (Generator(CFG.generator_config()).train().to(device),
+            Discriminator(CFG.discriminator_config()).train().to(device))
 
 
-def _losses_and_grads(impl: str, amp: bool = False):
-    G, D = _nets()
+def _losses_and_grads(impl: str, device: str = "cpu", amp: bool = False):
+    G, D = _nets(device)
     aug = lambda x: augment(x, "ada", 0.5)  # noqa: E731
     g = torch.Generator().manual_seed(1)
-    z1, z2 = torch.randn(4, 32, generator=g), torch.randn(4, 32, generator=g)
-    real = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
+    z1, z2 = torch.randn(4, 32, generator=g).to(device), torch.randn(4, 32, generator=g).to(device)
+    real = (torch.rand(4, 3, 16, 16, generator=g) * 2 - 1).to(device)
     with dispatch.using(impl):
         torch.manual_seed(2)
         loss_G = generator_loss(G, D, z1, aug, amp=amp)
@@ -41,12 +42,16 @@ def _losses_and_grads(impl: str, amp: bool = False):
     return loss_G, loss_D, logits, r1, grads_G, grads_D
 
 
-def test_native_ops_give_the_reference_losses_and_gradients():
+@pytest.mark.parametrize("device, impl", [("cpu", "cpp"), ("cuda", "auto")])
+def test_native_ops_give_the_reference_losses_and_gradients(device, impl):
+    # On CUDA 'auto' takes the CUDA or Triton kernels, whichever this installation has.
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
     dispatch._load_natives()
-    if "cpp" in dispatch._UNAVAILABLE:
-        pytest.skip(dispatch._UNAVAILABLE["cpp"])
-    ref = _losses_and_grads("ref")
-    native = _losses_and_grads("cpp")
+    if impl in dispatch._UNAVAILABLE:
+        pytest.skip(dispatch._UNAVAILABLE[impl])
+    ref = _losses_and_grads("ref", device)
+    native = _losses_and_grads(impl, device)
     for a, b in zip(ref[:4], native[:4]):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     for grads_ref, grads_native in zip(ref[4:], native[4:]):

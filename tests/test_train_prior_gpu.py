@@ -22,7 +22,7 @@ def test_session_collect_resume(tmp_path, face_folder):
     base = tmp_path / "prior-gpu"
     pack_faces(faces, 16, base / "data" / "faces-16.faces", progress=False)
     env = {**os.environ, "RLSE_PRIOR_BASE": str(base), "RLSE_PRIOR_DATA": str(base / "data" / "faces-16.faces"),
-           "RLSE_PRIOR_INIT": "none", "RLSE_PRIOR_BATCH": "4", "PYTHON": sys.executable,
+           "RLSE_PRIOR_INIT": "none", "RLSE_PRIOR_BATCH": "4", "RLSE_PRIOR_PREFLIGHT": "0", "PYTHON": sys.executable,
            "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
     def session(out: Path, kimg: str) -> list[str]:
