@@ -19,7 +19,11 @@ Per mode, from the run's checkpoint (G_ema, D) at the end:
   this benchmark with each other and nothing else.
 
 Runs go one per process, one thread each, at most `--jobs` at once. `--eval-only` re-measures the
-run folders of an earlier call.
+run folders of an earlier call. On a lent GPU, with the packed data set that travels:
+
+    python benchmarks/bench_augment.py --data runs/prior-gpu/data/celeba_train-64.faces --device cuda \
+        --jobs 1 --batch 32 --kimg 100 --max-minutes 2 --ada-kimg 100 --threads 16 --work /tmp/ba \
+        --json $OUT/gpu-augment.json
 """
 from __future__ import annotations
 
@@ -39,9 +43,16 @@ import torch.nn.functional as F  # noqa: E402
 
 from rlse_fast.checkpoints import load_gan  # noqa: E402
 from rlse_fast.train.data import list_images, load_faces, to_float  # noqa: E402
+from rlse_fast.train.pack import PACK_SUFFIX, subset_pack  # noqa: E402
 
 
 def make_subsets(source: Path, work: Path, n_train: int, n_heldout: int) -> tuple[Path, Path]:
+    if source.suffix == PACK_SUFFIX:  # a packed data set (a device machine has no image folder)
+        work.mkdir(parents=True, exist_ok=True)
+        train, heldout = work / f"train{n_train}{PACK_SUFFIX}", work / f"heldout{n_heldout}{PACK_SUFFIX}"
+        subset_pack(source, 0, n_train, train)
+        subset_pack(source, n_train, n_heldout, heldout)
+        return train, heldout
     files = list_images(source)
     if len(files) < n_train + n_heldout:
         raise SystemExit(f"bench_augment: {source} has {len(files)} images, fewer than --train + --heldout")
@@ -69,6 +80,7 @@ def train_all(modes, train_dir: Path, work: Path, args) -> dict:
             cmd = [sys.executable, "-m", "rlse_fast", "train-prior", str(train_dir), str(work / mode),
                    "--augment", mode, "--ada-kimg", str(args.ada_kimg), "--kimg", str(args.kimg),
                    "--minutes", str(args.max_minutes), "--seed", str(args.seed), "--threads", "1",
+                   "--device", args.device, "--batch", str(args.batch),
                    "--sample-minutes", "60", "--export-minutes", "600", "--quiet"]
             print(" ".join(cmd), flush=True)
             running[mode] = (subprocess.Popen(cmd, env=env), time.monotonic())
@@ -141,7 +153,8 @@ def evaluate(mode: str, run: Path, train_faces, heldout_faces, trunk, heldout_fe
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "celeba_train"))
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "celeba_train"),
+                   help="folder of faces, or a packed .faces file (runs/prior-gpu/data/... on a device machine)")
     p.add_argument("--work", default="/tmp/bench_augment", help="run folders and subset links go here")
     p.add_argument("--train", type=int, default=500, help="training faces")
     p.add_argument("--heldout", type=int, default=1000, help="held-out faces (KID reference, logit gap)")
@@ -151,12 +164,15 @@ def main() -> None:
     p.add_argument("--ada-kimg", type=float, default=5.0,
                    help="ADA speed: the paper's 500 cannot move p within a CPU-sized run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=2, help="runs at once (1 on a GPU)")
+    p.add_argument("--device", default="cpu", help="of the training runs (the measurements run on the CPU)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of the measurements")
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--eval-only", action="store_true")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     modes = args.modes.split(",")
     work = Path(args.work)
     train_dir, heldout_dir = make_subsets(Path(args.data), work, args.train, args.heldout)
@@ -181,7 +197,7 @@ def main() -> None:
                                          else sys.argv[0]] + sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "machine": "2 shared CPU cores (loaded by other helpers), 1 thread per run",
         "settings": {k: getattr(args, k) for k in ("train", "heldout", "kimg", "max_minutes", "ada_kimg", "seed",
-                                                   "samples")},
+                                                   "samples", "device", "batch")},
         "kid_note": "KID estimator on pooled LPIPS-AlexNet features at 128 px, x1000; not Inception KID",
         "kid_floor_train_vs_heldout_x1000": floor[0] * 1000, "rows": rows,
     }

@@ -12,6 +12,7 @@ from rlse_fast.cli import main
 from rlse_fast.errors import UserError
 from rlse_fast.train.checkpoint import MANIFEST_NAME, load_checkpoint, save_checkpoint
 from rlse_fast.train.data import load_faces, pack_faces
+from rlse_fast.train.pack import subset_pack
 from rlse_fast.train.prior import TrainConfig, train
 
 TINY = TINY_PRIOR
@@ -77,6 +78,11 @@ def test_packed_faces_are_the_crops_to_jpeg_precision(faces_dir, tmp_path):
     assert (back.float() - crops.float()).abs().mean() < 4
     with pytest.raises(UserError, match="16 px"):
         load_faces(packed, 32, progress=False)
+    # A subset copies the JPEG bytes: the same images, exactly.
+    part = subset_pack(packed, 3, 5, tmp_path / "part.faces")
+    assert part["count"] == 5 and torch.equal(load_faces(tmp_path / "part.faces", 16), back[3:8])
+    with pytest.raises(UserError, match="cannot take"):
+        subset_pack(packed, 10, 5, tmp_path / "more.faces")
     with pytest.raises(UserError, match=".faces"):
         pack_faces(faces_dir, 16, tmp_path / "faces.bin", progress=False)
 

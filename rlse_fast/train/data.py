@@ -2,8 +2,8 @@
 
 Every image is cropped to a square box around the face and resized (bicubic, antialiased) to the
 training resolution once; the result (N, 3, R, R) uint8 is cached as a single file so that later
-runs skip JPEG decoding. `pack_faces` writes the crops as one small file of JPEGs (a data set that
-travels with the checkout to a machine that does not have the image folder); `load_faces` reads
+runs skip JPEG decoding. `pack_faces` writes the crops as one small file of JPEGs (`pack.py`: a
+data set that travels with the checkout to a machine without the image folder); `load_faces` reads
 either. The default crop matches the evaluation framing of `celeba128_test`
 (eye centre at about 0.37 H, eye distance about 0.28 W) on CelebA aligned faces: a 72x72 box
 (at 89x109, scaled with the image size), horizontally centred, 29.5 px from the top. It was found
@@ -21,10 +21,9 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
+from .pack import PACK_SUFFIX, load_packed, write_pack
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-PACK_SUFFIX = ".faces"
-PACK_FORMAT = "rlse-fast packed faces (JPEG)"
 
 
 @dataclass(frozen=True)
@@ -87,61 +86,10 @@ def decode_image(path: Path, resolution: int, crop: CropSpec) -> np.ndarray:
 
 def pack_faces(folder: str | os.PathLike, resolution: int, out: str | os.PathLike, quality: int = 90,
                crop: CropSpec = CropSpec(), progress: bool = True) -> dict:
-    """The crops of `folder` at `resolution` -> one safetensors file (suffix .faces) holding their
-    JPEG bytes (4:2:0, `quality`) end to end and their offsets; returns its summary."""
-    import io
-
-    from PIL import Image
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    if out.suffix != PACK_SUFFIX:
-        raise UserError(f"the packed data file must end in {PACK_SUFFIX}, got {str(out)!r}")
+    """The crops of `folder` at `resolution` -> one packed file (`pack.write_pack`); its summary."""
     faces = load_faces(folder, resolution, crop, progress=progress)
-    blobs = []
-    for face in tqdm(faces, desc="packing", unit="img", disable=not progress):
-        buf = io.BytesIO()
-        Image.fromarray(face.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality, subsampling=2)
-        blobs.append(buf.getvalue())
-    offsets = np.cumsum([0] + [len(b) for b in blobs])
-    tensors = {"jpeg": torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8),
-               "offsets": torch.from_numpy(offsets.astype(np.int64))}
-    meta = {"format": PACK_FORMAT, "resolution": str(resolution), "count": str(len(blobs)), "quality": str(quality),
-            "crop": f"{crop.size:.6f},{crop.top:.6f}", "source": Path(folder).name}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return {"path": str(out), "count": len(blobs), "bytes": out.stat().st_size, "quality": quality}
-
-
-def load_packed(path: str | os.PathLike, resolution: int) -> torch.Tensor:
-    """A `pack_faces` file -> (N, 3, R, R) uint8; its resolution must be `resolution`."""
-    import io
-
-    from PIL import Image
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            blob, offsets = f.get_tensor("jpeg").numpy(), f.get_tensor("offsets").tolist()
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise UserError(f"cannot read the packed data file {str(path)!r} ({exc}); pack it again") from None
-    if meta.get("format") != PACK_FORMAT:
-        raise UserError(f"{str(path)!r} is not a packed face file; make one with benchmarks/pack_faces.py")
-    if int(meta.get("resolution", -1)) != resolution:
-        raise UserError(f"{str(path)!r} holds {meta.get('resolution')} px faces, the run trains at {resolution} px; "
-                        "pack the faces at the training resolution")
-    out = np.empty((len(offsets) - 1, 3, resolution, resolution), dtype=np.uint8)
-    for i in range(len(out)):
-        with Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())) as im:
-            out[i] = np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
-    return torch.from_numpy(out)
+    meta = {"crop": f"{crop.size:.6f},{crop.top:.6f}", "source": Path(folder).name}
+    return write_pack(faces, out, quality=quality, metadata=meta, progress=progress)
 
 
 def load_faces(folder: str | os.PathLike, resolution: int, crop: CropSpec = CropSpec(),
