@@ -42,6 +42,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from rlse_fast.checkpoints import load_gan  # noqa: E402
+from rlse_fast.weights import resolve  # noqa: E402
 from rlse_fast.train.data import list_images, load_faces, to_float  # noqa: E402
 from rlse_fast.train.pack import PACK_SUFFIX, subset_pack  # noqa: E402
 
@@ -72,16 +73,24 @@ def train_all(modes, train_dir: Path, work: Path, args) -> dict:
     """Start every mode's run (at most args.jobs at once); wall seconds per mode."""
     pending = list(modes)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
+    start_kimg = 0.0
+    if args.init_from:  # the image count continues from the prior's: --kimg more on top of it
+        prior = load_gan(resolve(args.init_from, quiet=True), with_discriminator=False)
+        start_kimg = float(prior.metadata.get("kimg", 0))
     seconds = {}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     while pending or running:
         while pending and len(running) < args.jobs:
             mode = pending.pop(0)
             cmd = [sys.executable, "-m", "rlse_fast", "train-prior", str(train_dir), str(work / mode),
-                   "--augment", mode, "--ada-kimg", str(args.ada_kimg), "--kimg", str(args.kimg),
+                   "--augment", mode, "--ada-kimg", str(args.ada_kimg), "--kimg", str(args.kimg + start_kimg),
                    "--minutes", str(args.max_minutes), "--seed", str(args.seed), "--threads", "1",
                    "--device", args.device, "--batch", str(args.batch),
                    "--sample-minutes", "60", "--export-minutes", "600", "--quiet"]
+            if args.init_from:
+                cmd += ["--init-from", args.init_from]
+            if args.ema_kimg is not None:
+                cmd += ["--ema-kimg", str(args.ema_kimg)]
             print(" ".join(cmd), flush=True)
             running[mode] = (subprocess.Popen(cmd, env=env), time.monotonic())
         time.sleep(2)
@@ -132,8 +141,9 @@ def kid(a: torch.Tensor, b: torch.Tensor, subsets: int = 20, size: int = 250, se
     return float(t.mean()), float(t.std())
 
 
-def evaluate(mode: str, run: Path, train_faces, heldout_faces, trunk, heldout_feats, n_samples: int) -> dict:
-    gan = load_gan(run / "prior-64.safetensors")
+def evaluate(mode: str, prior: Path, log: Path | None, train_faces, heldout_faces, trunk, heldout_feats,
+             n_samples: int) -> dict:
+    gan = load_gan(prior)
     G, D = gan.generator.float(), gan.discriminator.float()
     lt, lh = logits(D, train_faces), logits(D, heldout_faces)
     g = torch.Generator().manual_seed(1)
@@ -141,11 +151,11 @@ def evaluate(mode: str, run: Path, train_faces, heldout_faces, trunk, heldout_fe
     with torch.no_grad():
         samples = torch.cat([G(zc, noise_mode="const") for zc in z.split(100)])
     k_mean, k_std = kid(alexnet_features(samples, trunk), heldout_feats)
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    last = log[-1]
-    return {"mode": mode, "kimg": last["kimg"], "hours": last["hours"], "p": last.get("p"), "r_t": last.get("r_t"),
-            "loss_G": last["loss_G"], "loss_D": last["loss_D"],
-            "logit_train": float(lt.mean()), "logit_heldout": float(lh.mean()),
+    row = {"mode": mode, "kimg": float(gan.metadata.get("kimg", "nan"))}
+    if log is not None:
+        last = [json.loads(line) for line in log.read_text().splitlines()][-1]
+        row.update({k: last.get(k) for k in ("kimg", "hours", "p", "r_t", "loss_G", "loss_D")})
+    return {**row, "logit_train": float(lt.mean()), "logit_heldout": float(lh.mean()),
             "logit_gap": float(lt.mean() - lh.mean()),
             "sign_gap": float(lt.sign().mean() - lh.sign().mean()),
             "kid_alexnet_x1000": k_mean * 1000, "kid_alexnet_std_x1000": k_std * 1000}
@@ -164,6 +174,11 @@ def main() -> None:
     p.add_argument("--ada-kimg", type=float, default=5.0,
                    help="ADA speed: the paper's 500 cannot move p within a CPU-sized run")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", default=None,
+                   help="start every run from this prior (e.g. celeba64: fine-tuning on a small set, where D "
+                        "overfits within a CPU-sized run)")
+    p.add_argument("--ema-kimg", type=float, default=None,
+                   help="G EMA half-life (train-prior's default 10 would hide a short fine-tune in the EMA)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (1 on a GPU)")
     p.add_argument("--device", default="cpu", help="of the training runs (the measurements run on the CPU)")
     p.add_argument("--batch", type=int, default=16)
@@ -187,24 +202,29 @@ def main() -> None:
     train_feats = alexnet_features(to_float(train_faces), trunk)
     floor = kid(train_feats, heldout_feats)
     rows = []
+    if args.init_from:  # where every run started
+        rows.append(evaluate("start", resolve(args.init_from, quiet=True), None, train_faces, heldout_faces, trunk,
+                             heldout_feats, args.samples))
     for mode in modes:
-        row = evaluate(mode, work / mode, train_faces, heldout_faces, trunk, heldout_feats, args.samples)
+        row = evaluate(mode, work / mode / "prior-64.safetensors", work / mode / "log.jsonl", train_faces,
+                       heldout_faces, trunk, heldout_feats, args.samples)
         row["wall_seconds"] = round(seconds[mode], 1) if mode in seconds else None
         rows.append(row)
+    for row in rows:
         print(json.dumps(row), flush=True)
     result = {
         "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
                                          else sys.argv[0]] + sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "machine": "2 shared CPU cores (loaded by other helpers), 1 thread per run",
         "settings": {k: getattr(args, k) for k in ("train", "heldout", "kimg", "max_minutes", "ada_kimg", "seed",
-                                                   "samples", "device", "batch")},
+                                                   "samples", "device", "batch", "init_from", "ema_kimg")},
         "kid_note": "KID estimator on pooled LPIPS-AlexNet features at 128 px, x1000; not Inception KID",
         "kid_floor_train_vs_heldout_x1000": floor[0] * 1000, "rows": rows,
     }
     print(f"{'mode':8} {'kimg':>6} {'p':>6} {'r_t':>6} {'logit gap':>9} {'sign gap':>8} {'KID-Alex x1e3':>14}")
     for r in rows:
-        p_txt = f"{r['p']:.3f}" if r["p"] is not None else "-"
-        rt = f"{r['r_t']:.2f}" if r["r_t"] is not None else "-"
+        p_txt = f"{r['p']:.3f}" if r.get("p") is not None else "-"
+        rt = f"{r['r_t']:.2f}" if r.get("r_t") is not None else "-"
         print(f"{r['mode']:8} {r['kimg']:6.2f} {p_txt:>6} {rt:>6} {r['logit_gap']:9.3f} {r['sign_gap']:8.3f} "
               f"{r['kid_alexnet_x1000']:8.2f} ± {r['kid_alexnet_std_x1000']:.2f}")
     print(f"KID floor (training faces vs held-out faces): {floor[0] * 1000:.2f}")

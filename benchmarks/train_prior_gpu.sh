@@ -81,7 +81,7 @@ if [ -f "$RUN/checkpoint.json" ] || [ -f "$RUN/checkpoint.pt" ]; then
   START=(--resume)
   echo "resuming $RUN" | tee -a "$OUT/train.log"
 else
-  INIT="${RLSE_PRIOR_INIT:-rlse_fast/data/celeba64.safetensors}"
+  INIT="${RLSE_PRIOR_INIT:-celeba64}"
   if [ "$INIT" != "none" ]; then
     START=(--init-from "$INIT")
     echo "no checkpoint in $RUN: starting from $INIT" | tee -a "$OUT/train.log"

@@ -76,11 +76,12 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: TrainCon
 
 
 def _init_from_prior(path, cfg: TrainConfig) -> tuple[TrainConfig, dict, int]:
-    """The architecture, weights and image count of an exported prior."""
+    """The architecture, weights and image count of an exported prior (a file or a weights name)."""
     from ..checkpoints import load_gan
+    from ..weights import resolve
 
     try:
-        gan = load_gan(path)
+        gan = load_gan(resolve(str(path), quiet=True))
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read the prior {str(path)!r} for --init-from ({exc})") from None
     if gan.discriminator is None:
