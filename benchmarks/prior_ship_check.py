@@ -1,16 +1,16 @@
 """Should a newly trained prior replace the bundled `celeba64`? The ship rule, in one command:
 
-    python benchmarks/prior_ship_check.py runs/prior-gpu/returned/prior-64.safetensors \
-        --photos ../shared/data/photos_gt      # (the photo ground-truth folder; optional, see below)
+    python benchmarks/prior_ship_check.py runs/prior-gpu/returned/prior-64.safetensors
 
 1. Held-out faces: `rlse-fast eval --hr ../shared/data/celeba128_test --scale 8 --methods rlse
    --steps 100 --seed 0 -n 250` with the candidate and with the baseline (default celeba64), then
    the paired differences candidate - baseline with 95% t-intervals (benchmarks/compare_runs.py).
    Passes when RLSE's LPIPS is lower with the interval excluding zero, and PSNR-Y and SSIM-Y are
    not worse beyond their intervals (the upper end of candidate - baseline is >= 0).
-2. Photos (`--photos DIR`): `rlse-fast photo-eval DIR` with each prior; every restored face paired
-   by (photo, scale, face, method); passes when none of LPIPS (lower is better), PSNR-Y, SSIM-Y is
-   worse beyond its interval. Without --photos the verdict stays KEEP with that reason.
+2. Photos (`--photos DIR`, default ../shared/data/photos): `rlse-fast photo-eval DIR` with each
+   prior; every restored face paired by (photo, scale, face, method); passes when none of LPIPS
+   (lower is better), PSNR-Y, SSIM-Y is worse beyond its interval. With --no-photos the verdict
+   stays KEEP with that reason.
 
 Prints SHIP or KEEP with every reason, and writes the comparison to WORK/ship_check.json. The eval
 folders are reused (an eval run resumes), so the baseline is computed once per settings.
@@ -139,11 +139,16 @@ def main() -> int:
     p.add_argument("--hr", default=str(ROOT.parent / "shared" / "data" / "celeba128_test"))
     p.add_argument("-n", type=int, default=250, help="held-out faces (default 250, all of celeba128_test)")
     p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--photos", default=None, help="photo folder for `rlse-fast photo-eval` (the photo protocol)")
+    default_photos = ROOT.parent / "shared" / "data" / "photos"
+    p.add_argument("--photos", default=str(default_photos) if default_photos.is_dir() else None,
+                   help="photo folder for `rlse-fast photo-eval` (the photo protocol; default ../shared/data/photos)")
+    p.add_argument("--no-photos", action="store_true", help="skip the photo protocol (the verdict is then KEEP)")
     p.add_argument("--work", default="runs/ship-check", help="eval output folders go here")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
+    if args.no_photos:
+        args.photos = None
     if not Path(args.candidate).is_file():
         _fail(f"candidate prior {args.candidate!r} does not exist")
     if not Path(args.hr).is_dir():

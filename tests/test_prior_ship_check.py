@@ -39,6 +39,20 @@ def test_ship_rule(ship):
     assert not ok and any("photo protocol not run" in r for r in reasons)
 
 
+def test_photo_rows_pair_by_photo_scale_face_method(ship, tmp_path):
+    header = "photo,scale,face,method,psnr_y,ssim_y,lpips\n"
+    rows_a = ["p.jpg,4,all,rlse,30,0.9,0.1", "p.jpg,4,0,lanczos,20,0.5,0.5"] + \
+        [f"p.jpg,4,{i},rlse,{25 + i},0.8,{0.2 - 0.01 * i}" for i in range(4)]
+    rows_b = [f"p.jpg,4,{i},rlse,{24 + i},0.8,{0.21 - 0.01 * i}" for i in range(4)] + ["q.jpg,4,0,rlse,1,0.1,0.9"]
+    for name, rows in (("a", rows_a), ("b", rows_b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_text(header + "\n".join(rows) + "\n")
+    res = ship.compare_photos(tmp_path / "a", tmp_path / "b")
+    assert res["psnr_y"]["n"] == 4 and res["psnr_y"]["diff"] == pytest.approx(1.0)
+    assert res["lpips"]["diff"] == pytest.approx(-0.01)
+    assert ship.verdict({"lpips": _col(-0.01, 0.001), "psnr_y": _col(0, 0.1), "ssim_y": _col(0, 0.1)}, res)[0]
+
+
 def test_tiny_ship_check_runs_end_to_end(tmp_path, rlse_home):
     hr = SHARED / "data" / "celeba128_test"
     if not hr.is_dir():
@@ -47,7 +61,8 @@ def test_tiny_ship_check_runs_end_to_end(tmp_path, rlse_home):
         pytest.skip("LPIPS weights not fetched (rlse-fast fetch-assets)")
     candidate = ROOT / "rlse_fast" / "data" / "celeba64.safetensors"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "prior_ship_check.py"), str(candidate), "-n", "2",
-           "--steps", "2", "--work", str(tmp_path / "work"), "--hr", str(hr), "--device", "cpu", "--quiet"]
+           "--steps", "2", "--work", str(tmp_path / "work"), "--hr", str(hr), "--device", "cpu", "--quiet",
+           "--no-photos"]
     done = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()),
                                                                     "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
