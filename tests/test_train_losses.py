@@ -60,6 +60,32 @@ def test_native_ops_give_the_reference_losses_and_gradients(device, impl):
             torch.testing.assert_close(grads_native[name], grads_ref[name], rtol=1e-3, atol=1e-5, msg=name)
 
 
+def _flat(grads: dict) -> torch.Tensor:
+    return torch.cat([g.float().flatten() for g in grads.values()])
+
+
+@pytest.mark.parametrize("device, impl", [("cpu", "cpp"), ("cuda", "auto")])
+def test_native_ops_under_bf16_err_no_more_than_the_references(device, impl):
+    # The flash-attention rule: against the float32 reference, the native kernels under bf16 autocast
+    # may err at most about twice as much as the plain-PyTorch ops under the same autocast.
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    dispatch._load_natives()
+    if impl in dispatch._UNAVAILABLE:
+        pytest.skip(dispatch._UNAVAILABLE[impl])
+    exact = _losses_and_grads("ref", device, amp=False)
+    ref16 = _losses_and_grads("ref", device, amp=True)
+    nat16 = _losses_and_grads(impl, device, amp=True)
+    for i in range(2):  # loss_G, loss_D
+        err_ref, err_nat = (ref16[i] - exact[i]).abs().item(), (nat16[i] - exact[i]).abs().item()
+        assert err_nat <= 2 * err_ref + 1e-3 * abs(exact[i].item()), (i, err_nat, err_ref)
+    for j in (4, 5):  # G's and D's gradients, as one vector each
+        g = _flat(exact[j])
+        err_ref = (_flat(ref16[j]) - g).norm() / g.norm()
+        err_nat = (_flat(nat16[j]) - g).norm() / g.norm()
+        assert err_nat <= 2 * err_ref + 1e-3, (j, err_nat.item(), err_ref.item())
+
+
 def test_bf16_policy_keeps_mapping_epilogue_and_losses_in_float32():
     G, D = _nets()
     seen = {}
