@@ -24,7 +24,7 @@ from rlse_fast.models.stylegan2 import Discriminator, Generator  # noqa: E402
 from rlse_fast.ops import dispatch  # noqa: E402
 from rlse_fast.train.augment import augment  # noqa: E402
 from rlse_fast.train.config import TrainConfig  # noqa: E402
-from rlse_fast.train.losses import discriminator_loss, generator_loss, r1_penalty  # noqa: E402
+from rlse_fast.train.losses import discriminator_step, generator_step, r1_step  # noqa: E402
 
 
 def step_fn(G, D, cfg: TrainConfig, ops: str, mode: str, amp: bool, device):
@@ -37,22 +37,10 @@ def step_fn(G, D, cfg: TrainConfig, ops: str, mode: str, amp: bool, device):
 
     def step():
         with dispatch.using(ops):
-            G.requires_grad_(True)
-            D.requires_grad_(False)
-            loss = generator_loss(G, D, torch.randn(cfg.batch, cfg.z_dim, device=device), **kw)
-            opt_G.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_G.step()
-            G.requires_grad_(False)
-            D.requires_grad_(True)
-            loss, _ = discriminator_loss(G, D, torch.randn(cfg.batch, cfg.z_dim, device=device), real, **kw)
-            opt_D.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_D.step()
+            generator_step(G, D, opt_G, torch.randn(cfg.batch, cfg.z_dim, device=device), **kw)
+            discriminator_step(G, D, opt_D, torch.randn(cfg.batch, cfg.z_dim, device=device), real, **kw)
             if count[0] % cfg.r1_interval == 0:
-                opt_D.zero_grad(set_to_none=True)
-                r1_penalty(D, real, aug).backward()
-                opt_D.step()
+                r1_step(D, opt_D, real, aug, cfg.gamma / 2 * cfg.r1_interval)
             count[0] += 1
 
     return step

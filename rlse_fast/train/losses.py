@@ -1,5 +1,5 @@
-"""The three losses of a training step, with the precision policy and the augmentation of every
-image the discriminator sees.
+"""The three losses of a training step and the optimiser steps on them, with the precision policy
+and the augmentation of every image the discriminator sees.
 
 Precision, after StyleGAN2-ADA's mixed-precision rules, with bf16 where it uses fp16: the mapping
 network, D's epilogue (minibatch-stddev, the 4x4 convolution and the fully connected layers), the
@@ -97,4 +97,40 @@ def r1_penalty(D: Discriminator, real: torch.Tensor, augment: Augment) -> torch.
         return grad.square().sum(dim=[1, 2, 3]).mean()
 
 
-__all__ = ["autocast", "discriminator_loss", "generate", "generate_ws", "generator_loss", "r1_penalty", "run_D"]
+def _descend(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def generator_step(G: Generator, D: Discriminator, opt: torch.optim.Optimizer, z: torch.Tensor,
+                   **loss_kwargs) -> torch.Tensor:
+    """One step of G's optimiser on `generator_loss` (D frozen); returns the loss."""
+    G.requires_grad_(True)
+    D.requires_grad_(False)
+    loss = generator_loss(G, D, z, **loss_kwargs)
+    _descend(opt, loss)
+    return loss
+
+
+def discriminator_step(G: Generator, D: Discriminator, opt: torch.optim.Optimizer, z: torch.Tensor,
+                       real: torch.Tensor, **loss_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of D's optimiser on `discriminator_loss` (G frozen) -> (loss, real logits)."""
+    G.requires_grad_(False)
+    D.requires_grad_(True)
+    loss, real_logits = discriminator_loss(G, D, z, real, **loss_kwargs)
+    _descend(opt, loss)
+    return loss, real_logits
+
+
+def r1_step(D: Discriminator, opt: torch.optim.Optimizer, real: torch.Tensor, augment: Augment,
+            weight: float) -> torch.Tensor:
+    """One step of D's optimiser on weight * `r1_penalty` (lazy R1: weight = gamma / 2 * interval);
+    returns the penalty."""
+    penalty = r1_penalty(D, real, augment)
+    _descend(opt, penalty * weight)
+    return penalty
+
+
+__all__ = ["autocast", "discriminator_loss", "discriminator_step", "generate", "generate_ws", "generator_loss",
+           "generator_step", "r1_penalty", "r1_step", "run_D"]

@@ -37,7 +37,7 @@ from .augment import AdaController, augment
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ARCH_FIELDS, TrainConfig, config_from_kwargs
 from .data import FaceSampler, load_faces
-from .losses import discriminator_loss, generator_loss, r1_penalty
+from .losses import discriminator_step, generator_step, r1_step
 from .outputs import SAMPLE_GRID, export_prior, grid_latents, sample_grid, save_image_grid, write_atomic
 
 CHECKPOINT_NAME = "checkpoint.json"
@@ -210,31 +210,14 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
                disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 60.0, smoothing=0.05,
                desc=f"prior {cfg.resolution}px")
     while cur_nimg < target_nimg and time.monotonic() < deadline:
-        # Generator: non-saturating logistic loss on fresh fakes.
-        G.requires_grad_(True)
-        D.requires_grad_(False)
-        loss_G = generator_loss(G, D, torch.randn(cfg.batch, cfg.z_dim, device=device), **step)
-        opt_G.zero_grad(set_to_none=True)
-        loss_G.backward()
-        opt_G.step()
-
-        # Discriminator: logistic loss on fakes (G frozen) and a real minibatch.
-        G.requires_grad_(False)
-        D.requires_grad_(True)
+        # G on fresh fakes, then D on fakes and a real minibatch, then (lazily) R1 on the reals.
+        loss_G = generator_step(G, D, opt_G, torch.randn(cfg.batch, cfg.z_dim, device=device), **step)
         real = sampler.next().to(device)
-        loss_D, real_logits = discriminator_loss(G, D, torch.randn(cfg.batch, cfg.z_dim, device=device), real, **step)
-        opt_D.zero_grad(set_to_none=True)
-        loss_D.backward()
-        opt_D.step()
+        loss_D, real_logits = discriminator_step(G, D, opt_D, torch.randn(cfg.batch, cfg.z_dim, device=device),
+                                                 real, **step)
         ada.observe(real_logits)
-
-        # Lazy R1 on (augmented) reals, weighted by the interval.
         if batch_idx % cfg.r1_interval == 0:
-            penalty = r1_penalty(D, real, aug)
-            opt_D.zero_grad(set_to_none=True)
-            (penalty * (cfg.gamma / 2) * cfg.r1_interval).backward()
-            opt_D.step()
-            last_r1 = penalty.detach()
+            last_r1 = r1_step(D, opt_D, real, aug, cfg.gamma / 2 * cfg.r1_interval).detach()
 
         # Generator EMA with ramp-up; the augmentation strength from the overfitting signal.
         cur_nimg += cfg.batch
