@@ -22,7 +22,8 @@ images' device (so the training checkpoint's RNG state makes a resumed run repea
 
 `AdaController` is the paper's strength schedule: r_t = E[sign(D(real))] over 4 minibatches, p
 moves up when r_t > target (0.6), down otherwise, fast enough to go from 0 to 1 in `kimg`
-thousand images (500), clamped to [0, 1].
+thousand images (500), clamped to [0, 1] (the paper's code clamps at 0 only; above 1 its masks act
+as at 1 and its rotation probability 1 - sqrt(1 - p) would be undefined).
 
 At p = 0 both pipelines return their input unchanged, bit for bit; an image that no transform was
 drawn for is also returned unchanged.
