@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from rlse_fast.checkpoints import load_gan  # noqa: E402
 from rlse_fast.downsample import bicubic_downsample_ref  # noqa: E402
-from rlse_fast.train.prior import save_image_grid, write_atomic  # noqa: E402
+from rlse_fast.train.outputs import save_image_grid, write_atomic  # noqa: E402
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

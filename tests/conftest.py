@@ -59,3 +59,31 @@ def bench_script():
         yield importlib.import_module
     finally:
         sys.path.remove(folder)
+
+
+# A prior small enough to train a few steps in a test (16 px, about 40 k parameters).
+TINY_PRIOR = dict(resolution=16, z_dim=32, mapping_layers=1, channel_base=256, channel_max=32, batch=4,
+                  threads=1, device="cpu", sample_minutes=0, checkpoint_minutes=60, export_minutes=60)
+
+
+@pytest.fixture
+def face_folder(tmp_path, rlse_home):
+    """make(n, smooth=False, suffix='.jpg') -> a folder of n 'faces' of CelebA's aligned size (89x109):
+    uniform noise, or smooth colour waves (which survive a JPEG re-encode)."""
+    import numpy as np
+    from PIL import Image
+
+    def make(n: int = 12, smooth: bool = False, suffix: str = ".jpg") -> Path:
+        folder = tmp_path / "faces"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:109, 0:89]
+        for i in range(n):
+            if smooth:
+                img = np.stack([127 + 100 * np.sin(xx / (20 + i) + c / 3) * np.cos(yy / 25) for c in range(3)], axis=2)
+            else:
+                img = rng.integers(0, 256, (109, 89, 3))
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i:06d}{suffix}")
+        return folder
+
+    return make

@@ -4,29 +4,23 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from conftest import TINY_PRIOR
 from rlse_fast.cli import main
 from rlse_fast.models.stylegan2 import Discriminator, Generator
 from rlse_fast.train.data import CropSpec, FaceSampler, load_faces
-from rlse_fast.train.prior import CHECKPOINT_NAME, TrainConfig, reference_ops, train
+from rlse_fast.train.checkpoint import load_checkpoint
+from rlse_fast.train.prior import TrainConfig, reference_ops, train
 
-TINY = dict(resolution=16, z_dim=32, mapping_layers=1, channel_base=256, channel_max=32, batch=4,
-            threads=1, device="cpu", sample_minutes=0, checkpoint_minutes=60, export_minutes=60)
+TINY = TINY_PRIOR
 
 
 @pytest.fixture
-def faces_dir(tmp_path, rlse_home):
+def faces_dir(face_folder):
     """Twelve random 'faces' in the CelebA aligned size (89x109), as JPEGs."""
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 256, (109, 89, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg")
-    return folder
+    return face_folder(12)
 
 
 def test_crop_matches_celeba_framing():
@@ -59,7 +53,7 @@ def test_train_resume_export(faces_dir, tmp_path):
     first = train(faces_dir, run, TrainConfig(kimg=0.012, **TINY), export_to=export, progress=False, log=lambda m: None)
     assert first["cur_nimg"] == 12
     assert all(math.isfinite(first[k]) for k in ("loss_G", "loss_D", "r1"))
-    ckpt = torch.load(run / CHECKPOINT_NAME, weights_only=False)
+    ckpt = load_checkpoint(run)
     assert ckpt["cur_nimg"] == 12 and ckpt["batch_idx"] == 3
     assert (run / "samples" / "latest.png").is_file()
 
@@ -93,7 +87,7 @@ def test_train_resume_export(faces_dir, tmp_path):
         assert path.stat().st_size < 10 * 2**20
     # The exported generator is the EMA: it matches the checkpoint's G_ema to float16 precision.
     gan = checkpoints.load_gan(export)
-    ema = torch.load(run / CHECKPOINT_NAME, weights_only=False)["G_ema"]
+    ema = load_checkpoint(run)["G_ema"]
     for name, value in gan.generator.state_dict().items():
         torch.testing.assert_close(value.float(), ema[name].half().float())
 
@@ -126,3 +120,63 @@ def test_cli_rejects_bad_data_folder(tmp_path, capsys, make):
     assert code == 2
     assert len(err.splitlines()) == 1 and "data folder" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def _equal_states(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
+
+
+@pytest.mark.parametrize("mode", ["ada", "diffaug"])
+def test_resumed_run_with_augmentation_continues_the_same_run(faces_dir, tmp_path, mode):
+    # A fast ADA (p moves 0.08 per 4 minibatches) with a low target, so p is non-zero by the
+    # break and the checkpoint must carry it, and the break falls inside an ADA interval.
+    cfg = dict(TINY, augment=mode, ada_kimg=0.2, ada_target=0.0, r1_interval=2)
+    quiet = dict(progress=False, log=lambda m: None)
+    straight = train(faces_dir, tmp_path / "a", TrainConfig(kimg=0.040, **cfg), **quiet)
+    train(faces_dir, tmp_path / "b", TrainConfig(kimg=0.012, **cfg), **quiet)
+    state = load_checkpoint(tmp_path / "b")
+    assert state["ada"]["batches"] == 3  # mid-interval
+    resumed = train(faces_dir, tmp_path / "b", TrainConfig(kimg=0.040, **cfg), resume="auto", **quiet)
+    for key in ("loss_G", "loss_D", "r1", "p", "r_t", "cur_nimg"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-5), key
+    if mode == "ada":
+        assert straight["p"] > 0
+    else:
+        assert straight["p"] == 1.0
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    for key in ("G", "D", "G_ema"):
+        _equal_states(a[key], b[key])
+    assert torch.equal(a["sampler"]["order"], b["sampler"]["order"]) and a["sampler"]["pos"] == b["sampler"]["pos"]
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [e["augment"] for e in log] == [mode, mode] and log[-1]["p"] == round(straight["p"], 5)
+
+
+@pytest.mark.parametrize("mode", ["none", "diffaug", "ada"])
+def test_tiny_cpu_run_in_each_mode(faces_dir, tmp_path, mode):
+    out = train(faces_dir, tmp_path / mode, TrainConfig(kimg=0.016, augment=mode, ada_kimg=1, **TINY),
+                progress=False, log=lambda m: None)
+    assert out["cur_nimg"] == 16 and all(math.isfinite(out[k]) for k in ("loss_G", "loss_D", "r1", "r_t"))
+    assert -1 <= out["r_t"] <= 1
+    line = json.loads((tmp_path / mode / "log.jsonl").read_text().splitlines()[-1])
+    assert line["augment"] == mode and line["r_t"] == round(out["r_t"], 4)
+
+
+def test_log_lines_make_the_training_curves(faces_dir, tmp_path, bench_script):
+    train(faces_dir, tmp_path / "run", TrainConfig(kimg=0.012, log_minutes=0, **TINY), progress=False,
+          log=lambda m: None)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # A line after every step (log_minutes 0) and one with the final checkpoint.
+    assert [e["kimg"] for e in log] == [0.004, 0.008, 0.012, 0.012]
+    assert all(e["loss_G"] is not None and e["img_per_s"] > 0 for e in log)
+    plot = bench_script("plot_prior_curves")
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["plot", str(tmp_path / "run" / "log.jsonl"), str(tmp_path / "curves.png")]
+    try:
+        assert plot.main() == 0
+    finally:
+        sys.argv = argv
+    assert (tmp_path / "curves.png").stat().st_size > 1000

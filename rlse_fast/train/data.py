@@ -2,7 +2,9 @@
 
 Every image is cropped to a square box around the face and resized (bicubic, antialiased) to the
 training resolution once; the result (N, 3, R, R) uint8 is cached as a single file so that later
-runs skip JPEG decoding. The default crop matches the evaluation framing of `celeba128_test`
+runs skip JPEG decoding. `pack_faces` writes the crops as one small file of JPEGs (`pack.py`: a
+data set that travels with the checkout to a machine without the image folder); `load_faces` reads
+either. The default crop matches the evaluation framing of `celeba128_test`
 (eye centre at about 0.37 H, eye distance about 0.28 W) on CelebA aligned faces: a 72x72 box
 (at 89x109, scaled with the image size), horizontally centred, 29.5 px from the top. It was found
 by matching the mean training crop to the mean test image (RMS difference about 6/255).
@@ -19,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
+from .pack import PACK_SUFFIX, load_packed, write_pack
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -40,8 +43,10 @@ class CropSpec:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in `folder`, sorted by name; UserError if there are none."""
+    """Image files directly in `folder`, sorted by name (a packed file: itself); UserError if there are none."""
     root = Path(folder)
+    if root.suffix == PACK_SUFFIX and root.is_file():
+        return [root]
     if not root.is_dir():
         raise UserError(f"data folder {str(root)!r} does not exist; pass a folder of face images "
                         "(e.g. ../shared/data/celeba_train)")
@@ -79,9 +84,20 @@ def decode_image(path: Path, resolution: int, crop: CropSpec) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
+def pack_faces(folder: str | os.PathLike, resolution: int, out: str | os.PathLike, quality: int = 90,
+               crop: CropSpec = CropSpec(), progress: bool = True) -> dict:
+    """The crops of `folder` at `resolution` -> one packed file (`pack.write_pack`); its summary."""
+    faces = load_faces(folder, resolution, crop, progress=progress)
+    meta = {"crop": f"{crop.size:.6f},{crop.top:.6f}", "source": Path(folder).name}
+    return write_pack(faces, out, quality=quality, metadata=meta, progress=progress)
+
+
 def load_faces(folder: str | os.PathLike, resolution: int, crop: CropSpec = CropSpec(),
                use_cache: bool = True, progress: bool = True) -> torch.Tensor:
-    """All images of `folder` -> (N, 3, R, R) uint8, decoded once and cached (see `cache_path`)."""
+    """All images of `folder` (or of a `pack_faces` file) -> (N, 3, R, R) uint8, decoded once and
+    cached (see `cache_path`)."""
+    if Path(folder).suffix == PACK_SUFFIX and Path(folder).is_file():
+        return load_packed(folder, resolution)
     files = list_images(folder)
     path = cache_path(files, resolution, crop)
     if use_cache and path.is_file():
