@@ -146,16 +146,20 @@ def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
 # Variants of the fast engine, to decide its defaults: 'fast-cl' channels_last=True (D and G in
 # NHWC, G one face at a time); 'fast-bench' cudnn_benchmark=True (cuDNN times its algorithms during the
 # warm-up; the default until the H200 run of 2026-12-04 measured the same iterations for 0.9-3.2 s more set-up).
-ENGINE_OPTIONS = {"fast": {}, "fast-cl": {"channels_last": True}, "fast-bench": {"cudnn_benchmark": True}}
+# 'fast-pf': channels-last with the per-face Triton convolution (RLSE_PERFACE_CONV=triton: the batch runs
+# whole in NHWC) and the fused NHWC FIR epilogue in the up-layers, right after the cases it is weighed against.
+ENGINE_OPTIONS = {"fast": {}, "fast-cl": {"channels_last": True}, "fast-bench": {"cudnn_benchmark": True},
+                  "fast-pf": {"channels_last": True, "fused_fir": True}}
+ENGINE_ENV = {"fast-pf": {"RLSE_PERFACE_CONV": "triton"}}
 CUDA_CASES = [
     (256, 1, "eager", "fp32"), (256, 1, "fast", "fp32"), (256, 1, "fast", "bf16"),
     (256, 4, "eager", "fp32"), (256, 4, "fast", "bf16"),
     (256, 16, "eager", "fp32"), (256, 16, "fast", "bf16"), (256, 16, "fast", "fp32"),
     (1024, 1, "eager", "fp32"), (1024, 1, "fast", "fp32"), (1024, 1, "fast", "bf16"), (1024, 1, "fast-cl", "bf16"),
-    (1024, 1, "fast-bench", "bf16"),
-    (1024, 4, "eager", "fp32"), (1024, 4, "fast", "bf16"), (1024, 4, "fast-cl", "bf16"),
+    (1024, 1, "fast-pf", "bf16"), (1024, 1, "fast-bench", "bf16"),
+    (1024, 4, "eager", "fp32"), (1024, 4, "fast", "bf16"), (1024, 4, "fast-cl", "bf16"), (1024, 4, "fast-pf", "bf16"),
     (1024, 4, "fast-bench", "bf16"),
-    (1024, 16, "fast", "bf16"), (1024, 16, "fast", "fp32"), (1024, 16, "eager", "fp32"),
+    (1024, 16, "fast", "bf16"), (1024, 16, "fast-pf", "bf16"), (1024, 16, "fast", "fp32"), (1024, 16, "eager", "fp32"),
 ]
 _NETS: dict = {}
 
@@ -172,9 +176,11 @@ def _cuda_nets(res):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("res,batch,engine,precision", CUDA_CASES,
                          ids=[f"{r}px-b{b}-{e}-{p}" for r, b, e, p in CUDA_CASES])
-def test_iteration_cuda(benchmark, res, batch, engine, precision):
+def test_iteration_cuda(benchmark, monkeypatch, res, batch, engine, precision):
     if time.monotonic() - START > BUDGET_S:
         pytest.skip(f"time budget of {BUDGET_S:.0f} s (RLSE_BENCH_BUDGET_S) used up")
+    for name, value in ENGINE_ENV.get(engine, {}).items():
+        monkeypatch.setenv(name, value)
     benchmark.group = f"iteration {res}px batch {batch} (cuda)"
     gc.collect()  # the previous case's buffers and graph pool
     torch.cuda.empty_cache()
@@ -187,7 +193,8 @@ def test_iteration_cuda(benchmark, res, batch, engine, precision):
     sync = torch.cuda.synchronize
     big = res == 1024 and batch >= 4
     case = {"device": "cuda", "resolution": res, "batch": batch, "engine": engine, "precision": precision,
-            "ops": _native_ops("cuda") if engine != "eager" else "ref", "torch": torch.__version__}
+            "ops": _native_ops("cuda") if engine != "eager" else "ref", "torch": torch.__version__,
+            "env": ENGINE_ENV.get(engine, {})}
     torch.cuda.reset_peak_memory_stats()
     try:
         if engine == "eager":

@@ -17,7 +17,8 @@
 #                                                                              90   (44 before it)
 #            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
 #   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 110 (103
-#            with a 150 s case budget; now 70)
+#            with a 150 s case budget; now 70); 'fast-pf' = the per-face Triton conv + fused NHWC FIR,
+#            at 1024 px beside its baselines (its first case also compiles its Triton kernels)
 #   ops      benchmarks/bench_adam.py (CUDA cases), benchmarks/bench_ops_gpu.py  45   (27)
 #            (bias_act, modulate, upfirdn2d, downsample_loss, adain_epilogue: ref vs CUDA / Triton)
 #   fir      benchmarks/bench_fir_nhwc.py: the up-layer's FIR + noise + bias + lrelu, NCHW separate
@@ -37,8 +38,9 @@
 # Without a GPU the script is a dry run of itself (CI runs one: tests/test_gpu_check.py): the CUDA
 # cases skip, and the profile, quality, v1 and conv stages run on tiny sizes.
 # A stage gets less when the total (RLSE_GPU_CHECK_TOTAL_S) runs low; one not reached is skipped.
-# No prior-training chunk: `rlse-fast train-prior` reads ../shared/data, which does not travel
-# to the device machine.
+# No prior-training chunk here: the device minutes left after this script go to
+# benchmarks/train_prior_gpu.sh, its own call with the packed faces and the checkpoint carried
+# (docs/prior.md).
 #
 # Files back (at most 8): <gpu>-<date>.json (summary, with the benchmark data, the profiles, the
 # conv layouts and the quality comparison), logs.txt, bench_iteration.json, bench_ops_gpu.json,
