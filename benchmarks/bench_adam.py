@@ -15,7 +15,7 @@ import os
 import pytest
 import torch
 
-from rlse_fast.engine.fast import BETAS, EPS, _adam_
+from rlse_fast.engine.fused_adam import BETAS, EPS, _adam_
 from rlse_fast.memory import keep_freed_memory
 from rlse_fast.models.stylegan2 import Generator, GeneratorConfig
 

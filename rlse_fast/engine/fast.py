@@ -38,148 +38,17 @@ from .. import gaussian_fit
 from ..config import RLSEConfig
 from ..models.stylegan2 import fused_up
 from ..ops import dispatch
+from .buffers import Buffers, schedule_table
+from .fast_options import FastOptions
+from .fused_adam import _adam_
 from .objective import LOSS_NAMES, Objective
 from .result import Result
-from .schedule import SCHEDULES
 from .spherical import _radius
-from .state import check_batch, initial_state, per_face_params
-
-PRECISIONS = ("fp32", "bf16")
-BETAS = (0.9, 0.999)
-"""torch.optim.Adam's defaults, which the eager driver's optimizers use."""
-EPS = 1e-8
-
+from .state import check_batch
 
 def ops_impl(impl: str):
     """Every op called with impl='auto' inside the block runs `impl` (`ops.dispatch.using`)."""
     return dispatch.using(impl)
-
-
-def _adam_(params, grads, exp_avgs, exp_avg_sqs, step: torch.Tensor, lr: torch.Tensor) -> None:
-    """One Adam step on tensor lists, in place, on torch's fused kernel: the kernel torch.optim.Adam
-    (fused=True) runs, which `eager` uses, so the CPU results are bit-identical to the eager loop.
-
-    step: the float32 step count (already advanced for this step), shared by every tensor; lr: a
-    0-dim tensor on the parameters' device (CUDA reads it from device memory: float32; the CPU kernel
-    reads it as a double, so float64 there keeps LambdaLR's learning rate exactly).
-    """
-    beta1, beta2 = BETAS
-    # The kernel walks raw memory: every tensor of a (param, grad, moments) row must be laid out alike.
-    grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
-    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], [step] * len(params), lr=lr, beta1=beta1,
-                       beta2=beta2, weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False)
-
-
-def schedule_table(cfg: RLSEConfig) -> tuple[list[float], torch.Tensor]:
-    """The latent learning rate of each step (as the eager driver's LambdaLR gives it: lr * schedule(t)) and
-    the (steps, 2) float64 table [lr_t, finetune_lr] of both Adam steps' learning rates."""
-    schedule = SCHEDULES[cfg.lr_schedule]
-    lrs = [cfg.lr * schedule(t, cfg.steps) for t in range(cfg.steps)]
-    return lrs, torch.tensor([[lr, cfg.finetune_lr] for lr in lrs], dtype=torch.float64)
-
-
-@dataclass(frozen=True)
-class FastOptions:
-    """How `FastLoop` issues the work of a run, never what it computes."""
-
-    impl: str = "auto"
-    """The implementation of every op called with impl='auto' (`ops_impl`)."""
-    precision: str = "bf16"
-    """'fp32' or 'bf16': autocast of the forward pass; weights and optimizer state stay fp32."""
-    graphs: bool = True
-    """Capture one iteration in a CUDA graph after `warmup` eager ones (CUDA only; ignored on the CPU)."""
-    channels_last: bool = False
-    """Run the discriminator (a private NHWC copy of the frozen D) and the generator's activations in
-    NHWC, so that cuDNN skips its layout conversions (21% of a batch-4 iteration at 1024 px on an H100
-    in NCHW); the native bias_act and upfirdn2d take NHWC as it is. G then runs one face at a time
-    (see `SynthesisNetwork.forward`). Off by default (`benchmarks/bench_iteration.py` measures both)."""
-    fused_fir: bool = False
-    """With channels_last: G's up-layers run their FIR, noise, bias and leaky ReLU as one NHWC op
-    forward and one backward (`models/stylegan2/fused_up.py`, `ops/fir_act.py`; Triton on CUDA). Off
-    by default until a GPU has timed it (`benchmarks/bench_fir_nhwc.py`)."""
-    warmup: int = 3
-    """Eager iterations before the capture (at least one)."""
-    keep_image: bool = False
-    """Also keep each step's image (`Buffers.image`, for on_step)."""
-    cudnn_benchmark: bool = False
-    """On CUDA, let cuDNN time its algorithms for each convolution shape during the warm-up and keep
-    the fastest; the global setting is restored after every iteration. Off by default: on an H200
-    (1024 px, bf16, batch 1 and 4) the replayed iterations took the same time with and without it,
-    and the timing added seconds of set-up (the README's GPU measurements)."""
-
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-
-    def on(self, device: torch.device) -> FastOptions:
-        """These options as they apply on `device`: graphs and cuDNN's timing on CUDA only, at least
-        one warm-up iteration."""
-        cuda = device.type == "cuda"
-        return replace(self, graphs=bool(self.graphs) and cuda, cudnn_benchmark=bool(self.cudnn_benchmark) and cuda,
-                       warmup=max(int(self.warmup), 1))
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return torch.bfloat16 if self.precision == "bf16" else None
-
-
-@dataclass
-class Buffers:
-    """Every tensor an iteration reads or writes, made once: a captured graph replays on these
-    addresses. B faces, R = G.img_resolution."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    """The latent Gaussian fit (`gaussian_fit.to_w`)."""
-    z: torch.Tensor
-    noise: list[torch.Tensor]
-    latents: list[torch.Tensor]
-    """z and the trainable noise maps: what the spherical optimizer projects."""
-    radii: list[torch.Tensor]
-    params: dict[str, torch.Tensor] | None
-    """The per-face generator copies (fine-tuning only)."""
-    leaves: list[torch.Tensor]
-    """latents + params: what the gradient is taken of, in Adam's order."""
-    exp_avgs: list[torch.Tensor]
-    exp_avg_sqs: list[torch.Tensor]
-    table: torch.Tensor
-    """(steps, 2) [lr_t, finetune_lr] (`schedule_table`)."""
-    idx: torch.Tensor
-    """(1,) long: the step counter."""
-    adam_step: torch.Tensor
-    """Adam's step count, float32."""
-    loss_log: torch.Tensor
-    """(steps, B, len(LOSS_NAMES)) per-step losses."""
-    best_loss: torch.Tensor
-    best_step: torch.Tensor
-    best: torch.Tensor
-    """(B, 3, R, R) in [0, 1]: the kept iterates."""
-    image: torch.Tensor | None
-    """(B, 3, R, R): this step's image, with `keep_image`."""
-
-    @classmethod
-    def make(cls, G, cfg: RLSEConfig, fit: dict[str, torch.Tensor], seeds: list[int], table: torch.Tensor,
-             batch: int, device: torch.device, keep_image: bool) -> Buffers:
-        mean, std = fit["mean"].to(device), fit["std"].to(device)
-        z, noise, trainable_noise = initial_state(G, seeds, cfg, device)
-        latents = [z] + trainable_noise
-        with torch.no_grad():
-            radii = [_radius(p) for p in latents]
-        params = per_face_params(G, batch) if cfg.finetune else None
-        leaves = latents + (list(params.values()) if params else [])
-        best = torch.zeros(batch, 3, G.img_resolution, G.img_resolution, device=device)
-        return cls(
-            mean=mean, std=std, z=z, noise=noise, latents=latents, radii=radii, params=params, leaves=leaves,
-            exp_avgs=[torch.zeros_like(p, memory_format=torch.contiguous_format) for p in leaves],
-            exp_avg_sqs=[torch.zeros_like(p, memory_format=torch.contiguous_format) for p in leaves],
-            # The fused Adam kernel reads a CUDA learning rate as float32, a CPU one as a double (see _adam_).
-            table=table.to(device=device, dtype=torch.float64 if device.type == "cpu" else torch.float32),
-            idx=torch.zeros(1, dtype=torch.long, device=device),
-            adam_step=torch.zeros((), dtype=torch.float32, device=device),
-            loss_log=torch.zeros(cfg.steps, batch, len(LOSS_NAMES), device=device),
-            best_loss=torch.full((batch,), float("inf"), device=device),
-            best_step=torch.full((batch,), -1, dtype=torch.long, device=device),
-            best=best, image=torch.zeros_like(best) if keep_image else None)
 
 
 @dataclass

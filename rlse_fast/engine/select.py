@@ -9,7 +9,8 @@ import torch
 from ..config import RLSEConfig
 from ..errors import UserError
 from .eager import super_resolve as super_resolve_eager
-from .fast import PRECISIONS, super_resolve_fast
+from .fast import super_resolve_fast
+from .fast_options import PRECISIONS
 from .result import Result
 
 ENGINES = ("auto", "eager", "fast")
