@@ -18,10 +18,7 @@ keeps, or does not find on the downscaled photo, is the Lanczos one: its differe
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +35,10 @@ from ..faces.photo_io import read_photo
 from ..faces.pipeline import composite, fit_faces
 from ..imageio import atomic_write, save_json
 from ..metrics import LPIPS, identity as identity_mod, psnr_batch, ssim_batch, uint8_to_tensor
-from . import photos_report
+from . import csv_table, photos_report
+from .csv_table import read_rows
 from .inputs import IMAGE_SUFFIXES
 from .photos_report import BUCKETS
-from .runner import read_rows  # the same CSV reader as eval's metrics.csv
 
 MIN_FACE = 12.0
 """The detector's smallest window: a face must keep this width in the downscaled photo."""
@@ -204,22 +201,8 @@ def _save_crop(img: np.ndarray, path: Path) -> None:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    wr.writeheader()
-    key = lambda r: (int(r["scale"]), r["photo"], -1 if r["face"] == "all" else int(r["face"]), r["method"])
-    for r in sorted(rows, key=key):
-        wr.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
-    text = buf.getvalue()
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _fmt(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "inf" if math.isinf(v) else f"{v:.6g}"
-    return v
+    csv_table.write_rows(path, rows, COLUMNS, lambda r: (int(r["scale"]), r["photo"],
+                                                         -1 if r["face"] == "all" else int(r["face"]), r["method"]))
 
 
 def _row_key(r: dict) -> tuple:

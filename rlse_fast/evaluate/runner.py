@@ -24,10 +24,7 @@ generator moved into the test set's frame (`frames`).
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,6 +38,8 @@ from ..engine.objective import TERMS
 from ..engine.select import pick_engine
 from ..errors import UserError
 from ..imageio import atomic_write
+from . import csv_table
+from .csv_table import read_rows
 from .inputs import downscale, list_faces, load_uint8, pil_resize, to01, to_u8
 from .methods import COLUMNS, DEFAULT_METHODS, GAN_MODES, METHODS, UPSAMPLERS
 
@@ -91,30 +90,9 @@ class EvalOptions:
 # ----------------------------------------------------------------------------- results file
 
 
-def read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def write_rows(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
     order = {m: i for i, m in enumerate(METHODS)}
-    for r in sorted(rows, key=lambda r: (int(r["scale"]), r["image"], order.get(r["method"], 99))):
-        w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
-    text = buf.getvalue()
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _fmt(v):
-    if v is None or v == "":
-        return ""
-    if isinstance(v, float):
-        return "inf" if math.isinf(v) else f"{v:.6g}"
-    return v
+    csv_table.write_rows(path, rows, COLUMNS, lambda r: (int(r["scale"]), r["image"], order.get(r["method"], 99)))
 
 
 # ----------------------------------------------------------------------------- the run
