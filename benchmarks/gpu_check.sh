@@ -16,7 +16,7 @@
 #            NHWC FIR (tests/test_ops_fir_nhwc.py: tile edges, bf16/fp16 budgets, determinism)
 #                                                                              90   (44 before it)
 #            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
-#   iter     benchmarks/bench_iteration.py (CUDA cases; it skips what its own budget cannot fit) 110 (103
+#   iter     benchmarks/bench_iteration.py (CUDA cases, the decisive ones first; it skips what its budget cannot fit) 110 (103
 #            with a 150 s case budget; now 70); 'fast-pf' = the per-face Triton conv + fused NHWC FIR,
 #            at 1024 px beside its baselines (its first case also compiles its Triton kernels)
 #   ops      benchmarks/bench_adam.py (CUDA cases), benchmarks/bench_ops_gpu.py  45   (27)
