@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlse_fast.evaluate.runner import read_rows  # noqa: E402
+from rlse_fast.evaluate.csv_table import read_rows  # noqa: E402
 from rlse_fast.evaluate.stats import mean_ci, paired_ci  # noqa: E402
 
 COLUMNS = ("psnr_y", "ssim_y", "lpips", "psnr_rgb", "ssim_rgb", "niqe", "lr_psnr_y", "best_loss", "loss_pixel",
@@ -43,7 +43,8 @@ def _rows(run: Path) -> dict:
     return {(r["image"], r["scale"], r["method"]): r for r in read_rows(path)}
 
 
-def _values(rows: dict, column: str) -> dict:
+def finite_values(rows: dict, column: str) -> dict:
+    """key -> float(row[column]) for the rows where that is a finite number."""
     out = {}
     for key, row in rows.items():
         try:
@@ -69,8 +70,8 @@ def compare(a: Path, b: Path, methods: tuple[str, str] | None = None) -> dict:
     result = {"a": str(a), "b": str(b), "rows": len(keys), "methods": sorted({k[2] for k in keys}),
               "scales": sorted({int(k[1]) for k in keys}), "columns": {}}
     for col in COLUMNS:
-        va = {k: v for k, v in _values(ra, col).items() if k in keys}
-        vb = {k: v for k, v in _values(rb, col).items() if k in keys}
+        va = {k: v for k, v in finite_values(ra, col).items() if k in keys}
+        vb = {k: v for k, v in finite_values(rb, col).items() if k in keys}
         if not va or not vb:
             continue
         d = paired_ci(va, vb)

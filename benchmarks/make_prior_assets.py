@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from rlse_fast.checkpoints import load_gan  # noqa: E402
 from rlse_fast.downsample import bicubic_downsample_ref  # noqa: E402
-from rlse_fast.train.outputs import save_image_grid, write_atomic  # noqa: E402
+from rlse_fast.imageio import atomic_write  # noqa: E402
+from rlse_fast.train.outputs import save_image_grid  # noqa: E402
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +50,7 @@ def main() -> None:
         lr = bicubic_downsample_ref(example.double(), args.factor).float()
     save_image_grid(grid, args.grid, cols=8, scale=args.scale)
     lr_img = Image.fromarray(to_uint8(lr[0]).numpy())
-    write_atomic(args.example, lambda tmp: lr_img.save(tmp, format="PNG"))
+    atomic_write(args.example, lambda tmp: lr_img.save(tmp, format="PNG"))
     kimg = gan.metadata.get("kimg", "?")
     print(f"{args.prior} ({kimg} kimg): wrote {args.grid} ({grid.shape[-1]} px x{args.scale}) "
           f"and {args.example} ({lr_img.width}x{lr_img.height})")

@@ -19,7 +19,6 @@ Exit code 0 for either verdict; 2 for bad input.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -31,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from compare_runs import compare  # noqa: E402
+from compare_runs import compare, finite_values  # noqa: E402
 
+from rlse_fast.evaluate.csv_table import read_rows  # noqa: E402
 from rlse_fast.evaluate.stats import paired_ci  # noqa: E402
 
 LOWER_IS_BETTER = {"lpips"}
@@ -74,9 +74,8 @@ def _photo_rows(run: Path) -> dict:
     path = run / "metrics.csv"
     if not path.is_file():
         _fail(f"{path} does not exist after photo-eval")
-    with open(path, newline="") as f:
-        return {(r["photo"], r["scale"], r["face"], r["method"]): r for r in csv.DictReader(f)
-                if r["method"] != "lanczos" and r["face"] != "all"}
+    return {(r["photo"], r["scale"], r["face"], r["method"]): r for r in read_rows(path)
+            if r["method"] != "lanczos" and r["face"] != "all"}
 
 
 def compare_photos(cand: Path, base: Path) -> dict:
@@ -84,14 +83,9 @@ def compare_photos(cand: Path, base: Path) -> dict:
     keys = sorted(set(a) & set(b))
     out = {}
     for col in ("lpips", "psnr_y", "ssim_y"):
-        va, vb = {}, {}
-        for k in keys:
-            try:
-                x, y = float(a[k][col]), float(b[k][col])
-            except (KeyError, ValueError):
-                continue
-            if math.isfinite(x) and math.isfinite(y):
-                va[k], vb[k] = x, y
+        va, vb = finite_values(a, col), finite_values(b, col)
+        both = [k for k in keys if k in va and k in vb]
+        va, vb = {k: va[k] for k in both}, {k: vb[k] for k in both}
         if va:
             d = paired_ci(va, vb)
             out[col] = {"diff": d.mean, "diff_half": d.half, "n": d.n}

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from .outputs import write_atomic
+from ..imageio import atomic_write
 
 MANIFEST_NAME = "checkpoint.json"
 LEGACY_NAME = "checkpoint.pt"
@@ -63,11 +63,11 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict, shard_bytes: int = 
     for i, start in enumerate(range(0, max(len(data), 1), shard_bytes)):
         chunk = bytes(data[start:start + shard_bytes])
         name = f"{tag}.{i:02d}.bin"
-        write_atomic(run_dir / name, lambda tmp, chunk=chunk: Path(tmp).write_bytes(chunk))
+        atomic_write(run_dir / name, lambda tmp, chunk=chunk: Path(tmp).write_bytes(chunk))
         shards.append({"name": name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
     manifest = {"format": FORMAT, "cur_nimg": int(state.get("cur_nimg", 0)), "bytes": len(data), "shards": shards}
     path = run_dir / MANIFEST_NAME
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n"))
     keep = {s["name"] for s in shards}
     for old in run_dir.glob("checkpoint-*.bin"):
         if old.name not in keep:

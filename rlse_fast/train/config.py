@@ -69,7 +69,8 @@ class TrainConfig:
     """Ops of the G and D passes: 'auto' (native kernels where faster) or 'ref'; R1 always runs the
     references (it differentiates twice)."""
     channels_last: bool = False
-    """Run G's synthesis and D in channels-last memory format (pays on tensor-core GPUs)."""
+    """Run D in channels-last memory format (pays on tensor-core GPUs). G stays NCHW: its channels-last
+    path runs one sample at a time (`SynthesisNetwork.forward`), which would slow training."""
     checkpoint_minutes: float = 5.0
     """Write the resumable checkpoint (and a log line) this often."""
     log_minutes: float = 1.0

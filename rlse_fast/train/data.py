@@ -21,6 +21,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..home import home
+from ..imageio import atomic_write
 from .pack import PACK_SUFFIX, load_packed, write_pack
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -58,9 +60,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def cache_dir() -> Path:
-    home = os.environ.get("RLSE_FAST_HOME")
-    base = Path(home) if home else Path.home() / ".cache" / "rlse-fast"
-    return base / "datasets"
+    return home() / "datasets"
 
 
 def cache_path(files: list[Path], resolution: int, crop: CropSpec) -> Path:
@@ -114,10 +114,7 @@ def load_faces(folder: str | os.PathLike, resolution: int, crop: CropSpec = Crop
             raise UserError(f"cannot read image {str(f)!r} ({exc}); remove it from the data folder") from None
     faces = torch.from_numpy(out)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(faces, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save(faces, tmp))
     return faces
 
 

@@ -87,10 +87,15 @@ def discriminator_loss(G: Generator, D: Discriminator, z: torch.Tensor, real: to
     return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean(), real_logits
 
 
+def reference_ops():
+    """The plain-PyTorch ops inside the block (what R1's double backward needs)."""
+    return dispatch.using("ref")
+
+
 def r1_penalty(D: Discriminator, real: torch.Tensor, augment: Augment) -> torch.Tensor:
     """E ||d D(augment(x)) / dx||^2 over the reals, in float32 with the reference ops; the gradient
     is taken with respect to the un-augmented images, through the augmentation."""
-    with dispatch.using("ref"), float32(real.device):
+    with reference_ops(), float32(real.device):
         x = real.detach().float().requires_grad_(True)
         logits = D(augment(x))
         (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
@@ -133,4 +138,4 @@ def r1_step(D: Discriminator, opt: torch.optim.Optimizer, real: torch.Tensor, au
 
 
 __all__ = ["autocast", "discriminator_loss", "discriminator_step", "generate", "generate_ws", "generator_loss",
-           "generator_step", "r1_penalty", "r1_step", "run_D"]
+           "generator_step", "r1_penalty", "r1_step", "reference_ops", "run_D"]

@@ -3,27 +3,13 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
-from typing import Callable
 
 import torch
 
+from ..imageio import atomic_write
 from ..models.stylegan2 import Discriminator, Generator
 
 SAMPLE_GRID = (8, 4)  # columns, rows
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """write(tmp_path) then rename over `path`, so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")  # keeps the suffix for writers that check it
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save_image_grid(images: torch.Tensor, path: str | os.PathLike, cols: int, scale: int = 1) -> None:
@@ -39,7 +25,7 @@ def save_image_grid(images: torch.Tensor, path: str | os.PathLike, cols: int, sc
     img = Image.fromarray(grid.numpy())
     if scale != 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    write_atomic(path, lambda tmp: img.save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def export_prior(path: str | os.PathLike, generator: Generator, discriminator: Discriminator,
@@ -62,4 +48,4 @@ def sample_grid(G_ema: Generator, z: torch.Tensor, batch: int = 16) -> torch.Ten
     return torch.cat([G_ema(zc, noise_mode="const").float() for zc in z.split(batch)])
 
 
-__all__ = ["SAMPLE_GRID", "export_prior", "grid_latents", "sample_grid", "save_image_grid", "write_atomic"]
+__all__ = ["SAMPLE_GRID", "export_prior", "grid_latents", "sample_grid", "save_image_grid"]

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..imageio import atomic_write
 
 PACK_SUFFIX = ".faces"
 PACK_FORMAT = "rlse-fast packed faces (JPEG)"
@@ -29,14 +30,7 @@ def _save(blobs: list[bytes], out: Path, metadata: dict) -> dict:
     tensors = {"jpeg": torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8),
                "offsets": torch.from_numpy(offsets.astype(np.int64))}
     meta = {**metadata, "format": PACK_FORMAT, "count": str(len(blobs))}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return {"path": str(out), "count": len(blobs), "bytes": out.stat().st_size, "quality": meta.get("quality")}
 
 

@@ -37,8 +37,8 @@ from .augment import AdaController, augment
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ARCH_FIELDS, TrainConfig, config_from_kwargs
 from .data import FaceSampler, load_faces
-from .losses import discriminator_step, generator_step, r1_step
-from .outputs import SAMPLE_GRID, export_prior, grid_latents, sample_grid, save_image_grid, write_atomic
+from .losses import discriminator_step, generator_step, r1_step, reference_ops
+from .outputs import SAMPLE_GRID, export_prior, grid_latents, sample_grid, save_image_grid
 
 CHECKPOINT_NAME = "checkpoint.json"
 
@@ -49,11 +49,6 @@ def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
         p_ema.copy_(p.lerp(p_ema, beta))
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
-
-
-def reference_ops():
-    """The plain-PyTorch ops inside the block (what R1's double backward needs)."""
-    return dispatch.using("ref")
 
 
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: TrainConfig, resume: str | None = None,
@@ -264,4 +259,4 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
 
 
 __all__ = ["CHECKPOINT_NAME", "TrainConfig", "config_from_kwargs", "export_prior", "reference_ops",
-           "save_image_grid", "train", "update_ema", "write_atomic"]
+           "save_image_grid", "train", "update_ema"]
