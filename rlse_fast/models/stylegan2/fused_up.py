@@ -47,13 +47,7 @@ def forward(layer, x, w, noise_mode="const", noise=None, params=None, gain=1.0):
     styles = layer.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
     strength = params.get("noise_strength")
     strength = layer.noise_strength if strength is None else strength.reshape(-1)
-    if noise is None:
-        if noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, layer.resolution, layer.resolution], device=x.device)
-        elif noise_mode == "const":
-            noise = layer.noise_const
-        elif noise_mode != "none":
-            raise ValueError(f"noise_mode must be 'const', 'none' or 'random', got {noise_mode!r}")
+    noise = layer.unit_noise(x, noise_mode, noise)
     weight = params.get("weight", layer.weight)
     batch, in_channels, h, w_ = x.shape
     out_channels, _, kh, kw = weight.shape[-4:]

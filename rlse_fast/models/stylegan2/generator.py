@@ -82,6 +82,19 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
+    def unit_noise(self, x, noise_mode="const", noise=None):
+        """The unit-variance noise map this call adds (before the learned strength), or None: an
+        explicit `noise` as it is, else a fresh random map, the layer's constant map, or none."""
+        if noise is not None:
+            return noise
+        if noise_mode == "random":
+            return torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+        if noise_mode == "const":
+            return self.noise_const
+        if noise_mode != "none":
+            raise ValueError(f"noise_mode must be 'const', 'none' or 'random', got {noise_mode!r}")
+        return None
+
     def forward(self, x, w, noise_mode="const", noise=None, fused_modconv=True, params=None, gain=1.0):
         """noise: an explicit unit-variance map (B or 1, 1, R, R), scaled by the learned strength;
         it overrides noise_mode. params: per-sample values (leading dim B) replacing this layer's
@@ -92,19 +105,14 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
         strength = params.get("noise_strength")
         strength = self.noise_strength if strength is None else strength.reshape(-1, 1, 1, 1)
+        noise = self.unit_noise(x, noise_mode, noise)
         if noise is not None:
             noise = noise * strength
-        elif noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * strength
-        elif noise_mode == "const":
-            noise = self.noise_const * strength
-        elif noise_mode != "none":
-            raise ValueError(f"noise_mode must be 'const', 'none' or 'random', got {noise_mode!r}")
         x = modulated_conv2d(x, params.get("weight", self.weight), styles, noise=noise, up=self.up,
                              padding=self.padding, resample_filter=self.resample_filter,
                              flip_weight=(self.up == 1), fused_modconv=fused_modconv)
         return bias_act_per_sample(x, params.get("bias", self.bias), act="lrelu", gain=self.act_gain * gain,
-                                          clamp=self.conv_clamp * gain if self.conv_clamp is not None else None)
+                                   clamp=self.conv_clamp * gain if self.conv_clamp is not None else None)
 
 
 class ToRGBLayer(nn.Module):
