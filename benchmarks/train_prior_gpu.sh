@@ -88,8 +88,9 @@ else
   fi
 fi
 
-# The training stops itself after MINUTES; the outer timeout only guards against a hang, leaving
-# time to copy whatever the last checkpoint was.
+# The training stops itself after MINUTES; the outer timeout only guards against a hang: its SIGINT
+# ends the step in progress and saves checkpoint and prior (a second one would stop at once), leaving
+# time to copy them.
 timeout --signal=INT $(( ${MINUTES%.*} * 60 + 120 )) "$PY" -m rlse_fast train-prior "$DATA" "$RUN" \
   --minutes "$MINUTES" --batch "${RLSE_PRIOR_BATCH:-32}" --kimg 100000 --checkpoint-minutes 3 \
   --sample-minutes 1000 --export-minutes 1000 "${START[@]}" "${OPS[@]}" "$@" >>"$OUT/train.log" 2>&1

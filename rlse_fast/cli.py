@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"rlse-fast {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"rlse-fast {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # a command that stopped cleanly says what it saved
+        print(f"rlse-fast {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     finally:
         from .launch import end
 

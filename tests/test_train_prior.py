@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import math
 
 import pytest
@@ -180,3 +182,62 @@ def test_log_lines_make_the_training_curves(faces_dir, tmp_path, bench_script):
     finally:
         sys.argv = argv
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_the_run_which_resumes_as_if_never_stopped(faces_dir, tmp_path, monkeypatch, sig):
+    """A signal mid-run finishes the step, writes checkpoint, samples and prior, then interrupts;
+    resuming gives the uninterrupted run's state (no work since the last periodic checkpoint lost)."""
+    from rlse_fast.train import prior
+    from rlse_fast.train.stop import Interrupted
+
+    cfg = dict(TINY, r1_interval=2)
+    quiet = dict(progress=False, log=lambda m: None)
+    straight = train(faces_dir, tmp_path / "a", TrainConfig(kimg=0.020, **cfg), **quiet)
+
+    steps = {"n": 0}
+    real_step = prior.generator_step
+
+    def step_then_signal(*args, **kwargs):
+        steps["n"] += 1
+        if steps["n"] == 3:  # arrives inside the third step, before D's half of it
+            os.kill(os.getpid(), sig)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(prior, "generator_step", step_then_signal)
+    previous = signal.getsignal(sig)
+    with pytest.raises(Interrupted) as caught:
+        train(faces_dir, tmp_path / "b", TrainConfig(kimg=0.020, **cfg), **quiet)
+    assert caught.value.exit_code == 128 + sig and "0.012 kimg" in str(caught.value)
+    assert signal.getsignal(sig) is previous  # the handlers are the caller's again
+    assert steps["n"] == 3  # the step in progress finished, no further one began
+    state = load_checkpoint(tmp_path / "b")
+    assert state["cur_nimg"] == 12 and state["batch_idx"] == 3  # the checkpoint interval is 60 minutes
+    assert (tmp_path / "b" / "prior-16.safetensors").is_file() and (tmp_path / "b" / "samples" / "latest.png").is_file()
+
+    monkeypatch.setattr(prior, "generator_step", real_step)
+    resumed = train(faces_dir, tmp_path / "b", TrainConfig(kimg=0.020, **cfg), resume="auto", **quiet)
+    for key in ("loss_G", "loss_D", "r1", "cur_nimg"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-5), key
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    for key in ("G", "D", "G_ema"):
+        _equal_states(a[key], b[key])
+
+
+def test_cli_reports_a_saved_interruption(faces_dir, tmp_path, monkeypatch, capsys):
+    from rlse_fast.train import prior
+
+    real_step = prior.generator_step
+
+    def step_then_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(prior, "generator_step", step_then_signal)
+    run = tmp_path / "run"
+    code = main(["train-prior", str(faces_dir), str(run), "--resolution", "16", "--z-dim", "32", "--mapping-layers",
+                 "1", "--channel-base", "256", "--channel-max", "32", "--batch", "4", "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 130 and len(err.splitlines()) == 1
+    assert "interrupted: SIGINT at 0.004 kimg" in err and "--resume" in err and "Traceback" not in err
+    assert load_checkpoint(run)["cur_nimg"] == 4

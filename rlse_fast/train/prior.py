@@ -39,6 +39,7 @@ from .config import ARCH_FIELDS, TrainConfig, config_from_kwargs
 from .data import FaceSampler, load_faces
 from .losses import discriminator_step, generator_step, r1_step, reference_ops
 from .outputs import SAMPLE_GRID, export_prior, grid_latents, sample_grid, save_image_grid
+from .stop import Interrupted, StopOnSignal
 
 CHECKPOINT_NAME = "checkpoint.json"
 
@@ -201,57 +202,62 @@ def _train(data_dir, run_dir, cfg: TrainConfig, resume, export_to, progress, use
     last_r1, last_losses = None, None
     step = dict(augment=aug, mixing_prob=cfg.mixing_prob, amp=amp, channels_last=cfg.channels_last)
 
-    bar = tqdm(total=target_nimg, initial=min(cur_nimg, target_nimg), unit="img", unit_scale=True,
-               disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 60.0, smoothing=0.05,
-               desc=f"prior {cfg.resolution}px")
-    while cur_nimg < target_nimg and time.monotonic() < deadline:
-        # G on fresh fakes, then D on fakes and a real minibatch, then (lazily) R1 on the reals.
-        loss_G = generator_step(G, D, opt_G, torch.randn(cfg.batch, cfg.z_dim, device=device), **step)
-        real = sampler.next().to(device)
-        loss_D, real_logits = discriminator_step(G, D, opt_D, torch.randn(cfg.batch, cfg.z_dim, device=device),
-                                                 real, **step)
-        ada.observe(real_logits)
-        if batch_idx % cfg.r1_interval == 0:
-            last_r1 = r1_step(D, opt_D, real, aug, cfg.gamma / 2 * cfg.r1_interval).detach()
+    # A signal ends the step in progress; the state is then saved like at a deadline.
+    with StopOnSignal() as stop:
+        bar = tqdm(total=target_nimg, initial=min(cur_nimg, target_nimg), unit="img", unit_scale=True,
+                   disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 60.0, smoothing=0.05,
+                   desc=f"prior {cfg.resolution}px")
+        while cur_nimg < target_nimg and time.monotonic() < deadline and not stop.requested:
+            # G on fresh fakes, then D on fakes and a real minibatch, then (lazily) R1 on the reals.
+            loss_G = generator_step(G, D, opt_G, torch.randn(cfg.batch, cfg.z_dim, device=device), **step)
+            real = sampler.next().to(device)
+            loss_D, real_logits = discriminator_step(G, D, opt_D, torch.randn(cfg.batch, cfg.z_dim, device=device),
+                                                     real, **step)
+            ada.observe(real_logits)
+            if batch_idx % cfg.r1_interval == 0:
+                last_r1 = r1_step(D, opt_D, real, aug, cfg.gamma / 2 * cfg.r1_interval).detach()
 
-        # Generator EMA with ramp-up; the augmentation strength from the overfitting signal.
-        cur_nimg += cfg.batch
-        session_nimg += cfg.batch
-        batch_idx += 1
-        ema_nimg = cfg.ema_kimg * 1000
-        if cfg.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, cur_nimg * cfg.ema_rampup)
-        update_ema(G_ema, G, 0.5 ** (cfg.batch / max(ema_nimg, 1e-8)))
-        ada.step(cfg.batch)
+            # Generator EMA with ramp-up; the augmentation strength from the overfitting signal.
+            cur_nimg += cfg.batch
+            session_nimg += cfg.batch
+            batch_idx += 1
+            ema_nimg = cfg.ema_kimg * 1000
+            if cfg.ema_rampup is not None:
+                ema_nimg = min(ema_nimg, cur_nimg * cfg.ema_rampup)
+            update_ema(G_ema, G, 0.5 ** (cfg.batch / max(ema_nimg, 1e-8)))
+            ada.step(cfg.batch)
 
-        last_losses = (loss_G.detach(), loss_D.detach())
-        bar.update(cfg.batch)
-        now = time.monotonic()
-        if batch_idx % cfg.ada_interval == 0 or now >= deadline or cur_nimg >= target_nimg:
-            # Reading a loss waits for the device: once per ADA interval, not every step.
+            last_losses = (loss_G.detach(), loss_D.detach())
+            bar.update(cfg.batch)
+            now = time.monotonic()
+            if batch_idx % cfg.ada_interval == 0 or now >= deadline or cur_nimg >= target_nimg:
+                # Reading a loss waits for the device: once per ADA interval, not every step.
+                read_losses(*last_losses)
+                bar.set_postfix(G=f"{stats['loss_G']:.3f}", D=f"{stats['loss_D']:.3f}", r1=f"{stats['r1']:.3g}",
+                                p=f"{ada.p:.3f}", r_t=f"{ada.r_t:.2f}", kimg=f"{cur_nimg / 1000:.1f}", refresh=False)
+
+            if now - last["sample"] >= cfg.sample_minutes * 60:
+                write_samples()
+                last["sample"] = now
+            if now - last["ckpt"] >= cfg.checkpoint_minutes * 60:
+                write_checkpoint()
+                last["ckpt"] = now
+            if now - last["export"] >= cfg.export_minutes * 60:
+                export()
+                last["export"] = now
+            if now - last["log"] >= cfg.log_minutes * 60:
+                write_log()
+        bar.close()
+        if last_losses is not None:
             read_losses(*last_losses)
-            bar.set_postfix(G=f"{stats['loss_G']:.3f}", D=f"{stats['loss_D']:.3f}", r1=f"{stats['r1']:.3g}",
-                            p=f"{ada.p:.3f}", r_t=f"{ada.r_t:.2f}", kimg=f"{cur_nimg / 1000:.1f}", refresh=False)
 
-        if now - last["sample"] >= cfg.sample_minutes * 60:
-            write_samples()
-            last["sample"] = now
-        if now - last["ckpt"] >= cfg.checkpoint_minutes * 60:
-            write_checkpoint()
-            last["ckpt"] = now
-        if now - last["export"] >= cfg.export_minutes * 60:
-            export()
-            last["export"] = now
-        if now - last["log"] >= cfg.log_minutes * 60:
-            write_log()
-    bar.close()
-    if last_losses is not None:
-        read_losses(*last_losses)
-
-    write_checkpoint()
-    write_samples()
-    export()
+        write_checkpoint()
+        write_samples()
+        export()
     seconds = time.monotonic() - session_start
+    if stop.requested is not None:
+        raise Interrupted(stop.requested, f"{stop.name} at {cur_nimg / 1000:.3f} kimg; checkpoint, samples and "
+                                          f"prior written to {run_dir}: --resume continues the run")
     log(f"stopped at {cur_nimg / 1000:.1f} kimg ({session_nimg / max(seconds, 1e-9):.1f} img/s on {device.type}); "
         f"prior written to {', '.join(map(str, export_paths))}")
     return {**stats, "cur_nimg": cur_nimg, "seconds": seconds, "img_per_s": session_nimg / max(seconds, 1e-9),
