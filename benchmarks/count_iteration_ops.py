@@ -1,6 +1,13 @@
 """A census of one warm fast iteration's aten ops on the CPU: the proxy of the GPU's kernel count.
 
     python benchmarks/count_iteration_ops.py [--json benchmarks/results/cpu-op-census-<date>.json]
+    python benchmarks/count_iteration_ops.py --time 6 --only bf16   # ms per warm iteration instead
+    python benchmarks/count_iteration_ops.py --d-time 256           # L_s's D pass: plain vs prepared D
+    python benchmarks/count_iteration_ops.py --d-count 1024         # its ops at a size (narrow channels)
+
+The counts of another tree (the code before a change): run this file from a copy of that tree
+(`git archive BASE | tar -x -C /tmp/base`, the built `rlse_fast/_C*.so` and this file copied in),
+as docs/op-census.md does.
 
 Runs `FastLoop` (rlse_fast.engine.fast) on small random-weight networks of both backbones (64 px,
 16 px input, 2 faces, full RLSE with fine-tuning and L_s), in bf16 autocast and fp32, NCHW and
@@ -8,7 +15,7 @@ channels-last, one warm-up iteration, then counts every aten op the second itera
 (`OpCensus`, a TorchDispatchMode) and every call into the C++ extension (`rlse_fast._C`, whose
 kernels the dispatcher does not see). Views (`is_view` ops, `_unsafe_view`) are left out: they
 launch nothing on a GPU. Each op is put in a class (conv, matmul, elementwise, reduction, cast =
-`_to_copy`, copy = `clone` / `copy_`, fill/alloc, native, other) and a phase: forward (until
+`_to_copy`, copy = `clone` / `copy_`, fill, native, other; alloc = empty tensors, no kernel) and a phase: forward (until
 `torch.autograd.grad`), backward (inside it), optimiser (after it). Casts and copies are attributed
 to where they come from: the innermost rlse_fast frame of the Python stack, and in the backward the
 autograd node that runs them.
@@ -23,7 +30,9 @@ import collections
 import contextlib
 import json
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -37,7 +46,8 @@ from rlse_fast.engine.fast import FastLoop  # noqa: E402
 
 ROOT = str(Path(__file__).resolve().parents[1] / "rlse_fast")
 PHASES = ("forward", "backward", "optimiser")
-CLASSES = ("conv", "matmul", "elementwise", "reduction", "cast", "copy", "fill/alloc", "native", "other")
+CLASSES = ("conv", "matmul", "elementwise", "reduction", "cast", "copy", "fill", "native", "other", "alloc")
+"""Every class but 'alloc' (empty tensors: no kernel) is at least one kernel per op on a GPU."""
 
 _CONV = {"convolution", "convolution_backward", "_convolution", "mkldnn_convolution", "_slow_conv2d_forward",
          "_slow_conv2d_backward", "slow_conv_transpose2d", "slow_conv_transpose2d_backward",
@@ -47,8 +57,9 @@ _REDUCTION = {"sum", "mean", "amax", "amin", "max", "min", "norm", "linalg_vecto
               "any", "all", "argmax", "argmin", "cumsum", "var_mean", "std_mean", "_foreach_norm"}
 _CAST = {"_to_copy"}
 _COPY = {"clone", "copy_", "_copy_from", "contiguous", "_copy_from_and_resize"}
-_FILL = {"empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "full", "full_like",
-         "fill_", "zero_", "new_empty", "new_zeros", "new_full", "new_empty_strided", "resize_", "scalar_tensor"}
+_FILL = {"zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "fill_", "zero_", "new_zeros", "new_full",
+         "scalar_tensor"}
+_ALLOC = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "resize_"}
 _NOT_KERNELS = {"_unsafe_view", "lift_fresh", "set_", "_local_scalar_dense", "is_same_size", "sym_size", "sym_stride",
                 "sym_numel", "sym_storage_offset", "is_nonzero", "equal"}
 
@@ -58,7 +69,7 @@ def op_class(name: str) -> str | None:
     if name in _NOT_KERNELS:
         return None
     for cls, names in (("conv", _CONV), ("matmul", _MATMUL), ("reduction", _REDUCTION), ("cast", _CAST),
-                       ("copy", _COPY), ("fill/alloc", _FILL)):
+                       ("copy", _COPY), ("fill", _FILL), ("alloc", _ALLOC)):
         if name in names:
             return cls
     if name.startswith("_foreach_") or name.startswith("_fused_"):
@@ -178,6 +189,7 @@ class OpCensus(TorchDispatchMode):
         return {
             "by_class": by_class,
             "total": sum(self.ops.values()),
+            "kernels": sum(n for (_, cls, _), n in self.ops.items() if cls != "alloc"),
             "ops": sorted(([p, c, n, k] for (p, c, n), k in self.ops.items()), key=lambda r: (-r[3], r[:3])),
             "sites": sorted(([p, c, n, s, k] for (p, c, n, s), k in self.sites.items()), key=lambda r: (-r[4], r[:4])),
         }
@@ -213,7 +225,7 @@ def make_loop(backbone: str, precision: str, channels_last: bool, faces: int = 2
     fit = gaussian_fit.compute(G, 2048)
     size = G.img_resolution // factor
     lr = torch.rand(faces, 3, size, size, generator=torch.Generator().manual_seed(3))
-    cfg = RLSEConfig.from_mode("rlse", steps=8)
+    cfg = RLSEConfig.from_mode("rlse", steps=12)
     return FastLoop(G, D, lr, cfg, fit, seeds=list(range(faces)), precision=precision, channels_last=channels_last,
                     **options)
 
@@ -226,6 +238,70 @@ def census(loop: FastLoop) -> dict:
     return counter.summary()
 
 
+def _discriminator(backbone: str, resolution: int, **widths):
+    if backbone == "stylegan2":
+        from rlse_fast.models.stylegan2 import Discriminator, DiscriminatorConfig
+    else:
+        from rlse_fast.models.stylegan1.discriminator import Discriminator, DiscriminatorConfig
+    return Discriminator(DiscriminatorConfig(img_resolution=resolution, **widths)).requires_grad_(False)
+
+
+def _ls_pass(D, lr: torch.Tensor, dtype: torch.dtype | None):
+    """L_s's forward through D for low-resolution faces lr in [0, 1] (the loop's `semantic.features`)."""
+    from rlse_fast.engine import semantic
+    mode = semantic.input_mode(D)
+    names = semantic.block_names(D, 3, lr.shape[-1], mode)
+    with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        return semantic.features(D, lr, names, mode=mode)
+
+
+def count_discriminator(backbone: str, resolution: int) -> dict:
+    """The ops of L_s's forward through D at `resolution` (a face at resolution / 16, the native ops),
+    plain and prepared, bf16 and fp32: op counts do not depend on the channel widths, so 4 channels."""
+    from rlse_fast.engine.fast import ops_impl
+    from rlse_fast.models import registry
+    D = _discriminator(backbone, resolution, channel_base=4 * resolution, channel_max=4)
+    lr = torch.rand(1, 3, resolution // 16, resolution // 16).requires_grad_(True)
+    out = {}
+    for dtype in (torch.bfloat16, None):
+        row = {}
+        for what, net in (("plain", D), ("prepared", registry.prepare_discriminator(D, dtype))):
+            counter = OpCensus()
+            with ops_impl("cpp"), counter:
+                _ls_pass(net, lr, dtype)
+            row[what] = counter.summary()["kernels"]
+        out["bf16" if dtype else "fp32"] = row
+    return out
+
+
+def time_discriminator(backbone: str, resolution: int, rounds: int = 7) -> dict:
+    """L_s's pass through D (features of 2 low-resolution faces at resolution / 4, forward and the
+    gradient to the image) with the plain D and with the prepared one (`registry.prepare_discriminator`),
+    interleaved round by round, FFHQ channel widths, bf16 autocast and fp32: median and least ms of each
+    (the least is the steadier on a loaded machine)."""
+    from rlse_fast.models import registry
+    D = _discriminator(backbone, resolution)
+    size = resolution // 4
+    lr = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    out = {}
+    for dtype in (torch.bfloat16, None):
+        nets = {"plain": D, "prepared": registry.prepare_discriminator(D, dtype)}
+        times = {k: [] for k in nets}
+        for _ in range(rounds + 1):  # the first round warms up
+            for k, net in nets.items():
+                x = lr.clone().requires_grad_(True)
+                t = time.perf_counter()
+                sum(f.float().sum() for f in _ls_pass(net, x, dtype)).backward()
+                times[k].append(1e3 * (time.perf_counter() - t))
+        med = {k: statistics.median(v[1:]) for k, v in times.items()}
+        low = {k: min(v[1:]) for k, v in times.items()}
+        out["bf16" if dtype else "fp32"] = {**{f"{k}_ms": m for k, m in med.items()},
+                                            **{f"{k}_min_ms": m for k, m in low.items()},
+                                            "ratio": med["plain"] / med["prepared"],
+                                            "ratio_min": low["plain"] / low["prepared"]}
+    return out
+
+
 CASES = [(b, p, cl) for b in ("stylegan2", "stylegan1") for p in ("bf16", "fp32") for cl in (False, True)]
 
 
@@ -234,7 +310,7 @@ def case_name(backbone: str, precision: str, channels_last: bool) -> str:
 
 
 def table(name: str, s: dict, sites: int) -> str:
-    lines = [f"{name}: {s['total']} ops (views excluded)",
+    lines = [f"{name}: {s['kernels']} ops that launch kernels on a GPU ({s['total']} with allocations; views excluded)",
              f"  {'class':<12}" + "".join(f"{p:>11}" for p in PHASES) + f"{'all':>8}"]
     for c in CLASSES:
         row = [s["by_class"][p][c] for p in PHASES]
@@ -252,21 +328,55 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write every case's counts and sites here")
     ap.add_argument("--sites", type=int, default=12, help="cast/copy sites printed per case (all go to --json)")
     ap.add_argument("--only", default="", help="a substring of the case names to keep, e.g. 'bf16'")
+    ap.add_argument("--time", type=int, default=0, metavar="K",
+                    help="instead of counting, time K warm iterations per case (median ms per iteration)")
+    ap.add_argument("--d-time", type=int, default=0, metavar="R",
+                    help="instead: time L_s's D pass, plain vs prepared D, FFHQ widths at R px, both backbones")
+    ap.add_argument("--d-count", type=int, default=0, metavar="R",
+                    help="instead: count the ops of L_s's D pass, plain vs prepared D, at R px, both backbones")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = {}
+    command = "python benchmarks/count_iteration_ops.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.d_count:
+        for backbone in ("stylegan2", "stylegan1"):
+            out[backbone] = count_discriminator(backbone, args.d_count)
+            for prec, r in out[backbone].items():
+                print(f"{backbone} D at {args.d_count} px, L_s forward, {prec}: {r['plain']} ops plain, "
+                      f"{r['prepared']} prepared", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"command": command, "d_count": out}, indent=1))
+        return 0
+    if args.d_time:
+        for backbone in ("stylegan2", "stylegan1"):
+            out[backbone] = time_discriminator(backbone, args.d_time)
+            for prec, r in out[backbone].items():
+                print(f"{backbone} D at {args.d_time} px, {prec}: plain {r['plain_ms']:.1f} ms, prepared "
+                      f"{r['prepared_ms']:.1f} ms, ratio {r['ratio']:.2f} (least: {r['plain_min_ms']:.1f}, "
+                      f"{r['prepared_min_ms']:.1f}, ratio {r['ratio_min']:.2f})", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"command": command, "d_time": out}, indent=1))
+        return 0
     for backbone, precision, cl in CASES:
         name = case_name(backbone, precision, cl)
         if args.only not in name:
             continue
         loop = make_loop(backbone, precision, cl)
         loop.step()  # warm: caches (bicubic matrices, filters' factors) filled
+        if args.time:
+            times = []
+            for _ in range(min(args.time, loop.cfg.steps - 1)):
+                t = time.perf_counter()
+                loop.step()
+                times.append(1e3 * (time.perf_counter() - t))
+            out[name] = {"ms": statistics.median(times), "all_ms": times}
+            print(f"{name}: {out[name]['ms']:.2f} ms per iteration (median of {len(times)})", flush=True)
+            continue
         out[name] = census(loop)
         print(table(name, out[name], args.sites), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"torch": torch.__version__, "threads": 1, "faces": 2, "resolution": 64, "input": 16,
-                "command": "python benchmarks/count_iteration_ops.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+        meta = {"torch": torch.__version__, "threads": 1, "faces": 2, "resolution": 64, "input": 16, "command": command}
         args.json.write_text(json.dumps({"meta": meta, "cases": out}, indent=1))
     return 0
 
