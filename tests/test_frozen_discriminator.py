@@ -13,14 +13,7 @@ from rlse_fast.models import registry
 from rlse_fast.models.frozen import RunTime
 
 BACKBONES = ("stylegan2", "stylegan1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
