@@ -140,3 +140,11 @@ def test_iteration_census_no_constant_casts_from_d_or_the_objective(census, back
     nhwc = census.make_loop(backbone, "bf16", True)
     nhwc.step()
     assert not [s for s in census.census(nhwc)["sites"] if "semantic_loss" in s[3]]
+
+
+def test_a_discriminator_of_no_backbone_runs_as_it_is():
+    D = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)).requires_grad_(False)
+    assert registry.prepare_discriminator(D, torch.bfloat16) is D
+    nhwc = registry.prepare_discriminator(D, None, torch.channels_last)
+    assert nhwc is not D and nhwc[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert D[0].weight.is_contiguous()

@@ -51,7 +51,7 @@ class Backbone:
     prepare_discriminator: Callable | None = None
     """(D, autocast dtype or None, memory format) -> a frozen copy of D with its run-time weights made
     once for that precision and layout, bit for bit the same features (`models/frozen.py`); None: a
-    backbone without one gets a plain copy in that layout."""
+    backbone without one runs its own D (a plain copy of it for channels-last)."""
 
 
 _BACKBONES: dict[str, Backbone] = {}
@@ -83,11 +83,14 @@ def of(obj) -> tuple[Backbone, str] | tuple[None, None]:
 
 
 def prepare_discriminator(D, dtype: torch.dtype | None, memory_format=torch.contiguous_format):
-    """A private copy of the frozen D for runs under autocast to `dtype` (None: fp32) with activations
-    in `memory_format`: its backbone's `prepare_discriminator`, or a plain copy in that layout."""
+    """The frozen D as runs under autocast to `dtype` (None: fp32) with activations in `memory_format`
+    take it: its backbone's `prepare_discriminator` (a private copy), else a plain copy in that
+    layout, or D itself in the default layout."""
     backbone, _ = of(D)
     if backbone is not None and backbone.prepare_discriminator is not None:
         return backbone.prepare_discriminator(D, dtype, memory_format)
+    if memory_format == torch.contiguous_format:
+        return D
     return copy.deepcopy(D).to(memory_format=memory_format)
 
 
