@@ -1,7 +1,8 @@
-"""The frozen discriminator the fast loop runs (`models.registry.prepare_discriminator`): its run-time
-weights made once give the plain D's features bit for bit, and an iteration issues none of the
-per-call work (gain products, casts) the plain D and the objective did; the op census
-(benchmarks/count_iteration_ops.py) counts it."""
+"""What the op census (benchmarks/count_iteration_ops.py) showed should not be in an iteration, gone:
+the frozen discriminator the fast loop runs (`models.registry.prepare_discriminator`), whose run-time
+weights made once give the plain D's features bit for bit, with none of the per-call work (gain
+products, casts) of the plain D; the objective's casts of its target features; L_s's copies of NHWC
+features; StyleGAN v1's blur filter casts. Each against the previous path's values."""
 import copy
 
 import pytest
@@ -11,6 +12,8 @@ from rlse_fast.engine import semantic
 from rlse_fast.engine.fast import ops_impl
 from rlse_fast.models import registry
 from rlse_fast.models.frozen import RunTime
+from rlse_fast.models.stylegan1.layers import blur, blur_filter
+from rlse_fast.ops import upfirdn2d
 
 BACKBONES = ("stylegan2", "stylegan1")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -148,3 +151,48 @@ def test_a_discriminator_of_no_backbone_runs_as_it_is():
     nhwc = registry.prepare_discriminator(D, None, torch.channels_last)
     assert nhwc is not D and nhwc[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert D[0].weight.is_contiguous()
+
+
+class Ops(torch.utils._python_dispatch.TorchDispatchMode):
+    """The names of the aten ops dispatched inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func._overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("impl", ["cpp", "ref"])
+def test_v1_blur_passes_its_filter_uncast(dtype, impl):
+    """The same output as with the filter cast to x's dtype (its taps are exact in bf16), and with the
+    native kernel no cast at all (it was cast to bf16, then back to fp32 by the binding)."""
+    x = torch.randn(2, 8, 13, 13, generator=torch.Generator().manual_seed(0)).to(dtype)
+    with ops_impl(impl), Ops() as ops:
+        y = blur(x)
+    assert torch.equal(y, upfirdn2d(x, blur_filter(x.device).to(dtype), padding=1, impl=impl))
+    if impl == "cpp":
+        assert "_to_copy" not in ops.names
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_semantic_loss_reduces_nhwc_features_without_a_copy(reduction):
+    gen = torch.Generator().manual_seed(0)
+    feats = [torch.randn(3, c, s, s, generator=gen) for c, s in ((16, 8), (32, 4), (64, 2))]
+    target = [torch.randn(f.shape, generator=gen) for f in feats]
+
+    def flattened(a, b):  # the previous formula
+        d = (a - b).abs().flatten(1)
+        return d.mean(1) if reduction == "mean" else d.sum(1)
+
+    old = sum(flattened(a, b) for a, b in zip(feats, target))
+    assert torch.equal(semantic.semantic_loss(feats, target, reduction), old)  # NCHW: the same sums
+    cl = [f.contiguous(memory_format=torch.channels_last) for f in feats]
+    tcl = [t.contiguous(memory_format=torch.channels_last) for t in target]
+    with Ops() as ops:
+        new = semantic.semantic_loss(cl, tcl, reduction)
+    assert "clone" not in ops.names and "copy_" not in ops.names
+    torch.testing.assert_close(new, old, rtol=1e-6, atol=0)
