@@ -26,6 +26,18 @@ except ImportError:
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny ops: a second one only adds waiting, badly so on a
+    loaded machine. Modules take it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def reference():
     """Load a tensor file from ../shared/reference, skipping when the folder is absent."""

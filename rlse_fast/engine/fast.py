@@ -14,6 +14,9 @@ issued, never what is computed:
   both optimizer steps, the spherical projection, the best-iterate bookkeeping) is captured in a
   CUDA graph and replayed for the remaining steps; the losses are read back once, at the end;
 - optional bf16 autocast of the forward pass, with fp32 master weights and optimizer state;
+- the frozen discriminator is a private copy made for the run's precision and layout
+  (`models.registry.prepare_discriminator`): its convolutions' equalised-lr gains, casts and fused
+  kernels are computed once, bit for bit what each call computed before;
 - gradients only for what is optimised (`torch.autograd.grad` on the latent, the trainable noise
   and the per-face weights): the discriminator's weight gradients, which `backward()` computes when
   a caller's D requires grad, are never formed.
@@ -25,7 +28,6 @@ Adam kernel with the same learning rate and step count).
 from __future__ import annotations
 
 import contextlib
-import copy
 import gc
 import time
 import warnings
@@ -36,6 +38,7 @@ import torch
 
 from .. import gaussian_fit
 from ..config import RLSEConfig
+from ..models import registry
 from ..models.stylegan2 import fused_up
 from ..ops import dispatch
 from .buffers import Buffers, schedule_table
@@ -82,10 +85,11 @@ class FastLoop:
         device = lr_images.device
         self.factor, seeds = check_batch(G, D, lr_images, cfg, seeds)
         self.options = options = options.on(device)
-        if options.channels_last and D is not None and cfg.semantic:
-            # D is frozen: an NHWC copy (weights too, so that autocast's casts stay NHWC), the
-            # caller's D untouched.
-            D = copy.deepcopy(D).to(memory_format=torch.channels_last)
+        if D is not None and cfg.semantic:
+            # D is frozen: a private copy whose run-time weights (gains folded, cast to the autocast
+            # dtype, NHWC with channels_last) are made once here, not on every call; the caller's D untouched.
+            D = registry.prepare_discriminator(D, options.autocast_dtype, torch.channels_last if options.channels_last
+                                               else torch.contiguous_format)
         self.G, self.D, self.cfg, self.device = G, D, cfg, device
         G.synthesis.eval()
 

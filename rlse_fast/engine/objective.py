@@ -39,8 +39,8 @@ class Objective:
         self.taps = bicubic_kernel(factor, device=lr_images.device) if factor > 1 else None
         self.mode = semantic.input_mode(D, cfg.semantic_input) if cfg.semantic else None
         self.names = semantic.block_names(D, cfg.semantic_blocks, lr_images.shape[-1], self.mode) if cfg.semantic else []
-        with torch.no_grad():
-            self.target_feats = self._features(lr_images) if cfg.semantic else []
+        with torch.no_grad():  # in fp32 once (L_s compares in fp32), not cast on every step
+            self.target_feats = [f.float() for f in self._features(lr_images)] if cfg.semantic else []
 
     def _features(self, lr01: torch.Tensor) -> list[torch.Tensor]:
         return semantic.features(self.D, lr01, self.names, channels_last=self.channels_last, mode=self.mode)
@@ -60,8 +60,7 @@ class Objective:
             with torch.autocast(img01.device.type, enabled=False):
                 lr_gen = self.downscale(img01)
             feats = self._features(lr_gen)
-            out["semantic"] = semantic.semantic_loss([f.float() for f in feats], [t.float() for t in self.target_feats],
-                                                     cfg.semantic_reduction)
+            out["semantic"] = semantic.semantic_loss([f.float() for f in feats], self.target_feats, cfg.semantic_reduction)
         out["geocross"] = geocross(ws)
         total = None
         for name, weight, _ in TERMS:

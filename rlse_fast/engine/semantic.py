@@ -103,9 +103,11 @@ def features(D: Discriminator, lr01: torch.Tensor, names: list[str], channels_la
 
 
 def semantic_loss(feats: list[torch.Tensor], target: list[torch.Tensor], reduction: str = "mean") -> torch.Tensor:
-    """Sum over blocks of the per-face L1 distance; (B,)."""
+    """Sum over blocks of the per-face L1 distance; (B,). Reduced over the non-batch dims in place,
+    not through flatten(1), which copies NHWC features (the same sums for NCHW ones)."""
     total = 0
     for a, b in zip(feats, target):
-        d = (a - b).abs().flatten(1)
-        total = total + (d.mean(1) if reduction == "mean" else d.sum(1))
+        d = (a - b).abs()
+        dims = tuple(range(1, d.ndim))
+        total = total + (d.mean(dims) if reduction == "mean" else d.sum(dims))
     return total

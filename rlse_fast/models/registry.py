@@ -11,18 +11,23 @@ The protocol a backbone's networks follow (what the engine, the loaders and the 
   the low-resolution image enters at its own size) `reachable(resolution)` -> feature names and
   `run(img, names)` -> (score, {name: features}); otherwise `block_resolutions` and blocks `b{res}`
   taking (x, img) at D's own resolution (`engine.semantic`);
+- optionally `prepare_discriminator(D, dtype, memory_format)`: a frozen copy of D whose run-time
+  weights are made once for that autocast dtype and layout (`models/frozen.py`);
 - its FLOP model (`macs`, what `rlse_fast.flops` counts): multiply-adds per face of G forward, G
   backward and D forward, in the backbone's own `flops.py`.
 A third backbone is one module (or folder) of networks and one `register` call at the end of this file.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
 from . import stylegan1, stylegan2
 from .stylegan1 import discriminator as stylegan1_discriminator, flops as stylegan1_flops
-from .stylegan2 import flops as stylegan2_flops
+from .stylegan2 import discriminator as stylegan2_discriminator, flops as stylegan2_flops
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class Backbone:
     per face of (G forward, G backward, D forward); d_input: the resolution D's input has (the
     low-resolution image's own size when L_s's input is native); device: 'cuda', 'cpu', ... where
     the networks run, for layers that run differently there."""
+    prepare_discriminator: Callable | None = None
+    """(D, autocast dtype or None, memory format) -> a frozen copy of D with its run-time weights made
+    once for that precision and layout, bit for bit the same features (`models/frozen.py`); None: a
+    backbone without one runs its own D (a plain copy of it for channels-last)."""
 
 
 _BACKBONES: dict[str, Backbone] = {}
@@ -73,13 +82,27 @@ def of(obj) -> tuple[Backbone, str] | tuple[None, None]:
     return None, None
 
 
+def prepare_discriminator(D, dtype: torch.dtype | None, memory_format=torch.contiguous_format):
+    """The frozen D as runs under autocast to `dtype` (None: fp32) with activations in `memory_format`
+    take it: its backbone's `prepare_discriminator` (a private copy), else a plain copy in that
+    layout, or D itself in the default layout."""
+    backbone, _ = of(D)
+    if backbone is not None and backbone.prepare_discriminator is not None:
+        return backbone.prepare_discriminator(D, dtype, memory_format)
+    if memory_format == torch.contiguous_format:
+        return D
+    return copy.deepcopy(D).to(memory_format=memory_format)
+
+
 def _register_builtins() -> None:
     register(Backbone("stylegan2", stylegan2.Generator, stylegan2.Discriminator, stylegan2.GeneratorConfig,
                       stylegan2.DiscriminatorConfig, stylegan2.config_dict, stylegan2.config_dict,
-                      native_lr_input=False, macs=stylegan2_flops.iteration_macs))
+                      native_lr_input=False, macs=stylegan2_flops.iteration_macs,
+                      prepare_discriminator=stylegan2_discriminator.prepare))
     register(Backbone(stylegan1.ARCHITECTURE, stylegan1.Generator, stylegan1_discriminator.Discriminator,
                       stylegan1.GeneratorConfig, stylegan1_discriminator.DiscriminatorConfig, stylegan1.config_dict,
-                      stylegan1_discriminator.config_dict, native_lr_input=True, macs=stylegan1_flops.iteration_macs))
+                      stylegan1_discriminator.config_dict, native_lr_input=True, macs=stylegan1_flops.iteration_macs,
+                      prepare_discriminator=stylegan1_discriminator.prepare))
 
 
 _register_builtins()

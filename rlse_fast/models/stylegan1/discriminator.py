@@ -9,15 +9,17 @@ progressive network scores a low-resolution image, as TF StyleGAN does at lod lo
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from ...ops import bias_act
+from ..frozen import RunTime, contexts
 from ..stylegan2 import discriminator as stylegan2
 from .generator import ARCHITECTURE, _Dense
-from .layers import SQRT2, blur, conv2d, conv_down, conv_weight, fused_here
+from .layers import SQRT2, blur, conv2d, conv_weight, down_weight, fused_here, run_down
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,13 @@ class _Conv(nn.Module):
 
     def forward(self, x):
         """conv ('same') + bias + lrelu (no gain)."""
-        y = conv2d(x, conv_weight(self.weight).to(x.dtype), padding=self.weight.shape[-1] // 2)
-        return bias_act(y, self.bias.to(x.dtype), act="lrelu", gain=1.0)
+        w, b = self.run_time(x)
+        y = conv2d(x, w, padding=w.shape[-1] // 2)
+        return bias_act(y, b, act="lrelu", gain=1.0)
+
+    def run_time(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) as a call on x uses them: gained, in x's dtype."""
+        return conv_weight(self.weight).to(x.dtype), self.bias.to(x.dtype)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -71,8 +78,52 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x):
         x = self.conv0(x)
-        y = conv_down(blur(x), self.conv1.weight, self.fused and fused_here(self.resolution, x.device))
-        return bias_act(y, self.conv1.bias.to(x.dtype), act="lrelu", gain=1.0)
+        fused = self.fused_on(x.device)
+        w, b = self.run_time(x, fused)
+        return bias_act(run_down(blur(x), w, fused), b, act="lrelu", gain=1.0)
+
+    def fused_on(self, device: torch.device) -> bool:
+        return self.fused and fused_here(self.resolution, device)
+
+    def run_time(self, x, fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(down-sampling weight, bias) as a call on conv0's output x uses them (`layers.down_weight`)."""
+        return down_weight(self.conv1.weight, x.dtype, fused), self.conv1.bias.to(x.dtype)
+
+
+class _FrozenConv(_Conv):
+    """A frozen `_Conv` with its run-time weight and bias made once per context (`frozen.RunTime`)."""
+
+    def __init__(self, conv: _Conv, dtype: torch.dtype | None):
+        nn.Module.__init__(self)
+        ctx = contexts(dtype)
+        self.weights = RunTime(lambda d: conv_weight(conv.weight).to(d), ctx, conv_arg=True)
+        self.biases = RunTime(conv.bias.to, ctx, conv_arg=False)
+
+    def run_time(self, x):
+        return self.weights.get(x), self.biases.get(x)
+
+
+class _FrozenBlock(DiscriminatorBlock):
+    """A frozen `DiscriminatorBlock`: conv0 a `_FrozenConv`, the down-sampling weight (fused or not, as
+    on the device it was made on) and bias made once per context."""
+
+    def __init__(self, block: DiscriminatorBlock, dtype: torch.dtype | None):
+        nn.Module.__init__(self)
+        self.resolution = block.resolution
+        self.fused = block.fused_on(block.conv1.weight.device)
+        self.device_type = block.conv1.weight.device.type
+        ctx = contexts(dtype)
+        self.conv0 = _FrozenConv(block.conv0, dtype)
+        self.weights = RunTime(lambda d: down_weight(block.conv1.weight, d, self.fused), ctx, conv_arg=True)
+        self.biases = RunTime(block.conv1.bias.to, ctx, conv_arg=False)
+
+    def fused_on(self, device: torch.device) -> bool:
+        if device.type != self.device_type:
+            raise RuntimeError(f"this frozen block was prepared on {self.device_type}, called on {device.type}")
+        return self.fused
+
+    def run_time(self, x, fused: bool):
+        return self.weights.get(x), self.biases.get(x)
 
 
 class DiscriminatorEpilogue(stylegan2.DiscriminatorEpilogue):
@@ -136,4 +187,20 @@ class Discriminator(nn.Module):
         return (logits, features) if return_features else logits
 
 
-__all__ = ["Discriminator", "DiscriminatorConfig", "config_dict"]
+def prepare(D: Discriminator, dtype: torch.dtype | None, memory_format=torch.contiguous_format) -> Discriminator:
+    """A frozen copy of D for runs under autocast to `dtype` (None: fp32) with activations in
+    `memory_format`, on D's device: every convolution's run-time weight and bias (and each block's
+    down-sampling kernel) made once, in that dtype and layout (`_FrozenConv`, `_FrozenBlock`); D's
+    fp32 conv weights are not kept. The epilogue's dense layers (which L_s never reaches) stay as
+    they are. D itself is untouched."""
+    D = copy.deepcopy(D).requires_grad_(False).to(memory_format=memory_format)
+    for name, child in list(D.named_children()):  # fromrgb{r}: _Conv; b{r}: blocks; b4: the epilogue
+        if isinstance(child, DiscriminatorBlock):
+            setattr(D, name, _FrozenBlock(child, dtype))
+        elif isinstance(child, _Conv):
+            setattr(D, name, _FrozenConv(child, dtype))
+    D.b4.conv = _FrozenConv(D.b4.conv, dtype)
+    return D
+
+
+__all__ = ["Discriminator", "DiscriminatorConfig", "config_dict", "prepare"]

@@ -78,8 +78,11 @@ def blur_filter(device) -> torch.Tensor:
 
 
 def blur(x):
-    """The [1, 2, 1] blur, 'same' padding (upfirdn2d)."""
-    return upfirdn2d(x, blur_filter(x.device).to(x.dtype), padding=1)
+    """The [1, 2, 1] blur, 'same' padding (upfirdn2d). The fp32 filter goes in as it is, whatever x's
+    dtype: the kernels take it in fp32 and the reference casts it to x's dtype (its taps, k / 16, are
+    exact in bf16 and fp16), so a cast here was two per call for nothing, and on a GPU a new tensor
+    each call, whose separable form (`upfirdn2d.separable_form`) was never found in its cache."""
+    return upfirdn2d(x, blur_filter(x.device), padding=1)
 
 
 CPU_FUSED_MIN_RESOLUTION = 64
@@ -115,9 +118,20 @@ def conv_down(x, weight, fused: bool):
     """3x3 conv + 2x downsampling (D): the conv then a 2x2 average pool, or TF's fused strided conv
     with the 4x4 kernel / 4 (the same function: 16 multiply-adds per output pixel against 36). No
     bias, no blur. weight: raw (.., O, I, 3, 3), shared or per sample."""
-    w = conv_weight(weight).to(x.dtype)
+    return run_down(x, down_weight(weight, x.dtype, fused), fused)
+
+
+def down_weight(weight, dtype: torch.dtype, fused: bool):
+    """`conv_down`'s run-time weight for inputs of `dtype`: the 3x3 one, or the fused 4x4 kernel / 4
+    (made in `dtype`, as a call on such inputs makes it)."""
+    w = conv_weight(weight).to(dtype)
+    return fused_kernel(w) * 0.25 if fused else w
+
+
+def run_down(x, w, fused: bool):
+    """`conv_down` with its run-time weight `w` (`down_weight`) already made."""
     if fused:
-        return conv2d(x, fused_kernel(w) * 0.25, stride=2, padding=1)
+        return conv2d(x, w, stride=2, padding=1)
     return F.avg_pool2d(conv2d(x, w, padding=1), 2)
 
 

@@ -2,6 +2,7 @@
 (`layers.Conv2dLayer`, `layers.FullyConnectedLayer`). Images (B, 3, R, R) in [-1, 1]."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...ops import setup_filter
+from ...ops import bias_act, conv2d_resample, setup_filter
+from ..frozen import RunTime, contexts
 from .layers import Conv2dLayer, FullyConnectedLayer
 
 
@@ -143,4 +145,40 @@ class Discriminator(nn.Module):
         return (logits, features) if return_features else logits
 
 
-__all__ = ["Discriminator", "DiscriminatorConfig", "DiscriminatorBlock", "DiscriminatorEpilogue", "MinibatchStdLayer"]
+class FrozenConv2dLayer(nn.Module):
+    """A frozen `Conv2dLayer` whose run-time weight (weight * weight_gain, cast to the input's dtype and
+    by autocast) and bias (cast to the input's dtype) were made once (`frozen.RunTime`): the same
+    convolution, bias and activation, without the per-call product and casts."""
+
+    def __init__(self, layer: Conv2dLayer, dtype: torch.dtype | None):
+        super().__init__()
+        self.activation, self.up, self.down, self.padding = layer.activation, layer.up, layer.down, layer.padding
+        self.conv_clamp, self.act_gain = layer.conv_clamp, layer.act_gain
+        self.register_buffer("resample_filter", layer.resample_filter)
+        ctx = contexts(dtype)
+        self.weights = RunTime(lambda x_dtype: (layer.weight * layer.weight_gain).to(x_dtype), ctx, conv_arg=True)
+        self.biases = RunTime(layer.bias.to, ctx, conv_arg=False) if layer.bias is not None else None
+
+    def forward(self, x, gain=1.0):
+        b = self.biases.get(x) if self.biases is not None else None
+        x = conv2d_resample(x, self.weights.get(x), f=self.resample_filter, up=self.up, down=self.down,
+                            padding=self.padding, flip_weight=(self.up == 1))
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=act_clamp)
+
+
+def prepare(D: Discriminator, dtype: torch.dtype | None, memory_format=torch.contiguous_format) -> Discriminator:
+    """A frozen copy of D for runs under autocast to `dtype` (None: fp32) with activations in
+    `memory_format`: every convolution's run-time weight and bias made once, in that dtype and that
+    layout (`FrozenConv2dLayer`); D's fp32 conv weights are not kept. The dense layers (the
+    epilogue's, which L_s never reaches) stay as they are. D itself is untouched."""
+    D = copy.deepcopy(D).requires_grad_(False).to(memory_format=memory_format)
+    for name, module in list(D.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, Conv2dLayer):
+                setattr(module, child_name, FrozenConv2dLayer(child, dtype))
+    return D
+
+
+__all__ = ["Discriminator", "DiscriminatorConfig", "DiscriminatorBlock", "DiscriminatorEpilogue", "MinibatchStdLayer",
+           "FrozenConv2dLayer", "prepare"]
