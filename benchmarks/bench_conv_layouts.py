@@ -131,8 +131,8 @@ def _triton_perface(x, w, gy, transposed, pad, direction):
         run = ((lambda: tp.conv(gy, w5, stride, pads, reduce_dim=2, like=x)) if transposed else
                (lambda: tp.conv_transposed(gy, w5, stride, pads, reduce_dim=1, out_hw=tuple(x.shape[2:]), like=x)))
     else:
-        run = ((lambda: tp.conv_wgrad(x, gy, stride, pads, k, False, w.dtype)) if transposed else
-               (lambda: tp.conv_wgrad(gy, x, stride, pads, k, False, w.dtype)))
+        run = ((lambda: tp.conv_wgrad(x, gy, stride, pads, w5, False)) if transposed else
+               (lambda: tp.conv_wgrad(gy, x, stride, pads, w5, False)))
     return run, run
 
 

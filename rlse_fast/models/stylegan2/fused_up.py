@@ -53,9 +53,12 @@ def forward(layer, x, w, noise_mode="const", noise=None, params=None, gain=1.0):
     out_channels, _, kh, kw = weight.shape[-4:]
     # conv2d_resample's up path for groups = faces: the per-face weights as a transposed conv's
     # (I, O) pairs, no flip, no padding (the FIR's padding does the rest).
-    wm = modulate(weight, styles, demodulate=True, out_dtype=x.dtype)
+    per_face = perface_conv.chosen(x)
+    # taps_last: the per-face conv takes modulate's (B, O, kh, kw, I) memory as it is (I has unit
+    # stride in the transposed view too).
+    wm = modulate(weight, styles, demodulate=True, out_dtype=x.dtype, taps_last=per_face)
     wm = wm.reshape(batch, out_channels, in_channels, kh, kw).transpose(1, 2)
-    if perface_conv.chosen(x):  # NHWC in and out, all faces in one launch
+    if per_face:  # NHWC in and out, all faces in one launch
         y = perface_conv.perface_conv2d(x, wm, stride=2, transposed=True)
     else:
         y = F.conv_transpose2d(x.reshape(1, batch * in_channels, h, w_),

@@ -129,13 +129,14 @@ def convt_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W, QW, M_
 
 @triton.jit
 def conv_wgrad_kernel(g_ptr, x_ptr, out_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W, N_TILES, CHUNK, SPLITS,
-                      sgb, sgc, sgh, sgw, sxb, sxc, sxh, sxw,
+                      sgb, sgc, sgh, sgw, sxb, sxc, sxh, sxw, sos, sob, soo, soi, soh, sow,
                       STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                       IEEE: tl.constexpr, UPCAST: tl.constexpr, OUT_BF16: tl.constexpr):
-    """g: the (B, CO, OH, OW) output gradient; x: the (B, CI, H, W) input. out: contiguous
-    (SPLITS, B, CO, CI, KH, KW), fp32 partial sums (or the result itself when SPLITS == 1).
-    CHUNK: pixels per split, a multiple of BLOCK_K."""
+    """g: the (B, CO, OH, OW) output gradient; x: the (B, CI, H, W) input. out: (SPLITS, B, CO, CI,
+    KH, KW) through its six strides (the weight's own layout, so that a channels-last weight's
+    gradient is stored a row of channels at a time), fp32 partial sums (or the result itself when
+    SPLITS == 1). CHUNK: pixels per split, a multiple of BLOCK_K."""
     b = tl.program_id(2).to(tl.int64)
     tap = tl.program_id(1) // SPLITS
     split = tl.program_id(1) % SPLITS
@@ -161,7 +162,5 @@ def conv_wgrad_kernel(g_ptr, x_ptr, out_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
         g = tl.load(g_base + (oh * sgh + ow * sgw)[None, :], mask=m_ok[:, None] & p_ok[None, :], other=0.0)
         x = tl.load(x_base + (ih * sxh + iw * sxw)[:, None], mask=pix_ok[:, None] & n_ok[None, :], other=0.0)
         acc = _mma(acc, g, x, IEEE, UPCAST)
-    taps = KH * KW
-    row = (split * tl.num_programs(2) + b) * CO + offs_m
-    offs = (row[:, None] * CI + offs_n[None, :]) * taps + tap
+    offs = split * sos + b * sob + kh * soh + kw * sow + offs_m[:, None] * soo + offs_n[None, :] * soi
     _store(out_ptr, acc, offs, m_ok[:, None] & n_ok[None, :], OUT_BF16)
