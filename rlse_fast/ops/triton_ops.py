@@ -242,10 +242,9 @@ class _Modulate(torch.autograd.Function):
         d = torch.empty([batch, O] if demodulate else [1], dtype=acc, device=w5.device)
         bi, bk = _modulate_tile(I, K)
         wstride = 0 if w5.shape[0] == 1 else O * I * K
-        strides = (1, I) if taps_last else (K, 1)  # of an input channel and of a tap within a row
-        modulate_kernel[(batch * O,)](w5, s, out, d, O, I, K, wstride, eps, *strides, DEMOD=demodulate, BLOCK_I=bi,
+        modulate_kernel[(batch * O,)](w5, s, out, d, O, I, K, wstride, eps, DEMOD=demodulate, BLOCK_I=bi,
                                       BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=out_dtype == torch.bfloat16,
-                                      num_warps=modulate_warps(bi * bk))
+                                      TAPS_LAST=taps_last, num_warps=modulate_warps(bi * bk))
         ctx.save_for_backward(w5, s, d)
         ctx.args = (demodulate, eps, weight.ndim, styles.dtype)
         return out

@@ -3,8 +3,8 @@
 One program per (sample b, output channel o): the row of I x K weights (K = kh * kw taps) is held
 as a [BLOCK_I, BLOCK_K] tile, multiplied by the sample's styles (one per input channel, broadcast
 over the taps), reduced and scaled in registers. Forward writes the modulated row and the
-demodulation coefficient d[b, o], its row stored through two strides (input channel, tap): (B, O,
-I, kh, kw) memory or the per-face convolution's (B, O, kh, kw, I); backward reads the gradient
+demodulation coefficient d[b, o], its row stored as (B, O, I, kh, kw) memory or (TAPS_LAST) as the
+per-face convolution's (B, O, kh, kw, I); backward reads the gradient
 through its five strides (whatever layout the convolution's weight gradient has), recomputes the modulated row, reduces it against the
 gradient, writes the weight gradient and the row's per-input-channel partial sums of the style
 gradient (summed over the output channels by the caller).
@@ -33,9 +33,9 @@ def _row(w_ptr, s_ptr, O, I, K, w_bstride, BLOCK_I: tl.constexpr, BLOCK_K: tl.co
 
 
 @triton.jit
-def modulate_kernel(w_ptr, s_ptr, out_ptr, d_ptr, O, I, K, w_bstride, eps, so_i, so_k,
+def modulate_kernel(w_ptr, s_ptr, out_ptr, d_ptr, O, I, K, w_bstride, eps,
                     DEMOD: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr, F64: tl.constexpr,
-                    OUT_BF16: tl.constexpr):
+                    OUT_BF16: tl.constexpr, TAPS_LAST: tl.constexpr):
     r, i, k, m, off, w, s = _row(w_ptr, s_ptr, O, I, K, w_bstride, BLOCK_I, BLOCK_K, F64)
     ws = w * s[:, None]
     if DEMOD:
@@ -44,7 +44,9 @@ def modulate_kernel(w_ptr, s_ptr, out_ptr, d_ptr, O, I, K, w_bstride, eps, so_i,
         ws = ws * d
     if OUT_BF16:
         ws = round_bf16(ws)
-    tl.store(out_ptr + r * I * K + i[:, None] * so_i + k[None, :] * so_k, ws.to(out_ptr.dtype.element_ty), mask=m)
+    if TAPS_LAST:
+        off = k[None, :] * I + i[:, None]
+    tl.store(out_ptr + r * I * K + off, ws.to(out_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
