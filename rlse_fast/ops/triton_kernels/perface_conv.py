@@ -47,11 +47,13 @@ def _mma(acc, a, b, IEEE: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
-def conv_forward_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
-                        sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww, syb, syc, syh, syw,
-                        STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        IEEE: tl.constexpr, UPCAST: tl.constexpr, OUT_BF16: tl.constexpr):
+def _conv_tile(x_ptr, w_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
+               sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww,
+               STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+               IEEE: tl.constexpr, UPCAST: tl.constexpr):
+    """This program's fp32 [BLOCK_M pixels, BLOCK_N output channels] tile of the convolution, with
+    its face, pixel rows and columns, output channels and masks."""
     b = tl.program_id(2).to(tl.int64)
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -77,6 +79,18 @@ def conv_forward_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
         w = tl.load(w_base + (tap // KW) * swh + (tap % KW) * sww + ci[:, None] * swi,
                     mask=c_ok[:, None] & n_ok[None, :], other=0.0)
         acc = _mma(acc, a, w, IEEE, UPCAST)
+    return acc, b, offs_m, offs_n, oh, ow, m_ok, n_ok
+
+
+@triton.jit
+def conv_forward_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
+                        sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww, syb, syc, syh, syw,
+                        STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                        IEEE: tl.constexpr, UPCAST: tl.constexpr, OUT_BF16: tl.constexpr):
+    acc, b, offs_m, offs_n, oh, ow, m_ok, n_ok = _conv_tile(
+        x_ptr, w_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W, sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww,
+        STRIDE, KH, KW, BLOCK_M, BLOCK_N, BLOCK_K, IEEE, UPCAST)
     offs = b * syb + (oh * syh + ow * syw)[:, None] + offs_n[None, :] * syc
     _store(y_ptr, acc, offs, m_ok[:, None] & n_ok[None, :], OUT_BF16)
 
