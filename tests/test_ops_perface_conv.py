@@ -232,13 +232,15 @@ def uncopied(a):
     return packed(a[1], a[0].shape[0]).data_ptr() == a[1].data_ptr()
 
 
-def spy_on_perface(monkeypatch, record):
-    """A list that gets record(args of _PerFaceConv.apply) for every per-face conv the op runs."""
-    from rlse_fast.ops import triton_perface_conv
+def spy_on_perface(monkeypatch, record, fused=False):
+    """A list that gets record(args of _PerFaceConv.apply) for every per-face conv the op runs (fused:
+    of _PerFaceConvAct.apply, the conv with the layer's epilogue; its first two args are x and w too)."""
+    from rlse_fast.ops import triton_perface_conv, triton_perface_conv_act
 
     calls = []
-    real = triton_perface_conv._PerFaceConv.apply
-    monkeypatch.setattr(triton_perface_conv._PerFaceConv, "apply", lambda *a: calls.append(record(a)) or real(*a))
+    cls = triton_perface_conv_act._PerFaceConvAct if fused else triton_perface_conv._PerFaceConv
+    real = cls.apply
+    monkeypatch.setattr(cls, "apply", lambda *a: calls.append(record(a)) or real(*a))
     return calls
 
 
@@ -300,8 +302,9 @@ def test_stylegan1_generator_through_the_perface_conv_matches_the_grouped_path(m
 @pytest.mark.parametrize("fused_fir", [None, "triton"], ids=["separate-fir", "fused-fir"])
 def test_stylegan2_channels_last_batch_runs_whole_through_the_perface_conv(monkeypatch, fused_fir):
     """channels_last=True runs a batch one face at a time on the grouped conv; with the per-face
-    conv chosen it runs whole, NHWC throughout (with the up-layers' fused FIR tail or without):
-    the same image and per-face gradients, and every conv sees both faces at once."""
+    conv chosen it runs whole, NHWC throughout (with the up-layers' fused FIR tail and the 3x3
+    layers' fused epilogue, or without): the same image and per-face gradients (weights, biases,
+    noise strengths), and every conv sees both faces at once."""
     from rlse_fast.models import stylegan2
     from rlse_fast.models.stylegan2 import fused_up
 
@@ -310,10 +313,15 @@ def test_stylegan2_channels_last_batch_runs_whole_through_the_perface_conv(monke
     with fused_up.using(fused_fir):
         run0 = image_and_grads(G, ws, params, channels_last=True)
         monkeypatch.setenv(ENV, "triton")
-        batches = spy_on_perface(monkeypatch, lambda a: (a[0].shape[0], a[0].is_contiguous(), uncopied(a)))
+        record = lambda a: (a[0].shape[0], a[0].is_contiguous(), uncopied(a))  # noqa: E731
+        batches = spy_on_perface(monkeypatch, record)
+        epilogues = spy_on_perface(monkeypatch, record, fused=True)
         run1 = image_and_grads(G, ws, params, channels_last=True)
-    # 8 px: b4 conv + to-RGB, b8 up-conv + conv + to-RGB; both faces at once, NHWC after b4
-    assert len(batches) == 5 and {b for b, *_ in batches} == {2} and sum(c for _, c, _ in batches) <= 2
+    # 8 px: b4 conv + to-RGB, b8 up-conv + conv + to-RGB; both faces at once, NHWC after b4; fused, the
+    # b8 conv (NHWC in) takes its epilogue with it
+    assert len(epilogues) == (1 if fused_fir else 0) and len(batches) + len(epilogues) == 5
+    batches += epilogues
+    assert {b for b, *_ in batches} == {2} and sum(c for _, c, _ in batches) <= 2
     assert all(ok for *_, ok in batches)
     assert_same_run(run0, run1)
 

@@ -27,6 +27,7 @@ from rlse_fast.ops.triton_kernels.bias_act import bias_act_kernel
 from rlse_fast.ops.triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 from rlse_fast.ops.triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
 from triton_sm90_fir import fir_variants
+from triton_sm90_perface import act_variants as perface_act_variants
 from triton_sm90_perface import variants as perface_variants
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -124,6 +125,7 @@ def variants():
 
     yield from fir_variants()
     yield from perface_variants()
+    yield from perface_act_variants()
 
 
 def resource_usage(cubin: bytes) -> dict:

@@ -67,6 +67,35 @@ def variants():
                 yield name_, kernel, dict(sig, out_ptr=PTR[sig_dt]), cxs, w_, opts
 
 
+def act_variants():
+    """The per-face conv with the layer epilogue (StyleGAN2's 3x3 non-up layers, NHWC, the weight as
+    modulate writes it), noise and bias, with and without the clamp; and the activation's gradient."""
+    from rlse_fast.ops.triton_kernels.perface_conv_act import act_grad_kernel, conv_act_forward_kernel
+    from rlse_fast.ops.triton_perface_conv import gemm_blocks
+    from rlse_fast.ops.triton_perface_conv_act import ACT_BLOCK
+
+    for dt in ("fp32", "bf16"):
+        for name, ci, co, k, npix, transposed in SHAPES:
+            if transposed or not name.startswith("sg2") or k != 3:
+                continue
+            bm, bn, bk, warps, stages = gemm_blocks(npix, co, ci, DTYPE[dt])
+            for clamp in (False, True):
+                cx = dict(KH=k, KW=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, IEEE=dt == "fp32", UPCAST=False,
+                          OUT_BF16=dt == "bf16", HAS_NOISE=True, HAS_BIAS=True, CLAMP=clamp)
+                name_, kernel, sig, cxs, w_, opts = _launch(
+                    conv_act_forward_kernel, dt, ("x_ptr", "w_ptr", "y_ptr"),
+                    DIMS + X + WT + Y + ["n_bstride", "bias_bstride"], {"sxc", "syc", "swi", "s_bstride"}, cx, warps,
+                    stages, f"perface_act_forward {dt} {name} clamp={clamp}")
+                sig = dict(sig, n_ptr="*fp32", s_ptr="*fp32", bias_ptr="*fp32", code_ptr="*i8", alpha="fp32",
+                           act_gain="fp32", clamp="fp32")
+                yield name_, kernel, sig, cxs, w_, opts
+        for clamp in (False, True):
+            sig = {"dy_ptr": PTR[dt], "ref_ptr": "*i8" if clamp else PTR[dt], "dpre_ptr": PTR[dt], "n": "i32",
+                   "alpha": "fp32", "act_gain": "fp32"}
+            yield (f"perface_act_grad {dt} clamp={clamp}", act_grad_kernel, sig,
+                   dict(CLAMP=clamp, OUT_BF16=dt == "bf16", BLOCK=ACT_BLOCK), 4)
+
+
 def sweep() -> int:
     """Compile each kernel (at the 1024 px 32 -> 32 conv's other constants) for every tile of 16-128
     x 16-128 x 16-64 (fp32: up to 64 rows, 32 deep), warps as `gemm_blocks` would give; print the
