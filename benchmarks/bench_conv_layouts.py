@@ -16,6 +16,10 @@ Every face has its own weights (per-face fine-tuning), so the layouts compute th
                  its one-pass repacking included), the gradients through the kernels the op's
                  backward runs (on the weights it saved). On the CPU (smoke) it runs under the
                  Triton interpreter: a check that it runs and agrees, not a timing.
+For StyleGAN2's 3x3 convs, direction 'layer': the whole non-up synthesis layer after modulate,
+forward and backward (x, weight, per-face bias and noise strength; a shared noise map), through the
+per-face conv then the noise add and bias_act ('perface+separate') or with that epilogue fused into
+the conv ('perface-fused', `perface_conv_bias_act`), NHWC.
 Beside them, for StyleGAN2's shapes, direction 'modulate': the per-face weights' preparation, forward
 and backward (fp32 per-face weights, out in the conv's dtype), as the per-face path runs it
 (layout 'modulate-taps-last': modulate writes the conv's layout, its backward reads the weight
@@ -156,6 +160,35 @@ def _modulate_case(shape, batch, layout, device, dtype):
     return run, 6 * n, n * (4 + 4 + 2 * torch.finfo(dtype).bits // 8)  # read w twice, write dw, y and read g
 
 
+def _layer_case(shape, batch, layout, device, dtype):
+    """(run, flop, bytes) of the 3x3 layer's conv and epilogue, forward and backward."""
+    from rlse_fast.ops.fir_act import noise_bias_act
+    from rlse_fast.ops.perface_conv import perface_conv2d
+    from rlse_fast.ops.perface_conv_act import perface_conv_bias_act
+
+    _, cin, cout, k, px, _, pad = shape
+    gen = torch.Generator().manual_seed(0)
+    cl = torch.channels_last
+    x = torch.randn(batch, cin, px, px, generator=gen).to(device, dtype).contiguous(memory_format=cl)
+    w = network_weight((torch.randn(batch, cout, cin, k, k, generator=gen) * 0.1).to(device, dtype), False, True)
+    noise = torch.randn(px, px, generator=gen).to(device)
+    strength, bias = torch.full((batch,), 0.1, device=device), torch.zeros(batch, cout, device=device)
+    leaves = [t.detach().requires_grad_(True) for t in (x, w, strength, bias)]
+    dy = torch.randn(batch, cout, px, px, generator=gen).to(device, dtype).contiguous(memory_format=cl)
+
+    def run():
+        xl, wl, sl, bl = leaves
+        if layout == "perface-fused":
+            y = perface_conv_bias_act(xl, wl, pad, noise, sl, bl, impl="triton")
+        else:  # as the layer runs unfused: the noise add, then bias_act with 'auto' (CUDA on a GPU)
+            y = noise_bias_act(perface_conv2d(xl, wl, 1, pad, impl="triton"), noise, sl, bl)
+        return torch.autograd.grad(y, leaves, dy)
+    macs = batch * cin * cout * k * k * px * px
+    size = torch.finfo(dtype).bits // 8
+    nbytes = size * (3 * x.numel() + 3 * dy.numel() + 2 * w.numel())  # fwd: x, w, y; bwd: dy, y, x, w, dx, dw
+    return run, 3 * 2 * macs, nbytes
+
+
 def _triton_perface(x, w, gy, transposed, pad, direction, from_modulate=False):
     """(run, check) of the Triton per-face conv: x, gy NHWC; w per face in torch's layout, handed to
     the op as `network_weight` lays it out."""
@@ -196,8 +229,11 @@ def warm_triton(shapes, batches, dtype) -> int:
             return lambda *a, **kw: self.kernel.warmup(
                 *[MockTensor(t.dtype) if isinstance(t, torch.Tensor) else t for t in a], grid=grid, **kw)
 
-    for name in ("conv_forward_kernel", "convt_kernel", "conv_wgrad_kernel"):
-        setattr(tp, name, Warm(getattr(tp, name)))
+    from rlse_fast.ops import triton_perface_conv_act as tpa
+
+    for module, name in ((tp, "conv_forward_kernel"), (tp, "convt_kernel"), (tp, "conv_wgrad_kernel"),
+                         (tpa, "conv_act_forward_kernel"), (tpa, "act_grad_kernel")):
+        setattr(module, name, Warm(getattr(module, name)))
     tp.CPU_SMS = torch.cuda.get_device_properties(0).multi_processor_count  # the splits the card will get
     count = 0
     cl = torch.channels_last
@@ -215,8 +251,26 @@ def warm_triton(shapes, batches, dtype) -> int:
                 run, _ = _triton_perface(x, w, gy, transposed, pad, direction, modulated(name))
                 run()
             count += 3
+            if modulated(name) and not transposed and k == 3:  # the 'layer' rows' fused kernels
+                count += _warm_layer(tpa, x, tp.packed(network_weight(w, False, True), batch), gy, pad)
             print(f"warmed {name} batch {batch}", flush=True)
     return count
+
+
+def _warm_layer(tpa, x, w5, gy, pad) -> int:
+    """Launch (into the warm-up wrappers) what `_layer_case`'s fused op runs, forward and backward."""
+    class Ctx:  # what the autograd.Function's methods use of their ctx
+        needs_input_grad = (True, True, False, True, True)
+
+        def save_for_backward(self, *t):
+            self.saved_tensors = t
+
+    ctx, batch, cout = Ctx(), x.shape[0], w5.shape[1]
+    noise = torch.empty(gy.shape[2:], device="meta")
+    strength, bias = torch.empty(batch, device="meta"), torch.empty(batch, cout, device="meta")
+    tpa._PerFaceConvAct.forward(ctx, x, w5, noise, strength, bias, (pad, pad), 0.2, 2**0.5, -1.0)
+    tpa._PerFaceConvAct.backward(ctx, gy)
+    return 2
 
 
 def main(argv=None) -> int:
@@ -246,17 +300,20 @@ def main(argv=None) -> int:
             cases = [(d, layout) for d in DIRECTIONS for layout in LAYOUTS]
             if modulated(shape[0]):
                 cases += [("modulate", "modulate+pack"), ("modulate", "modulate-taps-last")]
+            if modulated(shape[0]) and not shape[5] and shape[3] == 3:
+                cases += [("layer", "perface+separate"), ("layer", "perface-fused")]
             for direction, layout in cases:
                 if args.budget_s and time.perf_counter() - t0 > args.budget_s:
                     rows.append({"shape": shape[0], "batch": batch, "direction": direction, "layout": layout,
                                  "skipped": "budget"})
                     continue
                 try:
-                    if direction == "modulate":
-                        (run, flop, nbytes), check = _modulate_case(shape, batch, layout, device, dtype), None
+                    if direction in ("modulate", "layer"):
+                        make = _modulate_case if direction == "modulate" else _layer_case
+                        (run, flop, nbytes), check = make(shape, batch, layout, device, dtype), None
                     else:
                         run, check, flop, nbytes = case(shape, batch, layout, direction, device, dtype)
-                    if device.type == "cpu" and layout.startswith("triton"):  # the interpreter: one call
+                    if device.type == "cpu" and layout.startswith(("triton", "perface")):  # interpreted: one call
                         secs, (kernel, share) = timed(run, device, 1, warmup=0), ("triton interpreter", 1.0)
                     else:
                         secs = timed(run, device, reps, warmup=2)
