@@ -204,15 +204,21 @@ def packed(w: torch.Tensor, batch: int) -> torch.Tensor:
     return w5.expand(batch, *w5.shape[1:])
 
 
-def perface_conv2d(x, w, stride=1, padding=0, transposed=False):
-    """Triton per-face conv; arguments as rlse_fast.ops.perface_conv2d (checked there). Under
-    autocast both operands run in the autocast dtype, as F.conv2d's do."""
+def operands(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and w as the kernels take them: under autocast both in the autocast dtype, as F.conv2d's
+    are; otherwise they must share a dtype and a device."""
     device = x.device.type
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
         x, w = x.to(dtype), w.to(dtype)
     if w.dtype != x.dtype or w.device != x.device:
         raise ValueError(f"w ({w.dtype}, {w.device}) must have x's dtype and device ({x.dtype}, {x.device})")
+    return x, w
+
+
+def perface_conv2d(x, w, stride=1, padding=0, transposed=False):
+    """Triton per-face conv; arguments as rlse_fast.ops.perface_conv2d (checked there)."""
+    x, w = operands(x, w)
     return _PerFaceConv.apply(x, w, stride, padding, transposed)
 
 

@@ -18,7 +18,7 @@ from .fir_act import noise_map
 from .triton_kernels.perface_conv_act import act_grad_kernel, conv_act_forward_kernel
 from .triton_ops import RANK
 from .triton_perface_conv import (_empty_like_layout, _launch_flags, _roles, auto_usable, conv_transposed, conv_wgrad,
-                                  gemm_blocks, packed, usable)
+                                  gemm_blocks, operands, packed, usable)
 
 ACT_BLOCK = 1024  # elements per program of the activation's gradient
 
@@ -96,12 +96,7 @@ class _PerFaceConvAct(torch.autograd.Function):
 def perface_conv_bias_act(x, w, padding, noise, strength, bias, alpha, act_gain, clamp):
     """Triton perface_conv_bias_act; arguments as rlse_fast.ops.perface_conv_act.perface_conv_bias_act
     (checked there). Under autocast the conv runs in the autocast dtype, as perface_conv2d's does."""
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        dtype = torch.get_autocast_dtype(device)
-        x, w = x.to(dtype), w.to(dtype)
-    if w.dtype != x.dtype or w.device != x.device:
-        raise ValueError(f"w ({w.dtype}, {w.device}) must have x's dtype and device ({x.dtype}, {x.device})")
+    x, w = operands(x, w)
     for t, name in ((noise, "noise"), (strength, "strength"), (bias, "bias")):
         if t is not None and t.device != x.device:
             raise ValueError(f"{name} must be on {x.device} like x, got {t.device}")
