@@ -137,3 +137,34 @@ def test_bad_arguments_say_what_is_wrong():
                               impl="triton")
     with pytest.raises(ValueError, match="C_in"):
         perface_conv_bias_act(x, torch.zeros(2, 4, 2, 3, 3, device=DEV), 1, impl="triton")
+
+
+def test_autocast_runs_the_conv_in_the_autocast_dtype():
+    ts = inputs(2, 4, 5, 6, 7, noise="shared", bias="per-face")
+    with torch.autocast(DEV.type, dtype=torch.bfloat16):
+        y0 = _perface_conv_bias_act_ref(*ts[:2], 1, *ts[2:])
+        y1 = triton_fn(*ts[:2], 1, *ts[2:])
+    assert y1.dtype == y0.dtype == torch.bfloat16
+    torch.testing.assert_close(y1.float(), y0.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_the_generator_fuses_only_when_asked(monkeypatch):
+    """`fused_up.applies_conv`: only inside `fused_up.using`, with the per-face conv chosen, on a
+    channels-last non-float16 x, for a layer without up-sampling."""
+    from rlse_fast.models import stylegan2
+    from rlse_fast.models.stylegan2 import fused_up
+    from rlse_fast.ops.perface_conv import ENV
+
+    layer = stylegan2.generator.SynthesisLayer(4, 4, 8, 8)
+    up = stylegan2.generator.SynthesisLayer(4, 4, 8, 8, up=2)
+    x = torch.zeros(2, 4, 8, 8, device=DEV).contiguous(memory_format=torch.channels_last)
+    monkeypatch.setenv(ENV, "triton")
+    assert not fused_up.applies_conv(layer, x, True)
+    with fused_up.using("triton"):
+        assert fused_up.applies_conv(layer, x, True)
+        assert not fused_up.applies_conv(up, x, True)
+        assert not fused_up.applies_conv(layer, x.contiguous(), True)
+        assert not fused_up.applies_conv(layer, x.half(), True)
+        assert not fused_up.applies_conv(layer, x, False)
+        monkeypatch.delenv(ENV)
+        assert not fused_up.applies_conv(layer, x, True)
