@@ -59,8 +59,13 @@ def main(argv=None) -> int:
     seeds = list(range(1, args.faces + 1))
 
     calls = []
+
+    def counted(cls):
+        real = cls.apply
+        return lambda *a: calls.append(cls.__name__) or real(*a)
+
     for cls in (triton_perface_conv._PerFaceConv, triton_perface_conv_act._PerFaceConvAct):
-        cls.apply = (lambda real, tag: lambda *a: calls.append(tag) or real(*a))(cls.apply, cls.__name__)
+        cls.apply = counted(cls)
 
     def super_resolve_fast(G, D, lr, cfg, fit, seeds, precision):
         loop = FastLoop(G, D, lr, cfg, fit, seeds=seeds, precision=precision, channels_last=args.fused,

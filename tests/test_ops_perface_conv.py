@@ -313,7 +313,9 @@ def test_stylegan2_channels_last_batch_runs_whole_through_the_perface_conv(monke
     with fused_up.using(fused_fir):
         run0 = image_and_grads(G, ws, params, channels_last=True)
         monkeypatch.setenv(ENV, "triton")
-        record = lambda a: (a[0].shape[0], a[0].is_contiguous(), uncopied(a))  # noqa: E731
+        def record(a):
+            return a[0].shape[0], a[0].is_contiguous(), uncopied(a)
+
         batches = spy_on_perface(monkeypatch, record)
         epilogues = spy_on_perface(monkeypatch, record, fused=True)
         run1 = image_and_grads(G, ws, params, channels_last=True)

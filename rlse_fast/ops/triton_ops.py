@@ -268,8 +268,8 @@ class _Modulate(torch.autograd.Function):
         wstride = 0 if w5.shape[0] == 1 else O * I * K
         try:
             modulate_backward_kernel[(batch * O,)](
-                g, w5, s, d, dw, part, O, I, K, kw, wstride, *g.stride(), DEMOD=demodulate, NEED_DW=need_dw, NEED_DS=need_ds,
-                BLOCK_I=bi, BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=w5.dtype == torch.bfloat16,
+                g, w5, s, d, dw, part, O, I, K, kw, wstride, *g.stride(), DEMOD=demodulate, NEED_DW=need_dw,
+                NEED_DS=need_ds, BLOCK_I=bi, BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=w5.dtype == torch.bfloat16,
                 num_warps=modulate_warps(bi * bk))
         except Exception as exc:  # noqa: BLE001 - as in `modulate`: the reference's gradients instead
             if not _kernel_failure(exc):
@@ -288,9 +288,8 @@ class _Modulate(torch.autograd.Function):
 
 def modulate(weight, styles, demodulate=True, eps=1e-8, out_dtype=None, taps_last=False):
     """Triton modulate; arguments as rlse_fast.ops.modulate (the kernel writes out_dtype in the
-    asked layout). Rows too
-    long for one program's tile, and every call after the kernels once failed to build or run here
-    (`MODULATE_ERROR`, with a warning), take the reference."""
+    asked layout). Rows too long for one program's tile, and every call after the kernels once
+    failed to build or run here (`MODULATE_ERROR`, with a warning), take the reference."""
     def reference():
         out = _modulate_ref(weight, styles, demodulate, eps)
         out = out if out_dtype is None else out.to(out_dtype)

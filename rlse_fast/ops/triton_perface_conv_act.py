@@ -17,8 +17,18 @@ from . import dispatch
 from .fir_act import noise_map
 from .triton_kernels.perface_conv_act import act_grad_kernel, conv_act_forward_kernel
 from .triton_ops import RANK
-from .triton_perface_conv import (_empty_like_layout, _launch_flags, _roles, auto_usable, conv_transposed, conv_wgrad,
-                                  gemm_blocks, operands, packed, usable)
+from .triton_perface_conv import (
+    _empty_like_layout,
+    _launch_flags,
+    _roles,
+    auto_usable,
+    conv_transposed,
+    conv_wgrad,
+    gemm_blocks,
+    operands,
+    packed,
+    usable,
+)
 
 ACT_BLOCK = 1024  # elements per program of the activation's gradient
 

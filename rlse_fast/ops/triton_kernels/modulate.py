@@ -2,12 +2,12 @@
 
 One program per (sample b, output channel o): the row of I x K weights (K = kh * kw taps) is held
 as a [BLOCK_I, BLOCK_K] tile, multiplied by the sample's styles (one per input channel, broadcast
-over the taps), reduced and scaled in registers. Forward writes the modulated row and the
-demodulation coefficient d[b, o], its row stored as (B, O, I, kh, kw) memory or (TAPS_LAST) as the
-per-face convolution's (B, O, kh, kw, I); backward reads the gradient
-through its five strides (whatever layout the convolution's weight gradient has), recomputes the modulated row, reduces it against the
-gradient, writes the weight gradient and the row's per-input-channel partial sums of the style
-gradient (summed over the output channels by the caller).
+over the taps), reduced and scaled in registers. Forward writes the modulated row, as (B, O, I, kh,
+kw) memory or (TAPS_LAST) as the per-face convolution's (B, O, kh, kw, I), and the demodulation
+coefficient d[b, o]; backward reads the gradient through its five strides (whatever layout the
+convolution's weight gradient has), recomputes the modulated row, reduces it against the gradient,
+writes the weight gradient and the row's per-input-channel partial sums of the style gradient
+(summed over the output channels by the caller).
 """
 import triton
 import triton.language as tl

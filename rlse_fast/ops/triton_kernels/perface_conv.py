@@ -88,7 +88,7 @@ def conv_forward_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
                         STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                         IEEE: tl.constexpr, UPCAST: tl.constexpr, OUT_BF16: tl.constexpr):
-    acc, b, offs_m, offs_n, oh, ow, m_ok, n_ok = _conv_tile(
+    acc, b, _, offs_n, oh, ow, m_ok, n_ok = _conv_tile(
         x_ptr, w_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W, sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww,
         STRIDE, KH, KW, BLOCK_M, BLOCK_N, BLOCK_K, IEEE, UPCAST)
     offs = b * syb + (oh * syh + ow * syw)[:, None] + offs_n[None, :] * syc
