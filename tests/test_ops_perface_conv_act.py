@@ -94,6 +94,22 @@ def test_odd_shapes_batch_one_and_layouts(batch, ci, co, h, w, nhwc):
     assert y.is_contiguous(memory_format=fmt)
 
 
+def test_small_tiles_cross_every_block_edge(monkeypatch):
+    """The activation gradient's sums with tiles shrunk to 2 pixels x 4 channels: 18 channels walk
+    five channel blocks (the last one short), 63 pixels make 32 pixel blocks per face (the last one
+    short); every bias, strength and noise-map gradient is still the full sum."""
+    from rlse_fast.ops import triton_perface_conv_act as tpa
+
+    monkeypatch.setattr(tpa, "ACT_TILE", 8)
+    monkeypatch.setattr(tpa, "ACT_MAX_C", 4)
+    assert tpa.act_tiles(18) == (2, 4)
+    for clamp in (None, 0.5):
+        assert_matches(inputs(2, 3, 18, 7, 9, noise="per-face", strength="per-face", bias="per-face",
+                              trained_noise=True), clamp=clamp)
+        assert_matches(inputs(2, 3, 18, 7, 9, nhwc=False, noise="shared", bias="shared", trained_noise=True),
+                       clamp=clamp)
+
+
 def test_trained_shared_noise_map_and_scalar_strength():
     """The coarse layers' trainable noise map (shared by the faces) gets the faces' summed gradient."""
     assert_matches(inputs(2, 4, 5, 6, 7, noise="shared", strength="shared", bias="shared", trained_noise=True))

@@ -72,7 +72,7 @@ def act_variants():
     modulate writes it), noise and bias, with and without the clamp; and the activation's gradient."""
     from rlse_fast.ops.triton_kernels.perface_conv_act import act_grad_kernel, conv_act_forward_kernel
     from rlse_fast.ops.triton_perface_conv import gemm_blocks
-    from rlse_fast.ops.triton_perface_conv_act import ACT_BLOCK
+    from rlse_fast.ops.triton_perface_conv_act import ACT_WARPS, act_tiles
 
     for dt in ("fp32", "bf16"):
         for name, ci, co, k, npix, transposed in SHAPES:
@@ -89,11 +89,15 @@ def act_variants():
                 sig = dict(sig, n_ptr="*fp32", s_ptr="*fp32", bias_ptr="*fp32", code_ptr="*i8", alpha="fp32",
                            act_gain="fp32", clamp="fp32")
                 yield name_, kernel, sig, cxs, w_, opts
-        for clamp in (False, True):
-            sig = {"dy_ptr": PTR[dt], "ref_ptr": "*i8" if clamp else PTR[dt], "dpre_ptr": PTR[dt], "n": "i32",
-                   "alpha": "fp32", "act_gain": "fp32"}
-            yield (f"perface_act_grad {dt} clamp={clamp}", act_grad_kernel, sig,
-                   dict(CLAMP=clamp, OUT_BF16=dt == "bf16", BLOCK=ACT_BLOCK), 4)
+        for channels in (32, 512):  # NHWC dy: the channel stride is 1
+            bp, bc = act_tiles(channels)
+            for clamp in (False, True):
+                sig = {"dy_ptr": PTR[dt], "ref_ptr": "*i8" if clamp else PTR[dt], "dpre_ptr": PTR[dt],
+                       "pix_ptr": "*fp32", "part_ptr": "*fp32", "P": "i32", "C": "i32", "sb": "i32", "sp": "i32",
+                       "alpha": "fp32", "act_gain": "fp32"}
+                cx = {"sc": 1, "CLAMP": clamp, "OUT_BF16": dt == "bf16", "NEED_PIX": True, "NEED_PART": True,
+                      "BLOCK_P": bp, "BLOCK_C": bc}
+                yield f"perface_act_grad {dt} {channels}ch clamp={clamp}", act_grad_kernel, sig, cx, ACT_WARPS
 
 
 def sweep() -> int:

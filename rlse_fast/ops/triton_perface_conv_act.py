@@ -3,9 +3,10 @@ triton_kernels/perface_conv_act.py), registered as impl 'triton' of `perface_con
 
 Usable and taken by 'auto' exactly where the per-face convolution is (`triton_perface_conv`:
 RLSE_PERFACE_CONV=triton). Forward: one launch, the epilogue on the fp32 accumulator. Backward: one
-elementwise pass for the activation's gradient (dpre, from the saved output or, with a clamp, the
-int8 code), the per-face conv's input- and weight-gradient kernels on dpre, and the bias, strength
-and noise-map gradients as fixed-order fp32 sums of dpre (deterministic, no atomics).
+pass for the activation's gradient (dpre, from the saved output or, with a clamp, the int8 code)
+that also sums it per pixel over the channels and per channel over blocks of pixels, the per-face
+conv's input- and weight-gradient kernels on dpre, and the bias, strength and noise-map gradients
+from those partial sums in a fixed order (deterministic, no atomics).
 """
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ from .triton_perface_conv import (
     usable,
 )
 
-ACT_BLOCK = 1024  # elements per program of the activation's gradient
+ACT_TILE = 1024  # elements of an activation-gradient program's [pixels, channels] tile: 8 a thread
+ACT_MAX_C = 64  # channels a program loads at once; it walks the rest in steps of that
+ACT_WARPS = 4
 
 
 def _vector(t, x, n=1):
@@ -39,6 +42,31 @@ def _vector(t, x, n=1):
         return torch.ones(n, dtype=torch.float32, device=x.device), 0
     v = t.reshape(-1).float().contiguous()
     return v, 0 if v.numel() == 1 else 1
+
+
+def act_tiles(channels: int) -> tuple[int, int]:
+    """(BLOCK_P pixels, BLOCK_C channels) of an activation-gradient program: ACT_TILE elements."""
+    bc = min(triton.next_power_of_2(channels), ACT_MAX_C)
+    return max(1, ACT_TILE // bc), bc
+
+
+def act_grad(dy, ref, alpha, act_gain, clamp, need_pixels, need_channels):
+    """(dpre in dy's dtype and layout, its (B, OH * OW) fp32 sums over the channels or None, its
+    (B, pixel blocks, C) fp32 partial sums over the pixels or None)."""
+    batch, c, oh, ow = dy.shape
+    sb, sc, sh, sw = dy.stride()
+    if sh != ow * sw:
+        raise ValueError("act_grad: the pixels of dy must be one run in memory (NCHW or NHWC)")
+    bp, bc = act_tiles(c)
+    grid = (triton.cdiv(oh * ow, bp), batch)
+    dpre = torch.empty_like(dy)
+    pix = torch.empty(batch, oh * ow, dtype=torch.float32, device=dy.device) if need_pixels else None
+    part = torch.empty(batch, grid[0], c, dtype=torch.float32, device=dy.device) if need_channels else None
+    act_grad_kernel[grid](dy, ref, dpre, dpre if pix is None else pix, dpre if part is None else part, oh * ow, c,
+                          sb, sc, sw, alpha, act_gain, CLAMP=clamp >= 0, OUT_BF16=dy.dtype == torch.bfloat16,
+                          NEED_PIX=need_pixels, NEED_PART=need_channels, BLOCK_P=bp, BLOCK_C=bc,
+                          num_warps=ACT_WARPS)
+    return dpre, pix, part
 
 
 class _PerFaceConvAct(torch.autograd.Function):
@@ -74,31 +102,28 @@ class _PerFaceConvAct(torch.autograd.Function):
         padding, alpha, act_gain, clamp, shared = ctx.args
         noise_meta, strength_meta, bias_meta = ctx.meta
         need = ctx.needs_input_grad
-        if dy.stride() != ref.stride():  # one elementwise pass over memory that dy and ref share
+        if dy.stride() != ref.stride():  # one pass over memory that dy and ref share
             dy = torch.empty_like(ref, dtype=dy.dtype).copy_(dy)
-        dpre = torch.empty_like(dy)
-        act_grad_kernel[(triton.cdiv(dy.numel(), ACT_BLOCK),)](
-            dy, ref, dpre, dy.numel(), alpha, act_gain, CLAMP=clamp >= 0, OUT_BF16=dy.dtype == torch.bfloat16,
-            BLOCK=ACT_BLOCK)
+        dpre, per_pixel, part = act_grad(dy, ref, alpha, act_gain, clamp, need_pixels=n is not None and
+                                         (need[2] or need[3]), need_channels=need[4])
         dx = dw = dnoise = dstrength = dbias = None
         if need[0]:
             dx = conv_transposed(dpre, w5, 1, padding, reduce_dim=1, out_hw=tuple(x.shape[2:]), like=x)
         if need[1]:
             dw = conv_wgrad(dpre, x, 1, padding, w5, shared)
-        if n is not None and (need[2] or need[3]):
-            per_pixel = dpre.sum(1, dtype=torch.float32)  # (B, OH, OW): the noise is one value a pixel
+        if per_pixel is not None:  # (B, OH * OW): the noise is one value a pixel
             if need[2]:
-                dnoise = per_pixel * s.reshape(-1, 1, 1)
+                dnoise = per_pixel * s.reshape(-1, 1)
                 if noise_meta[0].numel() == n.shape[1] * n.shape[2]:
                     dnoise = dnoise.sum(0)  # one map shared by the faces
                 dnoise = dnoise.reshape(noise_meta[0]).to(noise_meta[1])
             if need[3]:
-                dstrength = (per_pixel * n).sum((1, 2))
+                dstrength = (per_pixel * n.reshape(n.shape[0], -1)).sum(1)
                 if s.numel() == 1:
                     dstrength = dstrength.sum()
                 dstrength = dstrength.reshape(strength_meta[0]).to(strength_meta[1])
         if need[4]:
-            dbias = dpre.sum((2, 3), dtype=torch.float32)
+            dbias = part.sum(1)  # the pixel blocks' partials in a fixed order
             dbias = (dbias.sum(0) if len(bias_meta[0]) == 1 else dbias).to(bias_meta[1])
         return dx, dw, dnoise, dstrength, dbias, None, None, None, None
 
