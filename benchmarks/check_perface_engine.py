@@ -4,6 +4,9 @@ RLSE_PERFACE_CONV unset then =triton, in one process.
 
     python benchmarks/check_perface_engine.py                         # CPU: kernels interpreted (minutes)
     python benchmarks/check_perface_engine.py --device cuda --precision bf16
+    python benchmarks/check_perface_engine.py --fused     # both runs channels-last with the fused tails
+                                                          # (FastOptions.fused_fir): the 3x3 layers' epilogue
+                                                          # fused into the per-face conv
 
 Prints both runs' losses per step, the mean image difference and how many per-face convs ran;
 exits 1 when the trajectories differ beyond rounding (step 0's loss to 1e-4 relative, every later
@@ -29,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--faces", type=int, default=2)
+    p.add_argument("--fused", action="store_true", help="FastOptions(channels_last=True, fused_fir=True) in both runs")
     args = p.parse_args(argv)
     if args.device == "cpu":  # the kernels on CPU tensors: the interpreter, set before triton loads
         os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -37,9 +41,9 @@ def main(argv=None) -> int:
     from rlse_fast import gaussian_fit
     from rlse_fast.config import RLSEConfig
     from rlse_fast.downsample import bicubic_downsample_ref
-    from rlse_fast.engine.fast import super_resolve_fast
+    from rlse_fast.engine.fast import FastLoop
     from rlse_fast.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-    from rlse_fast.ops import triton_perface_conv
+    from rlse_fast.ops import triton_perface_conv, triton_perface_conv_act
     from rlse_fast.ops.perface_conv import ENV
 
     torch.manual_seed(5)
@@ -55,8 +59,24 @@ def main(argv=None) -> int:
     seeds = list(range(1, args.faces + 1))
 
     calls = []
-    real = triton_perface_conv._PerFaceConv.apply
-    triton_perface_conv._PerFaceConv.apply = lambda *a: calls.append(1) or real(*a)
+
+    def counted(cls):
+        real = cls.apply
+        return lambda *a: calls.append(cls.__name__) or real(*a)
+
+    for cls in (triton_perface_conv._PerFaceConv, triton_perface_conv_act._PerFaceConvAct):
+        cls.apply = counted(cls)
+
+    def super_resolve_fast(G, D, lr, cfg, fit, seeds, precision):
+        loop = FastLoop(G, D, lr, cfg, fit, seeds=seeds, precision=precision, channels_last=args.fused,
+                        fused_fir=args.fused)
+        try:
+            for _ in range(cfg.steps):
+                loop.step()
+            return loop.result()
+        finally:
+            loop.close()
+
     runs = {}
     for name, value in (("grouped", None), ("perface", "triton")):
         if value is None:
@@ -65,9 +85,10 @@ def main(argv=None) -> int:
             os.environ[ENV] = value
         t = time.perf_counter()
         runs[name] = super_resolve_fast(G, D, lr, cfg, fit, seeds=seeds, precision=args.precision)
-        print(f"{name}: {time.perf_counter() - t:.1f} s, per-face convs {len(calls)}", flush=True)
+        print(f"{name}: {time.perf_counter() - t:.1f} s, per-face convs {calls.count('_PerFaceConv')}, with the "
+              f"fused epilogue {calls.count('_PerFaceConvAct')}", flush=True)
     a, b = runs["grouped"], runs["perface"]
-    ok = bool(calls)
+    ok = bool(calls) and (not args.fused or "_PerFaceConvAct" in calls)
     for ha, hb in zip(a.history, b.history):
         rel = 1e-4 if ha["step"] == 0 else 5e-3
         same = all(abs(x - y) <= rel * abs(x) + 1e-6 for x, y in zip(ha["total"], hb["total"]))

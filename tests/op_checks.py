@@ -33,6 +33,45 @@ def assert_modulate_matches_ref(impl, w, s, demodulate):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def _upstream_in_layout(g, layout):
+    """g with the same values in the memory layout a consumer may hand back: contiguous, (B, O, kh,
+    kw, I) (the per-face conv's weight gradient of a 3x3 conv) or that of a transposed view's
+    taps-last memory (of its up-conv)."""
+    if layout == "taps-last":
+        return g.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    if layout == "up-conv":
+        return g.transpose(1, 2).permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).transpose(1, 2)
+    return g.contiguous()
+
+
+def assert_taps_last_is_a_layout_change(impl, w, s, demodulate=True, out_dtype=None):
+    """`modulate(..., taps_last=True)` gives the same bits as the contiguous result, stored as
+    (B, O, kh, kw, I); its weight and style gradients, for an upstream gradient in any of the
+    layouts the convolutions return, are the contiguous run's bits (the reference's: to float
+    rounding, as its autograd sums the products in the gradient's memory order)."""
+    from rlse_fast.ops.modulate import modulate
+
+    def run(taps_last, layout):
+        ws, ss = w.detach().clone().requires_grad_(True), s.detach().clone().requires_grad_(True)
+        y = modulate(ws, ss, demodulate, impl=impl, out_dtype=out_dtype, taps_last=taps_last)
+        g = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(device=y.device, dtype=y.dtype)
+        y.backward(_upstream_in_layout(g, layout))
+        return y.detach(), ws.grad, ss.grad
+
+    y0, dw0, ds0 = run(False, "contiguous")
+    assert y0.is_contiguous()
+    for layout in ("contiguous", "taps-last", "up-conv"):
+        y1, dw1, ds1 = run(True, layout)
+        assert y1.dtype == y0.dtype and y1.shape == y0.shape and y1.permute(0, 1, 3, 4, 2).is_contiguous()
+        assert y1.shape[2] == 1 or y1.stride(2) == 1
+        assert torch.equal(y1, y0), layout
+        if impl == "ref":
+            torch.testing.assert_close(dw1, dw0, rtol=1e-5, atol=1e-6, msg=layout)
+            torch.testing.assert_close(ds1, ds0, rtol=1e-5, atol=1e-6, msg=layout)
+        else:
+            assert torch.equal(dw1, dw0) and torch.equal(ds1, ds0), layout
+
+
 def adain_inputs(batch, c, h, w, per_sample, noise_batch, dtype=torch.float32, device="cpu", seed=0):
     """(x, noise, strength, bias, scale, shift) of the v1 epilogue: x and noise in dtype, the
     parameters float32 (float64 with dtype float64) as the networks hold them; noise_batch 0: no noise."""

@@ -65,7 +65,10 @@ def test_summary_holds_the_tests_profile_and_quality(dry_run):
     from itertools import product
     assert {(r["direction"], r["layout"]) for r in convs} == set(product(
         ["forward", "dgrad", "wgrad"], ["grouped-nchw", "grouped-nhwc", "per-face-nhwc", "shared-nhwc",
-                                        "triton-perface-nhwc"]))
+                                        "triton-perface-nhwc"])) | {("modulate", "modulate+pack"),
+                                                                    ("modulate", "modulate-taps-last"),
+                                                                    ("layer", "perface+separate"),
+                                                                    ("layer", "perface-fused")}
     assert all(r["seconds"] > 0 for r in convs)
     # the other layouts (the Triton one under the interpreter) compute the grouped conv's function: 2 shapes x
     # 2 batches x (3 per-face forwards + grouped-nhwc's and the Triton layout's input and weight gradients)

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 from op_checks import (adain_inputs, assert_adain_matches_ref, assert_adain_within_budget, assert_modulate_matches_ref,
-                       grads, within_budget)
+                       assert_taps_last_is_a_layout_change, grads, within_budget)
 from torch.autograd import gradcheck
 
 from rlse_fast.ops import bias_act, downsample2d, filter2d, modulate, setup_filter, upfirdn2d, upsample2d
@@ -467,6 +467,16 @@ def test_modulate_matches_ref(shape, batch, demodulate):
     torch.manual_seed(0)
     w, s = torch.randn(shape), torch.randn(batch, shape[-3]) + 1
     assert_modulate_matches_ref("cpp", w, s, demodulate)
+
+
+@pytest.mark.parametrize("impl", ["cpp", "ref"])
+@pytest.mark.parametrize("out_dtype", [None, torch.bfloat16], ids=["fp32", "bf16-out"])
+def test_modulate_taps_last_is_a_layout_change(impl, out_dtype):
+    """taps_last=True: the same values stored as (B, O, kh, kw, I) (by a copy here), the same gradients."""
+    torch.manual_seed(0)
+    for shape, batch in MODULATE_CASES:
+        w, s = torch.randn(shape), torch.randn(batch, shape[-3]) + 1
+        assert_taps_last_is_a_layout_change(impl, w, s, out_dtype=out_dtype)
 
 
 @pytest.mark.parametrize("per_sample", [False, True])

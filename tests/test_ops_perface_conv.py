@@ -123,10 +123,39 @@ def test_split_k_weight_gradient_is_the_full_sum_and_deterministic(splits):
     x, w = inputs(case, torch.float32)
     dy = torch.randn(2, 4, 9, 15, generator=torch.Generator().manual_seed(2)).to(DEV)
     _, (_, dw0) = grads(lambda a, b: _perface_conv2d_ref(a, b, 1, 1), x, w, upstream=dy.cpu())
-    dw1 = conv_wgrad(dy, x, 1, (1, 1), (3, 3), False, torch.float32, splits=splits)
-    dw2 = conv_wgrad(dy, x, 1, (1, 1), (3, 3), False, torch.float32, splits=splits)
+    dw1 = conv_wgrad(dy, x, 1, (1, 1), w, False, splits=splits)
+    dw2 = conv_wgrad(dy, x, 1, (1, 1), w, False, splits=splits)
     torch.testing.assert_close(dw1, dw0, rtol=1e-5, atol=1e-5)
     assert torch.equal(dw1, dw2)
+
+
+@pytest.mark.parametrize("case", [(2, 6, 5, 3, 9, 15, 1, 1, False), (2, 6, 5, 3, 9, 8, 2, 0, True)],
+                         ids=["conv3", "upconv3"])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_weight_gradient_comes_back_in_the_weights_layout(case, splits, monkeypatch):
+    """A weight as modulate writes it for the per-face conv ((B, O, kh, kw, I) memory; the up-conv's
+    transposed view of it): the weight gradient has the weight's strides (what modulate's backward
+    then reads in one coalesced pass), direct or split-K, and the reference's values."""
+    from rlse_fast.ops import triton_perface_conv as tp
+    from rlse_fast.ops.layout import taps_last
+
+    def forced(tiles, npix, bk, sms):  # `splits` splits of whole BLOCK_K steps
+        chunk = tp.triton.cdiv(tp.triton.cdiv(npix, bk), splits) * bk
+        used.append(tp.triton.cdiv(npix, chunk))
+        return used[-1], chunk
+
+    used = []
+    monkeypatch.setattr(tp, "wgrad_splits", forced)
+    x, w = inputs(case, torch.float32, nhwc=True)
+    transposed = case[-1]
+    w = taps_last(w.transpose(1, 2)).transpose(1, 2) if transposed else taps_last(w)
+    seen = []
+    real = tp.conv_wgrad
+    monkeypatch.setattr(tp, "conv_wgrad", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    _, (_, dw0) = run("ref", case, x, w)
+    _, (_, dw1) = run("triton", case, x, w)
+    assert len(seen) == 1 and seen[0].stride() == w.stride() and used == [splits]
+    torch.testing.assert_close(dw1, dw0, rtol=1e-5, atol=1e-5)
 
 
 def test_split_count_fills_the_device():
@@ -196,13 +225,22 @@ def image_and_grads(G, ws, params, **kwargs):
     return img.detach(), {k: p.grad for k, p in ps.items()}
 
 
-def spy_on_perface(monkeypatch, record):
-    """A list that gets record(args of _PerFaceConv.apply) for every per-face conv the op runs."""
-    from rlse_fast.ops import triton_perface_conv
+def uncopied(a):
+    """Whether the weight of a per-face conv (its _PerFaceConv.apply args) goes to the kernels as it is."""
+    from rlse_fast.ops.triton_perface_conv import packed
+
+    return packed(a[1], a[0].shape[0]).data_ptr() == a[1].data_ptr()
+
+
+def spy_on_perface(monkeypatch, record, fused=False):
+    """A list that gets record(args of _PerFaceConv.apply) for every per-face conv the op runs (fused:
+    of _PerFaceConvAct.apply, the conv with the layer's epilogue; its first two args are x and w too)."""
+    from rlse_fast.ops import triton_perface_conv, triton_perface_conv_act
 
     calls = []
-    real = triton_perface_conv._PerFaceConv.apply
-    monkeypatch.setattr(triton_perface_conv._PerFaceConv, "apply", lambda *a: calls.append(record(a)) or real(*a))
+    cls = triton_perface_conv_act._PerFaceConvAct if fused else triton_perface_conv._PerFaceConv
+    real = cls.apply
+    monkeypatch.setattr(cls, "apply", lambda *a: calls.append(record(a)) or real(*a))
     return calls
 
 
@@ -231,9 +269,11 @@ def test_stylegan2_generator_through_the_perface_conv_matches_the_grouped_path(m
     run0 = image_and_grads(G, ws, params)
     monkeypatch.setenv(ENV, "triton")
     assert chosen(run0[0])
-    transposed = spy_on_perface(monkeypatch, lambda a: a[4])
+    calls = spy_on_perface(monkeypatch, lambda a: (a[4], uncopied(a)))
     run1 = image_and_grads(G, ws, params)
+    transposed = [t for t, _ in calls]
     assert transposed.count(True) == 1 and transposed.count(False) == 4  # conv 4, up-conv + conv 8, 2 to-RGB
+    assert all(ok for _, ok in calls)  # modulate wrote each weight in the layout the kernels read
     assert_same_run(run0, run1)
 
 
@@ -262,8 +302,9 @@ def test_stylegan1_generator_through_the_perface_conv_matches_the_grouped_path(m
 @pytest.mark.parametrize("fused_fir", [None, "triton"], ids=["separate-fir", "fused-fir"])
 def test_stylegan2_channels_last_batch_runs_whole_through_the_perface_conv(monkeypatch, fused_fir):
     """channels_last=True runs a batch one face at a time on the grouped conv; with the per-face
-    conv chosen it runs whole, NHWC throughout (with the up-layers' fused FIR tail or without):
-    the same image and per-face gradients, and every conv sees both faces at once."""
+    conv chosen it runs whole, NHWC throughout (with the up-layers' fused FIR tail and the 3x3
+    layers' fused epilogue, or without): the same image and per-face gradients (weights, biases,
+    noise strengths), and every conv sees both faces at once."""
     from rlse_fast.models import stylegan2
     from rlse_fast.models.stylegan2 import fused_up
 
@@ -272,8 +313,59 @@ def test_stylegan2_channels_last_batch_runs_whole_through_the_perface_conv(monke
     with fused_up.using(fused_fir):
         run0 = image_and_grads(G, ws, params, channels_last=True)
         monkeypatch.setenv(ENV, "triton")
-        batches = spy_on_perface(monkeypatch, lambda a: (a[0].shape[0], a[0].is_contiguous()))
+        def record(a):
+            return a[0].shape[0], a[0].is_contiguous(), uncopied(a)
+
+        batches = spy_on_perface(monkeypatch, record)
+        epilogues = spy_on_perface(monkeypatch, record, fused=True)
         run1 = image_and_grads(G, ws, params, channels_last=True)
-    # 8 px: b4 conv + to-RGB, b8 up-conv + conv + to-RGB; both faces at once, NHWC after b4
-    assert len(batches) == 5 and {b for b, _ in batches} == {2} and sum(c for _, c in batches) <= 2
+    # 8 px: b4 conv + to-RGB, b8 up-conv + conv + to-RGB; both faces at once, NHWC after b4; fused, the
+    # b8 conv (NHWC in) takes its epilogue with it
+    assert len(epilogues) == (1 if fused_fir else 0) and len(batches) + len(epilogues) == 5
+    batches += epilogues
+    assert {b for b, *_ in batches} == {2} and sum(c for _, c, _ in batches) <= 2
+    assert all(ok for *_, ok in batches)
     assert_same_run(run0, run1)
+
+
+@pytest.mark.parametrize("up", [1, 2], ids=["conv3", "upconv3"])
+def test_modulated_weights_reach_the_kernels_without_a_copy(monkeypatch, up):
+    """modulated_conv2d with the per-face conv chosen: `modulate` writes the conv's weight layout and
+    `packed` passes it through (for the up-conv, conv2d_resample's transposed view of it, unflipped):
+    the kernels read the very memory modulate wrote, forward and backward, and the result and the
+    gradients are the grouped path's."""
+    from rlse_fast.models.stylegan2 import layers
+    from rlse_fast.ops import setup_filter
+    from rlse_fast.ops import triton_perface_conv as tp
+
+    written, seen = [], []
+    real_modulate, real_packed = layers.modulate, tp.packed
+
+    def modulate(*args, **kwargs):
+        written.append(real_modulate(*args, **kwargs))
+        return written[-1]
+
+    def packed(w, batch):
+        seen.append((w.data_ptr(), real_packed(w, batch).data_ptr()))
+        return real_packed(w, batch)
+
+    monkeypatch.setattr(layers, "modulate", modulate)
+    monkeypatch.setattr(tp, "packed", packed)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 6, 7, generator=g).to(DEV).contiguous(memory_format=torch.channels_last)
+    weight, styles = torch.randn(2, 4, 5, 3, 3, generator=g).to(DEV), torch.randn(2, 5, generator=g).to(DEV) + 1
+    noise = torch.randn(2, 1, 6 * up, 7 * up, generator=g).to(DEV)
+
+    def conv(x, weight, styles):
+        return layers.modulated_conv2d(x, weight, styles, noise=noise, up=up, padding=1,
+                                       resample_filter=setup_filter([1, 3, 3, 1]).to(DEV), flip_weight=up == 1)
+
+    monkeypatch.delenv(ENV, raising=False)
+    y0, g0 = grads(conv, x, weight, styles)
+    monkeypatch.setenv(ENV, "triton")
+    written.clear()
+    y1, g1 = grads(conv, x, weight, styles)
+    assert len(written) == 1 and seen == [(written[0].data_ptr(),) * 2]
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

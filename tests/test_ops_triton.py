@@ -11,7 +11,7 @@ import os
 import torch
 
 from op_checks import (adain_inputs, assert_adain_matches_ref, assert_adain_within_budget, assert_modulate_matches_ref,
-                       grads, skip_unless_interpreted_as_asked, within_budget)
+                       assert_taps_last_is_a_layout_change, grads, skip_unless_interpreted_as_asked, within_budget)
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -205,6 +205,16 @@ def test_modulate_writes_out_dtype(no_fallback):
     torch.testing.assert_close(y1.float(), y0.float(), rtol=8e-3, atol=1e-5)  # at most a bf16 rounding apart
     for a, b in zip(g1, g0):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,batch", MODULATE_CASES, ids=str)
+@pytest.mark.parametrize("out_dtype", [None, torch.bfloat16], ids=["fp32", "bf16-out"])
+def test_modulate_taps_last_is_a_layout_change(shape, batch, out_dtype, no_fallback):
+    """The kernel writes (B, O, kh, kw, I) memory itself (the per-face conv's weight layout) and its
+    backward reads the gradient through its strides: the contiguous run's bits both ways."""
+    w, s = rand(*shape), rand(batch, shape[-3], seed=2) + 1
+    assert_taps_last_is_a_layout_change("triton", w, s, out_dtype=out_dtype)
+    assert_taps_last_is_a_layout_change("triton", w, s, demodulate=False, out_dtype=out_dtype)
 
 
 # --- adain_epilogue (StyleGAN v1) ----------------------------------------------------------------

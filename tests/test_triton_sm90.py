@@ -30,7 +30,7 @@ def test_triton_kernels_compile_for_sm90():
     assert names == {"adain_tile_stats", "adain_forward", "adain_backward_sums", "adain_backward", "bias_act",
                      "downsample_diff", "downsample_loss_backward", "modulate", "modulate_backward",
                      "fir_act_forward", "fir_act_backward",
-                     "perface_forward", "perface_convt", "perface_wgrad"}
+                     "perface_forward", "perface_convt", "perface_wgrad", "perface_act_forward", "perface_act_grad"}
     for r in rows:
         if "local" in r:  # cuobjdump read the cubin
             assert r["local"] == 0, r

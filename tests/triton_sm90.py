@@ -27,6 +27,7 @@ from rlse_fast.ops.triton_kernels.bias_act import bias_act_kernel
 from rlse_fast.ops.triton_kernels.downsample_loss import downsample_diff_kernel, downsample_loss_backward_kernel
 from rlse_fast.ops.triton_kernels.modulate import modulate_backward_kernel, modulate_kernel
 from triton_sm90_fir import fir_variants
+from triton_sm90_perface import act_variants as perface_act_variants
 from triton_sm90_perface import variants as perface_variants
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -36,6 +37,15 @@ BIAS_ACT_BLOCK = 1024  # triton_ops.BLOCK
 
 def _acc(dt: str) -> str:
     return "*fp64" if dt == "fp64" else "*fp32"
+
+
+def _unit(sig: dict, units: dict) -> dict:
+    """sig without the int arguments that the launch passes as 1 (constants: `_only` gives them)."""
+    return {k: v for k, v in sig.items() if k not in units}
+
+
+def _only(units: dict, sig: dict) -> dict:
+    return {k: v for k, v in units.items() if k in sig}
 
 
 def variants():
@@ -70,16 +80,24 @@ def variants():
     for dt, out in (("fp32", "fp32"), ("fp32", "bf16"), ("bf16", "bf16"), ("fp64", "fp64")):
         for channels, taps in ((512, 9), (128, 9), (512, 1)):  # config-f, the bundled prior, to-RGB
             bi, bk = triton.next_power_of_2(channels), triton.next_power_of_2(taps)
-            sig = {"w_ptr": PTR[dt], "s_ptr": PTR[dt], "out_ptr": PTR[out], "d_ptr": _acc(dt), "O": "i32",
-                   "I": "i32", "K": "i32", "w_bstride": "i32", "eps": "fp32"}
-            cx = {"DEMOD": taps > 1, "BLOCK_I": bi, "BLOCK_K": bk, "F64": dt == "fp64", "OUT_BF16": out == "bf16"}
-            yield f"modulate {dt}->{out} {channels}x{taps}", modulate_kernel, sig, cx, modulate_warps(bi * bk)
-            sig = {"g_ptr": PTR[out], "w_ptr": PTR[dt], "s_ptr": PTR[dt], "d_ptr": _acc(dt), "dw_ptr": PTR[dt],
-                   "part_ptr": _acc(dt), "O": "i32", "I": "i32", "K": "i32", "w_bstride": "i32"}
-            cx = {"DEMOD": taps > 1, "NEED_DW": True, "NEED_DS": True, "BLOCK_I": bi, "BLOCK_K": bk,
-                  "F64": dt == "fp64", "OUT_BF16": dt == "bf16"}
-            yield (f"modulate_backward {dt}<-{out} {channels}x{taps}", modulate_backward_kernel, sig, cx,
-                   modulate_warps(bi * bk))
+            # the row stored (and its gradient read) as (I, kh, kw) or, for the per-face conv, (kh, kw, I);
+            # a stride equal to 1 is a constant (Triton's launcher specialises it)
+            for layout, units in (("oikk", {"sg_w": 1}), ("okki", {"sg_i": 1})):
+                if taps == 1 and layout == "okki":
+                    continue  # 1 x 1: the same memory
+                sig = {"w_ptr": PTR[dt], "s_ptr": PTR[dt], "out_ptr": PTR[out], "d_ptr": _acc(dt), "O": "i32",
+                       "I": "i32", "K": "i32", "w_bstride": "i32", "eps": "fp32"}
+                cx = {"DEMOD": taps > 1, "BLOCK_I": bi, "BLOCK_K": bk, "F64": dt == "fp64", "OUT_BF16": out == "bf16",
+                      "TAPS_LAST": layout == "okki"}
+                yield (f"modulate {dt}->{out} {channels}x{taps} {layout}", modulate_kernel, _unit(sig, units),
+                       dict(cx, **_only(units, sig)), modulate_warps(bi * bk))
+                sig = {"g_ptr": PTR[out], "w_ptr": PTR[dt], "s_ptr": PTR[dt], "d_ptr": _acc(dt), "dw_ptr": PTR[dt],
+                       "part_ptr": _acc(dt), "O": "i32", "I": "i32", "K": "i32", "KW": "i32", "w_bstride": "i32",
+                       "sg_b": "i32", "sg_o": "i32", "sg_i": "i32", "sg_h": "i32", "sg_w": "i32"}
+                cx = {"DEMOD": taps > 1, "NEED_DW": True, "NEED_DS": True, "BLOCK_I": bi, "BLOCK_K": bk,
+                      "F64": dt == "fp64", "OUT_BF16": dt == "bf16"}
+                yield (f"modulate_backward {dt}<-{out} {channels}x{taps} {layout}", modulate_backward_kernel,
+                       _unit(sig, units), dict(cx, **_only(units, sig)), modulate_warps(bi * bk))
 
     from rlse_fast.ops.triton_ops import ADAIN_BLOCK, adain_warps
 
@@ -107,6 +125,7 @@ def variants():
 
     yield from fir_variants()
     yield from perface_variants()
+    yield from perface_act_variants()
 
 
 def resource_usage(cubin: bytes) -> dict:

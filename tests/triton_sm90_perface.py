@@ -20,6 +20,7 @@ SHAPES = [("sg2-conv-32x32", 32, 32, 3, 1024 * 1024, False), ("sg2-conv-512x512"
 DIMS = ["H", "W", "OH", "OW", "CI", "CO", "PAD_H", "PAD_W"]
 X, WT, Y, G = ["sxb", "sxc", "sxh", "sxw"], ["swb", "swi", "swo", "swh", "sww"], ["syb", "syc", "syh", "syw"], \
     ["sgb", "sgc", "sgh", "sgw"]
+OUT = ["sos", "sob", "soo", "soi", "soh", "sow"]
 
 
 def _launch(kernel, dt, ptrs, ints, units, cx, warps, stages, name):
@@ -39,26 +40,64 @@ def variants():
             tconv_ints = DIMS + ["QW", "M_TILES"] + X + WT + Y
             # forward: the packed weight's unit stride is the reduction channel of a conv, the output
             # channel of a transposed conv; the input gradient runs the other kernel with the roles swapped
+            # StyleGAN2's up-conv weight is modulate's (B, O, kh, kw, I) memory seen transposed: its
+            # unit stride is the reduction channel of the forward; v1's, packed, the output channel
+            modulated = name.startswith("sg2")
             for grad, (cin, cout) in ((False, (ci, co)), (True, (co, ci))):
                 tkernel = transposed != grad
                 m = npix // stride**2 if tkernel else (npix if not transposed else npix // stride**2)
                 bm, bn, bk, warps, stages = gemm_blocks(m, cout, cin, DTYPE[dt])
                 cx = dict(base, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-                units = {"sxc", "syc", "swo" if transposed != grad else "swi"}
+                units = {"sxc", "syc", "swo" if (transposed and not modulated) != grad else "swi"}
                 kind = "convt" if tkernel else "forward"
                 kernel, ints = (convt_kernel, tconv_ints) if tkernel else (conv_forward_kernel, conv_ints)
                 yield _launch(kernel, dt, ("x_ptr", "w_ptr", "y_ptr"), ints, units, cx, warps, stages,
                               f"perface_{kind} {dt} {name}{' dgrad' if grad else ''}")
-            # the weight gradient: M = the gradient's channels, N = the other's, K = pixels
+            # the weight gradient: M = the gradient's channels, N = the other's, K = pixels; stored in
+            # the weight's layout (unit stride: C_in of the modulated up-conv's weight = M, else N)
             m, n = (ci, co) if transposed else (co, ci)
+            out_unit = "soo" if transposed and modulated else "soi"
             bm, bn, bk, warps, stages = gemm_blocks(m, n, npix, DTYPE[dt])
             for direct in (False, True):  # fp32 partials of split-K, or the result itself
                 cx = dict(base, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, OUT_BF16=direct and dt == "bf16")
                 sig_dt = dt if direct else "fp32"
                 name_, kernel, sig, cxs, w_, opts = _launch(
-                    conv_wgrad_kernel, dt, ("g_ptr", "x_ptr"), DIMS + ["N_TILES", "CHUNK", "SPLITS"] + G + X,
-                    {"sgc", "sxc"}, cx, warps, stages, f"perface_wgrad {dt} {name} {'direct' if direct else 'split'}")
+                    conv_wgrad_kernel, dt, ("g_ptr", "x_ptr"), DIMS + ["N_TILES", "CHUNK", "SPLITS"] + G + X + OUT,
+                    {"sgc", "sxc", out_unit}, cx, warps, stages, f"perface_wgrad {dt} {name} {'direct' if direct else 'split'}")
                 yield name_, kernel, dict(sig, out_ptr=PTR[sig_dt]), cxs, w_, opts
+
+
+def act_variants():
+    """The per-face conv with the layer epilogue (StyleGAN2's 3x3 non-up layers, NHWC, the weight as
+    modulate writes it), noise and bias, with and without the clamp; and the activation's gradient."""
+    from rlse_fast.ops.triton_kernels.perface_conv_act import act_grad_kernel, conv_act_forward_kernel
+    from rlse_fast.ops.triton_perface_conv import gemm_blocks
+    from rlse_fast.ops.triton_perface_conv_act import ACT_WARPS, act_tiles
+
+    for dt in ("fp32", "bf16"):
+        for name, ci, co, k, npix, transposed in SHAPES:
+            if transposed or not name.startswith("sg2") or k != 3:
+                continue
+            bm, bn, bk, warps, stages = gemm_blocks(npix, co, ci, DTYPE[dt])
+            for clamp in (False, True):
+                cx = dict(KH=k, KW=k, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, IEEE=dt == "fp32", UPCAST=False,
+                          OUT_BF16=dt == "bf16", HAS_NOISE=True, HAS_BIAS=True, CLAMP=clamp)
+                name_, kernel, sig, cxs, w_, opts = _launch(
+                    conv_act_forward_kernel, dt, ("x_ptr", "w_ptr", "y_ptr"),
+                    DIMS + X + WT + Y + ["n_bstride", "bias_bstride"], {"sxc", "syc", "swi", "s_bstride"}, cx, warps,
+                    stages, f"perface_act_forward {dt} {name} clamp={clamp}")
+                sig = dict(sig, n_ptr="*fp32", s_ptr="*fp32", bias_ptr="*fp32", code_ptr="*i8", alpha="fp32",
+                           act_gain="fp32", clamp="fp32")
+                yield name_, kernel, sig, cxs, w_, opts
+        for channels in (32, 512):  # NHWC dy: the channel stride is 1
+            bp, bc = act_tiles(channels)
+            for clamp in (False, True):
+                sig = {"dy_ptr": PTR[dt], "ref_ptr": "*i8" if clamp else PTR[dt], "dpre_ptr": PTR[dt],
+                       "pix_ptr": "*fp32", "part_ptr": "*fp32", "P": "i32", "C": "i32", "sb": "i32", "sp": "i32",
+                       "alpha": "fp32", "act_gain": "fp32"}
+                cx = {"sc": 1, "CLAMP": clamp, "OUT_BF16": dt == "bf16", "NEED_PIX": True, "NEED_PART": True,
+                      "BLOCK_P": bp, "BLOCK_C": bc}
+                yield f"perface_act_grad {dt} {channels}ch clamp={clamp}", act_grad_kernel, sig, cx, ACT_WARPS
 
 
 def sweep() -> int:

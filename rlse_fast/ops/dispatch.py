@@ -109,6 +109,7 @@ _NATIVE_MODULES = (
     ("triton", "rlse_fast.ops.triton_ops"),
     ("triton", "rlse_fast.ops.triton_fir"),
     ("triton", "rlse_fast.ops.triton_perface_conv"),
+    ("triton", "rlse_fast.ops.triton_perface_conv_act"),
 )
 
 

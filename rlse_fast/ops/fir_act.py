@@ -55,7 +55,13 @@ def separate_ops(x, f, padding, gain, noise, strength, bias, alpha=0.2, act_gain
     """The op as the layer runs it without the fused kernels: upfirdn2d, the noise add and bias_act,
     each with `impl` (arguments as `fir_bias_act`)."""
     check_args(x, noise, strength, bias)
-    y = upfirdn2d(x, f, padding=padding, gain=gain, impl=impl)
+    return noise_bias_act(upfirdn2d(x, f, padding=padding, gain=gain, impl=impl), noise, strength, bias, alpha,
+                          act_gain, clamp, impl)
+
+
+def noise_bias_act(y, noise, strength, bias, alpha=0.2, act_gain=SQRT2, clamp=None, impl="auto"):
+    """A synthesis layer's epilogue on its conv (or FIR) output y, as separate ops: the noise map
+    times the strength in float32, cast to y's dtype and added, then bias_act with `impl`."""
     if noise is not None:
         n = noise_map(noise, y.shape[2:]).unsqueeze(1)
         if strength is not None:

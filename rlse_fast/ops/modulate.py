@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from . import dispatch
+from .layout import taps_last as taps_last_view
 
 
 def _modulate_ref(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, eps: float = 1e-8) -> torch.Tensor:
@@ -51,21 +52,25 @@ def _check(weight: torch.Tensor, styles: torch.Tensor) -> None:
 
 
 def modulate(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, eps: float = 1e-8,
-             impl: str = "auto", out_dtype: torch.dtype | None = None) -> torch.Tensor:
+             impl: str = "auto", out_dtype: torch.dtype | None = None, taps_last: bool = False) -> torch.Tensor:
     """Modulated (and demodulated) convolution weights, (B, O, I, kh, kw).
 
     weight: (O, I, kh, kw), shared by the batch, or (B, O, I, kh, kw), one per sample; styles: (B, I).
     Differentiable w.r.t. both. out_dtype: the result's dtype (default: weight's), e.g. the
     convolution's bf16 under autocast: the same as casting the result, which the Triton kernel
     does as it stores (and its backward reads the bf16 gradient directly), saving a pass over the
-    weights each way. impl: 'auto', 'ref', 'cpp' (CPU) or 'triton' (GPU).
+    weights each way. taps_last: the same values stored as (B, O, kh, kw, I) (the result is that
+    memory's (B, O, I, kh, kw) view), the layout the per-face convolution reads (`perface_conv2d`
+    takes it without its copy); the Triton kernel writes it directly, the other implementations by a
+    copy. impl: 'auto', 'ref', 'cpp' (CPU) or 'triton' (GPU).
     """
     _check(weight, styles)
     fn = dispatch.pick("modulate", impl, weight)
     if fn is None:
         out = _modulate_ref(weight, styles, demodulate, eps)
-    elif getattr(fn, "takes_out_dtype", False):
-        return fn(weight, styles, demodulate, eps, out_dtype)
+    elif getattr(fn, "takes_layout", False):
+        return fn(weight, styles, demodulate, eps, out_dtype, taps_last)
     else:
         out = fn(weight, styles, demodulate, eps)
-    return out if out_dtype is None else out.to(out_dtype)
+    out = out if out_dtype is None else out.to(out_dtype)
+    return taps_last_view(out) if taps_last else out

@@ -27,6 +27,7 @@ from . import dispatch
 from .adain import ALPHA, EPS, NativeAdaIN
 from .bias_act import backward_refs, resolve
 from .downsample_loss import _check
+from .layout import taps_last as taps_last_view
 from .modulate import _modulate_ref, kernel_inputs, weight_grad
 from .triton_kernels.adain import (
     adain_backward_kernel,
@@ -227,20 +228,23 @@ def modulate_warps(tile: int) -> int:
 
 class _Modulate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, weight, styles, demodulate, eps, out_dtype):
+    def forward(ctx, weight, styles, demodulate, eps, out_dtype, taps_last):
         w5, s = kernel_inputs(weight, styles)
         batch = s.shape[0]
         _, O, I, kh, kw = w5.shape
         K = kh * kw
         acc = _acc(w5.dtype)
         out_dtype = out_dtype or w5.dtype
-        out = torch.empty([batch, O, I, kh, kw], dtype=out_dtype, device=w5.device)
+        if taps_last:  # (B, O, kh, kw, I) memory, returned as its (B, O, I, kh, kw) view
+            out = torch.empty([batch, O, kh, kw, I], dtype=out_dtype, device=w5.device).permute(0, 1, 4, 2, 3)
+        else:
+            out = torch.empty([batch, O, I, kh, kw], dtype=out_dtype, device=w5.device)
         d = torch.empty([batch, O] if demodulate else [1], dtype=acc, device=w5.device)
         bi, bk = _modulate_tile(I, K)
         wstride = 0 if w5.shape[0] == 1 else O * I * K
         modulate_kernel[(batch * O,)](w5, s, out, d, O, I, K, wstride, eps, DEMOD=demodulate, BLOCK_I=bi,
                                       BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=out_dtype == torch.bfloat16,
-                                      num_warps=modulate_warps(bi * bk))
+                                      TAPS_LAST=taps_last, num_warps=modulate_warps(bi * bk))
         ctx.save_for_backward(w5, s, d)
         ctx.args = (demodulate, eps, weight.ndim, styles.dtype)
         return out
@@ -252,8 +256,9 @@ class _Modulate(torch.autograd.Function):
         demodulate, eps, weight_ndim, styles_dtype = ctx.args
         need_dw, need_ds = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_dw or need_ds):
-            return None, None, None, None, None
-        g = g.contiguous()  # in the output's dtype: the kernel converts as it loads
+            return None, None, None, None, None, None
+        # g in the output's dtype and whatever layout it came in (the per-face convolution's weight
+        # gradient comes in its weight's): the kernel converts as it loads, through g's strides.
         batch, O, I, kh, kw = g.shape
         K = kh * kw
         acc = _acc(w5.dtype)
@@ -263,8 +268,8 @@ class _Modulate(torch.autograd.Function):
         wstride = 0 if w5.shape[0] == 1 else O * I * K
         try:
             modulate_backward_kernel[(batch * O,)](
-                g, w5, s, d, dw, part, O, I, K, wstride, DEMOD=demodulate, NEED_DW=need_dw, NEED_DS=need_ds,
-                BLOCK_I=bi, BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=w5.dtype == torch.bfloat16,
+                g, w5, s, d, dw, part, O, I, K, kw, wstride, *g.stride(), DEMOD=demodulate, NEED_DW=need_dw,
+                NEED_DS=need_ds, BLOCK_I=bi, BLOCK_K=bk, F64=acc == torch.float64, OUT_BF16=w5.dtype == torch.bfloat16,
                 num_warps=modulate_warps(bi * bk))
         except Exception as exc:  # noqa: BLE001 - as in `modulate`: the reference's gradients instead
             if not _kernel_failure(exc):
@@ -278,16 +283,17 @@ class _Modulate(torch.autograd.Function):
             part = next(grads).unsqueeze(1) if need_ds else None
         dw = weight_grad(dw, weight_ndim, w5.shape[0]) if need_dw else None
         ds = part.sum(1).to(styles_dtype) if need_ds else None
-        return dw, ds, None, None, None
+        return dw, ds, None, None, None, None
 
 
-def modulate(weight, styles, demodulate=True, eps=1e-8, out_dtype=None):
-    """Triton modulate; arguments as rlse_fast.ops.modulate (the kernel writes out_dtype). Rows too
-    long for one program's tile, and every call after the kernels once failed to build or run here
-    (`MODULATE_ERROR`, with a warning), take the reference."""
+def modulate(weight, styles, demodulate=True, eps=1e-8, out_dtype=None, taps_last=False):
+    """Triton modulate; arguments as rlse_fast.ops.modulate (the kernel writes out_dtype in the
+    asked layout). Rows too long for one program's tile, and every call after the kernels once
+    failed to build or run here (`MODULATE_ERROR`, with a warning), take the reference."""
     def reference():
         out = _modulate_ref(weight, styles, demodulate, eps)
-        return out if out_dtype is None else out.to(out_dtype)
+        out = out if out_dtype is None else out.to(out_dtype)
+        return taps_last_view(out) if taps_last else out
 
     bi, bk = _modulate_tile(weight.shape[-3], weight.shape[-2] * weight.shape[-1])
     if styles.device != weight.device:
@@ -297,7 +303,7 @@ def modulate(weight, styles, demodulate=True, eps=1e-8, out_dtype=None):
     if MODULATE_ERROR is not None or bi * bk > MODULATE_MAX_TILE:
         return reference()
     try:
-        return _Modulate.apply(weight, styles, bool(demodulate), float(eps), out_dtype)
+        return _Modulate.apply(weight, styles, bool(demodulate), float(eps), out_dtype, bool(taps_last))
     except Exception as exc:  # noqa: BLE001 - a compiler or driver failure: keep the run going
         if not _kernel_failure(exc):
             raise
@@ -305,7 +311,7 @@ def modulate(weight, styles, demodulate=True, eps=1e-8, out_dtype=None):
         return reference()
 
 
-modulate.takes_out_dtype = True  # rlse_fast.ops.modulate passes out_dtype through
+modulate.takes_layout = True  # rlse_fast.ops.modulate passes out_dtype and taps_last through
 
 
 def _kernel_failure(exc: Exception) -> bool:

@@ -12,7 +12,7 @@ import triton
 from torch.autograd.function import once_differentiable
 
 from . import dispatch
-from .layout import is_nhwc
+from .layout import is_nhwc, taps_last
 from .perface_conv import auto_enabled
 from .triton_kernels.perface_conv import conv_forward_kernel, convt_kernel, conv_wgrad_kernel
 from .triton_ops import RANK, _interpreting, usable as triton_usable
@@ -115,13 +115,29 @@ def wgrad_splits(tiles: int, npix: int, bk: int, sms: int) -> tuple[int, int]:
     return triton.cdiv(npix, chunk), chunk
 
 
-def conv_wgrad(g, x, stride, padding, ksize, shared, dtype, splits=None):
+def _grad_buffer(like: torch.Tensor, splits: int, dtype: torch.dtype) -> tuple[torch.Tensor, list[int]]:
+    """An empty (splits, *like.shape) tensor whose weight dims (1-4) are ordered in memory as like's,
+    and that order (like's dims, outermost first)."""
+    order = sorted(range(1, 5), key=lambda d: -like.stride(d))  # stable: a tie keeps the dims' order
+    mem = torch.empty((splits, like.shape[0], *[like.shape[d] for d in order]), dtype=dtype, device=like.device)
+    return mem, order
+
+
+def _unorder(t: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """t, whose last four dims are the weight's in `order`, as a view with the weight's dims in place."""
+    lead = t.ndim - 4
+    return t.permute(*range(lead), *(lead + order.index(d) for d in range(1, 5)))
+
+
+def conv_wgrad(g, x, stride, padding, like, shared, splits=None):
     """The weight gradient of y = conv(x, w): g (B, C_out, OH, OW), x (B, C_in, H, W) -> (B, C_out,
-    C_in, kh, kw) in dtype ((C_out, C_in, kh, kw), summed over the faces, when shared). ksize: (kh,
-    kw). splits: force the split-K count (tests); default from the device's multiprocessors."""
+    C_in, kh, kw) ((C_out, C_in, kh, kw), summed over the faces, when shared), in the dtype and
+    memory layout of like, the (B, C_out, C_in, kh, kw) weight (its taps-last layout: the gradient
+    reaches `modulate`'s backward in the layout that it wrote). splits: force the split-K count
+    (tests); default from the device's multiprocessors."""
     batch, co, oh, ow = g.shape
     ci, h, wd = x.shape[1:]
-    (kh, kw), (ph, pw) = ksize, padding
+    (kh, kw), (ph, pw), dtype = like.shape[-2:], padding, like.dtype
     taps = kh * kw
     blocks = gemm_blocks(co, ci, oh * ow, g.dtype)
     bm, bn, bk = blocks[:3]
@@ -134,15 +150,16 @@ def conv_wgrad(g, x, stride, padding, ksize, shared, dtype, splits=None):
         chunk = triton.cdiv(triton.cdiv(oh * ow, bk), splits) * bk
         splits = triton.cdiv(oh * ow, chunk)
     direct = splits == 1 and not shared
-    out = torch.empty((splits, batch, co, ci, kh, kw), dtype=dtype if direct else torch.float32, device=g.device)
+    mem, order = _grad_buffer(like, splits, dtype if direct else torch.float32)
+    out = _unorder(mem, order)
     grid = (triton.cdiv(co, bm) * n_tiles, taps * splits, batch)
     conv_wgrad_kernel[grid](g, x, out, h, wd, oh, ow, ci, co, ph, pw, n_tiles, chunk, splits, *g.stride(),
-                            *x.stride(), STRIDE=stride, KH=kh, KW=kw,
+                            *x.stride(), *out.stride(), STRIDE=stride, KH=kh, KW=kw,
                             **_launch_flags(blocks, g, direct and dtype == torch.bfloat16))
     if direct:
         return out[0]
     # A fixed-order sum of the splits' (and, for a shared weight, the faces') fp32 partials.
-    return out.sum((0, 1) if shared else 0).to(dtype)
+    return _unorder(mem.sum((0, 1) if shared else 0).to(dtype), order)
 
 
 class _PerFaceConv(torch.autograd.Function):
@@ -164,7 +181,6 @@ class _PerFaceConv(torch.autograd.Function):
     def backward(ctx, dy):
         x, w5 = ctx.saved_tensors
         stride, padding, transposed, shared = ctx.args
-        k = tuple(w5.shape[-2:])
         dx = dw = None
         if ctx.needs_input_grad[0]:
             if transposed:
@@ -172,8 +188,8 @@ class _PerFaceConv(torch.autograd.Function):
             else:
                 dx = conv_transposed(dy, w5, stride, padding, reduce_dim=1, out_hw=tuple(x.shape[2:]), like=x)
         if ctx.needs_input_grad[1]:
-            dw = conv_wgrad(x, dy, stride, padding, k, shared, w5.dtype) if transposed else \
-                conv_wgrad(dy, x, stride, padding, k, shared, w5.dtype)
+            dw = conv_wgrad(x, dy, stride, padding, w5, shared) if transposed else \
+                conv_wgrad(dy, x, stride, padding, w5, shared)
         return dx, dw, None, None, None
 
 
@@ -184,19 +200,25 @@ def packed(w: torch.Tensor, batch: int) -> torch.Tensor:
     becomes a view with face stride 0."""
     w5 = w if w.ndim == 5 else w.unsqueeze(0)
     if w5.stride(2) != 1 and w5.stride(1) != 1:
-        w5 = w5.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        w5 = taps_last(w5)
     return w5.expand(batch, *w5.shape[1:])
 
 
-def perface_conv2d(x, w, stride=1, padding=0, transposed=False):
-    """Triton per-face conv; arguments as rlse_fast.ops.perface_conv2d (checked there). Under
-    autocast both operands run in the autocast dtype, as F.conv2d's do."""
+def operands(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and w as the kernels take them: under autocast both in the autocast dtype, as F.conv2d's
+    are; otherwise they must share a dtype and a device."""
     device = x.device.type
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
         x, w = x.to(dtype), w.to(dtype)
     if w.dtype != x.dtype or w.device != x.device:
         raise ValueError(f"w ({w.dtype}, {w.device}) must have x's dtype and device ({x.dtype}, {x.device})")
+    return x, w
+
+
+def perface_conv2d(x, w, stride=1, padding=0, transposed=False):
+    """Triton per-face conv; arguments as rlse_fast.ops.perface_conv2d (checked there)."""
+    x, w = operands(x, w)
     return _PerFaceConv.apply(x, w, stride, padding, transposed)
 
 

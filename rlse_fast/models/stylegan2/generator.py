@@ -101,6 +101,8 @@ class SynthesisLayer(nn.Module):
         parameters, by name ('weight', 'bias', 'noise_strength', 'affine.weight', 'affine.bias')."""
         if fused_up.applies(self, x, fused_modconv):
             return fused_up.forward(self, x, w, noise_mode, noise, params, gain)
+        if fused_up.applies_conv(self, x, fused_modconv):
+            return fused_up.forward_conv(self, x, w, noise_mode, noise, params, gain)
         params = params or {}
         styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
         strength = params.get("noise_strength")

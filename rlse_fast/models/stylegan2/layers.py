@@ -104,8 +104,11 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
             x = x + noise.to(x.dtype)
         return x
 
-    w = modulate(weight, styles, demodulate=demodulate, out_dtype=x.dtype)
-    if perface_conv.chosen(x):
+    per_face = perface_conv.chosen(x)
+    # taps_last: modulate writes the per-face conv's weight layout itself, so the conv copies nothing
+    # (conv2d_resample hands it the weight as a view: transposed for the up-conv, never flipped here).
+    w = modulate(weight, styles, demodulate=demodulate, out_dtype=x.dtype, taps_last=per_face)
+    if per_face:
         # The per-face weights straight to a per-face convolution (one implicit GEMM over the faces).
         x = conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight)
     else:

@@ -47,11 +47,13 @@ def _mma(acc, a, b, IEEE: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
-def conv_forward_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
-                        sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww, syb, syc, syh, syw,
-                        STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        IEEE: tl.constexpr, UPCAST: tl.constexpr, OUT_BF16: tl.constexpr):
+def _conv_tile(x_ptr, w_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
+               sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww,
+               STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+               IEEE: tl.constexpr, UPCAST: tl.constexpr):
+    """This program's fp32 [BLOCK_M pixels, BLOCK_N output channels] tile of the convolution, with
+    its face, pixel rows and columns, output channels and masks."""
     b = tl.program_id(2).to(tl.int64)
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -77,6 +79,18 @@ def conv_forward_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
         w = tl.load(w_base + (tap // KW) * swh + (tap % KW) * sww + ci[:, None] * swi,
                     mask=c_ok[:, None] & n_ok[None, :], other=0.0)
         acc = _mma(acc, a, w, IEEE, UPCAST)
+    return acc, b, offs_m, offs_n, oh, ow, m_ok, n_ok
+
+
+@triton.jit
+def conv_forward_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
+                        sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww, syb, syc, syh, syw,
+                        STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                        IEEE: tl.constexpr, UPCAST: tl.constexpr, OUT_BF16: tl.constexpr):
+    acc, b, _, offs_n, oh, ow, m_ok, n_ok = _conv_tile(
+        x_ptr, w_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W, sxb, sxc, sxh, sxw, swb, swi, swo, swh, sww,
+        STRIDE, KH, KW, BLOCK_M, BLOCK_N, BLOCK_K, IEEE, UPCAST)
     offs = b * syb + (oh * syh + ow * syw)[:, None] + offs_n[None, :] * syc
     _store(y_ptr, acc, offs, m_ok[:, None] & n_ok[None, :], OUT_BF16)
 
@@ -129,13 +143,14 @@ def convt_kernel(x_ptr, w_ptr, y_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W, QW, M_
 
 @triton.jit
 def conv_wgrad_kernel(g_ptr, x_ptr, out_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W, N_TILES, CHUNK, SPLITS,
-                      sgb, sgc, sgh, sgw, sxb, sxc, sxh, sxw,
+                      sgb, sgc, sgh, sgw, sxb, sxc, sxh, sxw, sos, sob, soo, soi, soh, sow,
                       STRIDE: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                       IEEE: tl.constexpr, UPCAST: tl.constexpr, OUT_BF16: tl.constexpr):
-    """g: the (B, CO, OH, OW) output gradient; x: the (B, CI, H, W) input. out: contiguous
-    (SPLITS, B, CO, CI, KH, KW), fp32 partial sums (or the result itself when SPLITS == 1).
-    CHUNK: pixels per split, a multiple of BLOCK_K."""
+    """g: the (B, CO, OH, OW) output gradient; x: the (B, CI, H, W) input. out: (SPLITS, B, CO, CI,
+    KH, KW) through its six strides (the weight's own layout, so that a channels-last weight's
+    gradient is stored a row of channels at a time), fp32 partial sums (or the result itself when
+    SPLITS == 1). CHUNK: pixels per split, a multiple of BLOCK_K."""
     b = tl.program_id(2).to(tl.int64)
     tap = tl.program_id(1) // SPLITS
     split = tl.program_id(1) % SPLITS
@@ -161,7 +176,5 @@ def conv_wgrad_kernel(g_ptr, x_ptr, out_ptr, H, W, OH, OW, CI, CO, PAD_H, PAD_W,
         g = tl.load(g_base + (oh * sgh + ow * sgw)[None, :], mask=m_ok[:, None] & p_ok[None, :], other=0.0)
         x = tl.load(x_base + (ih * sxh + iw * sxw)[:, None], mask=pix_ok[:, None] & n_ok[None, :], other=0.0)
         acc = _mma(acc, g, x, IEEE, UPCAST)
-    taps = KH * KW
-    row = (split * tl.num_programs(2) + b) * CO + offs_m
-    offs = (row[:, None] * CI + offs_n[None, :]) * taps + tap
+    offs = split * sos + b * sob + kh * soh + kw * sow + offs_m[:, None] * soo + offs_n[None, :] * soi
     _store(out_ptr, acc, offs, m_ok[:, None] & n_ok[None, :], OUT_BF16)
