@@ -26,9 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from count_iteration_ops import OpCensus  # noqa: E402
-from rlse_fast.models.stylegan2 import Generator, GeneratorConfig  # noqa: E402
-from rlse_fast.models.style_affines import PackedAffines  # noqa: E402
+from count_iteration_ops import OpCensus
+
+from rlse_fast.models.style_affines import PackedAffines
+from rlse_fast.models.stylegan2 import Generator, GeneratorConfig
 
 
 def affine_params(synthesis, faces: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         params = affine_params(synthesis, faces)
         packed = PackedAffines(synthesis, params)
         ws = torch.randn(faces, synthesis.num_ws, 512, generator=torch.Generator().manual_seed(1))
-        impls = {"layers": (lambda w: layers(synthesis, params, w), list(params.values())),
+        impls = {"layers": (lambda w, params=params: layers(synthesis, params, w), list(params.values())),
                  "bmm-gather": (packed.styles, [packed.weight, packed.bias]),
                  "rows-first": (RowsFirst(packed, synthesis), [packed.weight, packed.bias])}
         ops = {}

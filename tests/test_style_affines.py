@@ -8,30 +8,20 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from gan_files import tiny_gan
+from test_fast import assert_same_trajectory
+
 from rlse_fast import gaussian_fit
 from rlse_fast.checkpoints import load_gan
 from rlse_fast.config import RLSEConfig
 from rlse_fast.engine.fast import FastLoop, super_resolve_fast
 from rlse_fast.engine.state import per_face_params
-from rlse_fast.models.stylegan1.layers import adain_style, dense
 from rlse_fast.models.style_affines import PackedAffines, StyleAffine
-from test_fast import assert_same_trajectory
+from rlse_fast.models.stylegan1.layers import adain_style, dense
 
 BACKBONES = ("stylegan2", "stylegan1")
 V1_PKL = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "sg1_r128_official.pkl"
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def census(bench_script):
-    return bench_script("count_iteration_ops")
-
-
-@pytest.fixture(scope="module")
-def nets(census):
-    return {b: census.networks(b) for b in BACKBONES}
 
 
 def layer_styles(G, params, ws):
@@ -65,8 +55,8 @@ def perturbed_params(G, batch, seed):
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_packed_styles_equal_the_layers_affines_and_their_gradients(nets, backbone, batch):
-    G, _ = nets[backbone]
+def test_packed_styles_equal_the_layers_affines_and_their_gradients(census_nets, backbone, batch):
+    G, _ = census_nets[backbone]
     params = perturbed_params(G, batch, seed=batch)
     packed = PackedAffines(G.synthesis, params)
     gen = torch.Generator().manual_seed(7)
@@ -101,9 +91,9 @@ def test_packed_styles_equal_the_layers_affines_and_their_gradients(nets, backbo
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_packed_styles_in_the_network_give_its_image(nets, backbone):
+def test_packed_styles_in_the_network_give_its_image(census_nets, backbone):
     """G.synthesis with params[key] made by the packed product gives the image of its own affines."""
-    G, _ = nets[backbone]
+    G, _ = census_nets[backbone]
     params = perturbed_params(G, 2, seed=3)
     packed = PackedAffines(G.synthesis, params)
     ws = torch.randn(2, G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(4))
@@ -120,10 +110,10 @@ def test_packed_styles_in_the_network_give_its_image(nets, backbone):
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_bf16_packed_styles_within_twice_the_layers_error(nets, backbone):
+def test_bf16_packed_styles_within_twice_the_layers_error(census_nets, backbone):
     """Under bf16 autocast both run their products in bf16 (bias, gain and offset in fp32): against
     the float64 per-layer styles, the packed error is at most twice the layers' own bf16 error."""
-    G, _ = nets[backbone]
+    G, _ = census_nets[backbone]
     params = {k: v.detach() for k, v in perturbed_params(G, 2, seed=5).items()}
     ws = torch.randn(2, G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(6))
     G64 = copy.deepcopy(G).double()
@@ -138,8 +128,8 @@ def test_bf16_packed_styles_within_twice_the_layers_error(nets, backbone):
     assert 0 < err_got <= 2 * err_own, (err_got, err_own)
 
 
-def test_bad_layouts_are_refused(nets):
-    G, _ = nets["stylegan2"]
+def test_bad_layouts_are_refused(census_nets):
+    G, _ = census_nets["stylegan2"]
     params = per_face_params(G, 1)
 
     class NoList:
@@ -243,7 +233,7 @@ def test_fast_loop_with_packed_styles_follows_the_loop_without(request, backbone
 
 def test_without_fine_tuning_packed_styles_change_nothing(tiny):
     """PULSE (no per-face copies): the layers' shared affines run as they are, bit for bit."""
-    G, D, fit, lr = tiny
+    G, _, fit, lr = tiny
     cfg = RLSEConfig.from_mode("pulse", steps=3)
     a = super_resolve_fast(G, None, lr, cfg, fit, seeds=[1, 2], precision="fp32")
     loop = FastLoop(G, None, lr, cfg, fit, seeds=[1, 2], precision="fp32", packed_styles=True)
