@@ -150,9 +150,10 @@ def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
 # NHWC, G one face at a time); 'fast-bench' cudnn_benchmark=True (cuDNN times its algorithms during the
 # warm-up; the default until the H200 run of 2026-12-04 measured the same iterations for 0.9-3.2 s more set-up);
 # 'fast-pf': channels-last with the per-face Triton convolution (RLSE_PERFACE_CONV=triton: the batch runs
-# whole in NHWC) and the fused NHWC FIR epilogue in the up-layers.
+# whole in NHWC), the fused NHWC FIR epilogue in the up-layers and every style affine in one product
+# (packed_styles).
 ENGINE_OPTIONS = {"fast": {}, "fast-cl": {"channels_last": True}, "fast-bench": {"cudnn_benchmark": True},
-                  "fast-pf": {"channels_last": True, "fused_fir": True}}
+                  "fast-pf": {"channels_last": True, "fused_fir": True, "packed_styles": True}}
 ENGINE_ENV = {"fast-pf": {"RLSE_PERFACE_CONV": "triton"}}
 CUDA_CASES = [
     (256, 1, "eager", "fp32"), (256, 1, "fast", "bf16"),

@@ -4,6 +4,7 @@
     python benchmarks/count_iteration_ops.py --time 6 --only bf16   # ms per warm iteration instead
     python benchmarks/count_iteration_ops.py --d-time 256           # L_s's D pass: plain vs prepared D
     python benchmarks/count_iteration_ops.py --d-count 1024         # its ops at a size (narrow channels)
+    python benchmarks/count_iteration_ops.py --packed-styles        # with FastOptions(packed_styles=True)
 
 The counts of another tree (the code before a change): run this file from a copy of that tree
 (`git archive BASE | tar -x -C /tmp/base`, the built `rlse_fast/_C*.so` and this file copied in),
@@ -334,6 +335,8 @@ def main(argv=None) -> int:
                     help="instead: time L_s's D pass, plain vs prepared D, FFHQ widths at R px, both backbones")
     ap.add_argument("--d-count", type=int, default=0, metavar="R",
                     help="instead: count the ops of L_s's D pass, plain vs prepared D, at R px, both backbones")
+    ap.add_argument("--packed-styles", action="store_true",
+                    help="run the loop with FastOptions(packed_styles=True): all style affines in one product")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = {}
@@ -361,7 +364,7 @@ def main(argv=None) -> int:
         name = case_name(backbone, precision, cl)
         if args.only not in name:
             continue
-        loop = make_loop(backbone, precision, cl)
+        loop = make_loop(backbone, precision, cl, packed_styles=args.packed_styles)
         loop.step()  # warm: caches (bicubic matrices, filters' factors) filled
         if args.time:
             times = []
@@ -376,7 +379,8 @@ def main(argv=None) -> int:
         print(table(name, out[name], args.sites), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"torch": torch.__version__, "threads": 1, "faces": 2, "resolution": 64, "input": 16, "command": command}
+        meta = {"torch": torch.__version__, "threads": 1, "faces": 2, "resolution": 64, "input": 16, "command": command,
+                "packed_styles": args.packed_styles}
         args.json.write_text(json.dumps({"meta": meta, "cases": out}, indent=1))
     return 0
 

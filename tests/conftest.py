@@ -61,6 +61,18 @@ def rlse_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
+def census(bench_script):
+    """benchmarks/count_iteration_ops.py: the op census of one fast iteration, its networks and loops."""
+    return bench_script("count_iteration_ops")
+
+
+@pytest.fixture(scope="module")
+def census_nets(census):
+    """{backbone: (G, D)}: the census' small random-weight networks of both backbones (64 px)."""
+    return {b: census.networks(b) for b in ("stylegan2", "stylegan1")}
+
+
+@pytest.fixture(scope="module")
 def bench_script():
     """Import a script of benchmarks/ by name (they are scripts, not a package)."""
     import importlib

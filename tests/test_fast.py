@@ -275,12 +275,15 @@ def cuda_setup(setup):
 
 
 @cuda
-@pytest.mark.parametrize("mode", ["rlse", "pulse"])
-def test_cuda_graph_replays_the_eager_iteration(cuda_setup, mode):
+@pytest.mark.parametrize("mode,packed_styles", [("rlse", False), ("pulse", False), ("rlse", True)])
+def test_cuda_graph_replays_the_eager_iteration(cuda_setup, mode, packed_styles):
     G, D, fit, lr = cuda_setup
     cfg = RLSEConfig.from_mode(mode, steps=10)
-    plain = super_resolve_fast(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=False)
-    loop = FastLoop(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True)
+    plain = FastLoop(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=False, packed_styles=packed_styles)
+    for _ in range(cfg.steps):
+        plain.step()
+    plain = plain.result()
+    loop = FastLoop(G, D, lr, cfg, fit, seeds=[1, 2, 3], precision="fp32", graphs=True, packed_styles=packed_styles)
     for _ in range(cfg.steps):
         loop.step()
     assert loop.capture.graph is not None, f"capture failed: {loop.capture.error}"

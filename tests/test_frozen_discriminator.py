@@ -19,16 +19,6 @@ BACKBONES = ("stylegan2", "stylegan1")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def census(bench_script):
-    return bench_script("count_iteration_ops")
-
-
-@pytest.fixture(scope="module")
-def nets(census):
-    return {b: census.networks(b) for b in BACKBONES}
-
-
 def _autocast(dtype):
     return torch.autocast("cpu", dtype=dtype) if dtype is not None else torch.autocast("cpu", enabled=False)
 
@@ -43,10 +33,10 @@ def _features(D, lr, channels_last):
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("impl", ["cpp", "ref"])
-def test_prepared_d_gives_the_plain_features_bit_for_bit(nets, backbone, dtype, channels_last, impl):
+def test_prepared_d_gives_the_plain_features_bit_for_bit(census_nets, backbone, dtype, channels_last, impl):
     """At 16 px (v1: its own fromRGB, unfused blocks) and 64 px (v1: the fused down-sampling conv on
     the CPU; SG2: every block) and D's logits; the plain D in the same layout, as the loop ran it."""
-    _, D = nets[backbone]
+    _, D = census_nets[backbone]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     plain = copy.deepcopy(D).to(memory_format=fmt)
     prepared = registry.prepare_discriminator(D, dtype, fmt)
@@ -65,8 +55,8 @@ def test_prepared_d_gives_the_plain_features_bit_for_bit(nets, backbone, dtype, 
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_prepared_d_is_stored_once_in_the_run_dtype_and_layout(nets, backbone):
-    _, D = nets[backbone]
+def test_prepared_d_is_stored_once_in_the_run_dtype_and_layout(census_nets, backbone):
+    _, D = census_nets[backbone]
     before = {k: v.clone() for k, v in D.state_dict().items()}
     P = registry.prepare_discriminator(D, torch.bfloat16, torch.channels_last)
     weights = [m for name, m in P.named_modules() if isinstance(m, RunTime) and name.endswith("weights")]
@@ -85,8 +75,8 @@ def test_prepared_d_is_stored_once_in_the_run_dtype_and_layout(nets, backbone):
         assert torch.equal(v, before[k]) and v.is_contiguous()
 
 
-def test_prepared_d_refuses_a_precision_it_was_not_made_for(nets):
-    _, D = nets["stylegan2"]
+def test_prepared_d_refuses_a_precision_it_was_not_made_for(census_nets):
+    _, D = census_nets["stylegan2"]
     P = registry.prepare_discriminator(D, torch.bfloat16)
     lr = torch.rand(1, 3, 16, 16)
     with torch.no_grad(), pytest.raises(RuntimeError, match="prepared for"):
@@ -113,11 +103,11 @@ class ConstantWork(torch.utils._python_dispatch.TorchDispatchMode):
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
-def test_prepared_d_does_no_work_on_its_weights(nets, backbone, dtype):
+def test_prepared_d_does_no_work_on_its_weights(census_nets, backbone, dtype):
     """The plain D multiplies every weight by its gain and, under autocast, casts weights and biases
     on every call; the prepared one does none of it. What is left: under bf16 with the native ops,
     the first layer's fp32 bias (its input, the image, is fp32) cast by bias_act to its bf16 output."""
-    _, D = nets[backbone]
+    _, D = census_nets[backbone]
     lr = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
     counts = {}
     for what, net in (("plain", D), ("prepared", registry.prepare_discriminator(D, dtype))):

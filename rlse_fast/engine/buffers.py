@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import RLSEConfig
+from ..models.style_affines import PackedAffines
 from .objective import LOSS_NAMES
 from .schedule import SCHEDULES
 from .spherical import _radius
@@ -35,7 +36,10 @@ class Buffers:
     """z and the trainable noise maps: what the spherical optimizer projects."""
     radii: list[torch.Tensor]
     params: dict[str, torch.Tensor] | None
-    """The per-face generator copies (fine-tuning only)."""
+    """The per-face generator copies (fine-tuning only); with `affines`, the affines' entries are
+    views into its two leaves."""
+    affines: PackedAffines | None
+    """The per-face style affines packed into two leaves (`FastOptions.packed_styles`)."""
     leaves: list[torch.Tensor]
     """latents + params: what the gradient is taken of, in Adam's order."""
     exp_avgs: list[torch.Tensor]
@@ -57,17 +61,24 @@ class Buffers:
 
     @classmethod
     def make(cls, G, cfg: RLSEConfig, fit: dict[str, torch.Tensor], seeds: list[int], table: torch.Tensor,
-             batch: int, device: torch.device, keep_image: bool) -> Buffers:
+             batch: int, device: torch.device, keep_image: bool, packed_styles: bool = False) -> Buffers:
         mean, std = fit["mean"].to(device), fit["std"].to(device)
         z, noise, trainable_noise = initial_state(G, seeds, cfg, device)
         latents = [z] + trainable_noise
         with torch.no_grad():
             radii = [_radius(p) for p in latents]
         params = per_face_params(G, batch) if cfg.finetune else None
-        leaves = latents + (list(params.values()) if params else [])
+        affines = PackedAffines(G.synthesis, params) if params and packed_styles else None
+        if affines is not None:  # the per-layer copies replaced by views into the two leaves
+            params = {**params, **affines.views()}
+            trained = [p for p in params.values() if p.is_leaf] + [affines.weight, affines.bias]
+        else:
+            trained = list(params.values()) if params else []
+        leaves = latents + trained
         best = torch.zeros(batch, 3, G.img_resolution, G.img_resolution, device=device)
         return cls(
-            mean=mean, std=std, z=z, noise=noise, latents=latents, radii=radii, params=params, leaves=leaves,
+            mean=mean, std=std, z=z, noise=noise, latents=latents, radii=radii, params=params, affines=affines,
+            leaves=leaves,
             exp_avgs=[torch.zeros_like(p, memory_format=torch.contiguous_format) for p in leaves],
             exp_avg_sqs=[torch.zeros_like(p, memory_format=torch.contiguous_format) for p in leaves],
             # The fused Adam kernel reads a CUDA learning rate as float32, a CPU one as a double (see _adam_).

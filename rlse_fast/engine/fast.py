@@ -94,7 +94,8 @@ class FastLoop:
         G.synthesis.eval()
 
         self.lrs, table = schedule_table(cfg)
-        self.buffers = Buffers.make(G, cfg, fit, seeds, table, lr_images.shape[0], device, options.keep_image)
+        self.buffers = Buffers.make(G, cfg, fit, seeds, table, lr_images.shape[0], device, options.keep_image,
+                                    options.packed_styles)
         with ops_impl(options.impl), self._autocast():  # the target features, as the iterations will see them
             self.objective = Objective(D, lr_images, cfg, self.factor, channels_last=options.channels_last)
 
@@ -126,7 +127,8 @@ class FastLoop:
         with ops_impl(self.options.impl), fused_up.using("auto" if self.options.fused_fir else None):
             with self._autocast():
                 ws = gaussian_fit.to_w(self.G, b.z, b.mean, b.std)
-                img01 = (self.G.synthesis(ws, noise=b.noise, params=b.params, channels_last=self.options.channels_last)
+                params = b.params if b.affines is None else {**b.params, **b.affines.styles(ws)}
+                img01 = (self.G.synthesis(ws, noise=b.noise, params=params, channels_last=self.options.channels_last)
                          + 1) / 2
                 terms = self.objective.terms(ws, img01)
             grads = torch.autograd.grad(terms["total"].sum(), b.leaves, allow_unused=True)
@@ -232,7 +234,7 @@ class FastLoop:
         self.capture.graph = None
         self.closed = True
         b = self.buffers
-        b.params = None
+        b.params = b.affines = None
         b.leaves, b.latents, b.exp_avgs, b.exp_avg_sqs = [], [], [], []
 
 

@@ -28,6 +28,13 @@ class FastOptions:
     """With channels_last: G's up-layers run their FIR, noise, bias and leaky ReLU as one NHWC op
     forward and one backward (`models/stylegan2/fused_up.py`, `ops/fir_act.py`; Triton on CUDA). Off
     by default until a GPU has timed it (`benchmarks/bench_fir_nhwc.py`)."""
+    packed_styles: bool = False
+    """With fine-tuning: every style affine of G as one product over one (B, S, w_dim) leaf of the
+    per-face affine weights and one (B, S) leaf of their biases (`models/style_affines.py`): one
+    bmm, one bias add and one gather for all layers, and the weights' gradient in the leaf's own
+    layout (no copy before the fused Adam). Its sums run in another order than the layers' einsum,
+    so the fp32 loop then equals the eager one to float rounding, not bit for bit: off by default
+    (`benchmarks/bench_iteration.py`'s fast-pf case runs it on a card)."""
     warmup: int = 3
     """Eager iterations before the capture (at least one)."""
     keep_image: bool = False

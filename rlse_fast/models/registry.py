@@ -6,7 +6,9 @@ The protocol a backbone's networks follow (what the engine, the loaders and the 
   `mapping(z, c)` to W; `mapping_act_gain`, the W transform's gain (`gaussian_fit.to_w`: None for
   the leaky ReLU's own sqrt 2); `synthesis(ws, noise=, params=, channels_last=)` -> (B, 3, R, R) in
   about [-1, 1], with `synthesis.noise_layers()` (each with `.resolution`) and per-face `params`
-  (B-stacked copies of `synthesis.named_parameters()`);
+  (B-stacked copies of `synthesis.named_parameters()`); optionally `synthesis.style_affines()`, its
+  layers' style affines, whose outputs the layers then take precomputed in `params`
+  (`models/style_affines.py`, the fast loop's `packed_styles`);
 - discriminator D: `img_resolution`, `cfg`; with `native_lr_input` (a fromRGB at every resolution:
   the low-resolution image enters at its own size) `reachable(resolution)` -> feature names and
   `run(img, names)` -> (score, {name: features}); otherwise `block_resolutions` and blocks `b{res}`

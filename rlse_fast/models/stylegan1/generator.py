@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..stylegan2 import generator as stylegan2
-from .layers import conv2d, conv_weight, dense, epilogue, blur, fused_here, up_conv
+from ..style_affines import StyleAffine
+from .layers import STYLE_GAIN, adain_style, conv2d, conv_weight, dense, dense_gain, epilogue, blur, fused_here, up_conv
 
 ARCHITECTURE = "stylegan1"
 
@@ -143,8 +144,12 @@ class SynthesisLayer(nn.Module):
                 noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
             elif noise_mode != "none":
                 raise ValueError(f"noise_mode must be 'const', 'none' or 'random', got {noise_mode!r}")
-        style = dense(w, p.get("style.weight", self.style.weight), p.get("style.bias", self.style.bias), gain=1.0)
-        return epilogue(x, noise, p.get("noise_strength", self.noise_strength), p.get("bias", self.bias), style)
+        scale, shift = p.get("scale"), p.get("shift")  # made elsewhere (`style_affines`) or by StyleMod here
+        if scale is None or shift is None:
+            style = dense(w, p.get("style.weight", self.style.weight), p.get("style.bias", self.style.bias),
+                          gain=STYLE_GAIN)
+            scale, shift = adain_style(style)
+        return epilogue(x, noise, p.get("noise_strength", self.noise_strength), p.get("bias", self.bias), scale, shift)
 
 
 class SynthesisNetwork(nn.Module):
@@ -174,12 +179,25 @@ class SynthesisNetwork(nn.Module):
         """The layers in the order of the noise inputs (coarse to fine; one per layer)."""
         return self.layers()
 
+    def style_affines(self) -> list[StyleAffine]:
+        """Each layer's StyleMod as two runs of its dense layer's rows on W+ row i: the AdaIN scale
+        (rows [0, C), + 1 as `adain_style` adds it) and shift (rows [C, 2C)), each then a contiguous
+        (B, C) tensor (`models/style_affines.py`)."""
+        out = []
+        for i, layer in enumerate(self.layers()):
+            c = layer.bias.shape[0]
+            gain = dense_gain(layer.style.weight.shape[1], STYLE_GAIN)
+            out += [StyleAffine(f"layer{i}.scale", f"layer{i}.style", i, 0, c, gain, offset=1.0),
+                    StyleAffine(f"layer{i}.shift", f"layer{i}.style", i, c, 2 * c, gain)]
+        return out
+
     def forward(self, ws, noise_mode="const", noise=None, params=None, channels_last=False, return_layers=False):
         """ws (B, num_ws, w_dim) -> images (B, C, R, R) in about [-1, 1], float32.
 
         noise: None or a list of num_ws maps (B or 1, 1, r, r); params: per-sample values
         (B, *shape) by this network's parameter names ('layer3.weight', 'const', ...) for per-face
-        fine-tuning; channels_last: keep the activations NHWC (same values to float rounding);
+        fine-tuning, and optionally each layer's AdaIN scale and shift made elsewhere ('layer3.scale',
+        'layer3.shift': see `style_affines`); channels_last: keep the activations NHWC (same values to float rounding);
         return_layers: also return each layer's output (a list)."""
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.cfg.w_dim:
             raise ValueError(f"ws must be (B, {self.num_ws}, {self.cfg.w_dim}), got {tuple(ws.shape)}")

@@ -23,9 +23,18 @@ BLUR = (1, 2, 1)
 """The [1, 2, 1] x [1, 2, 1] / 16 low-pass filter after each upsampling and before each downsampling."""
 
 
+STYLE_GAIN = 1.0
+"""StyleMod's dense layer has no sqrt 2 in its weights."""
+
+
+def dense_gain(in_features: int, gain=SQRT2, lr_mul=1.0) -> float:
+    """The run-time factor on an equalised-lr dense layer's raw weight."""
+    return gain / math.sqrt(in_features) * lr_mul
+
+
 def dense(x, weight, bias, gain=SQRT2, lr_mul=1.0, act="linear"):
     """Equalised-lr dense layer. x (B, in); weight (out, in) or (B, out, in); bias (out,) or (B, out)."""
-    w = weight.to(x.dtype) * (gain / math.sqrt(weight.shape[-1]) * lr_mul)
+    w = weight.to(x.dtype) * dense_gain(weight.shape[-1], gain, lr_mul)
     y = torch.einsum("bi,boi->bo", x, w) if w.ndim == 3 else x.matmul(w.t())
     b = bias.to(x.dtype) * lr_mul if lr_mul != 1 else bias.to(x.dtype)
     if b.ndim == 2:
@@ -135,13 +144,16 @@ def run_down(x, w, fused: bool):
     return F.avg_pool2d(conv2d(x, w, padding=1), 2)
 
 
-def epilogue(x, noise, strength, bias, style, impl: str = "auto"):
+def adain_style(style):
+    """StyleMod's output (B, 2C) -> AdaIN's (scale, shift), each (B, C): (rows [0, C) + 1, rows [C, 2C))."""
+    c = style.shape[1] // 2
+    return style[:, :c] + 1, style[:, c:]
+
+
+def epilogue(x, noise, strength, bias, scale, shift, impl: str = "auto"):
     """The StyleGAN layer epilogue: + noise * strength, + bias, lrelu (no gain), instance norm,
-    then AdaIN with style = (scale - 1, shift) as StyleMod gives it.
+    then AdaIN: * scale + shift (`adain_style`).
 
     x (B, C, H, W); noise (B or 1, 1, H, W) or None; strength (C,) or (B, C); bias (C,) or (B, C);
-    style (B, 2C)."""
-    c = x.shape[1]
-    scale = style[:, :c] + 1
-    shift = style[:, c:]
+    scale, shift (B, C)."""
     return adain_epilogue(x, noise, strength, bias, scale, shift, impl=impl)

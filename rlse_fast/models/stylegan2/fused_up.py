@@ -56,7 +56,7 @@ def applies_conv(layer, x: torch.Tensor, fused_modconv: bool) -> bool:
 
 def _layer_inputs(layer, x, w, noise_mode, noise, params):
     """(styles, strength (scalar or (B,)), unit noise map or None, weight) of a layer's call."""
-    styles = layer.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
+    styles = layer.styles(w, params)
     strength = params.get("noise_strength")
     strength = layer.noise_strength if strength is None else strength.reshape(-1)
     return styles, strength, layer.unit_noise(x, noise_mode, noise), params.get("weight", layer.weight)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ...ops import perface_conv, setup_filter, upsample2d
+from ..style_affines import StyleAffine
 from . import fused_up
 from .layers import FullyConnectedLayer, bias_act_per_sample, modulated_conv2d, normalize_2nd_moment
 
@@ -82,6 +83,13 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
+    def styles(self, w, params: dict):
+        """(B, in_channels): params['styles'] where given, else the affine of w (B, w_dim)."""
+        styles = params.get("styles")
+        if styles is None:
+            styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
+        return styles
+
     def unit_noise(self, x, noise_mode="const", noise=None):
         """The unit-variance noise map this call adds (before the learned strength), or None: an
         explicit `noise` as it is, else a fresh random map, the layer's constant map, or none."""
@@ -98,13 +106,15 @@ class SynthesisLayer(nn.Module):
     def forward(self, x, w, noise_mode="const", noise=None, fused_modconv=True, params=None, gain=1.0):
         """noise: an explicit unit-variance map (B or 1, 1, R, R), scaled by the learned strength;
         it overrides noise_mode. params: per-sample values (leading dim B) replacing this layer's
-        parameters, by name ('weight', 'bias', 'noise_strength', 'affine.weight', 'affine.bias')."""
+        parameters, by name ('weight', 'bias', 'noise_strength', 'affine.weight', 'affine.bias'), and
+        'styles': this layer's (B, in_channels) styles made elsewhere (`models/style_affines.py`),
+        in place of its affine's."""
         if fused_up.applies(self, x, fused_modconv):
             return fused_up.forward(self, x, w, noise_mode, noise, params, gain)
         if fused_up.applies_conv(self, x, fused_modconv):
             return fused_up.forward_conv(self, x, w, noise_mode, noise, params, gain)
         params = params or {}
-        styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
+        styles = self.styles(w, params)
         strength = params.get("noise_strength")
         strength = self.noise_strength if strength is None else strength.reshape(-1, 1, 1, 1)
         noise = self.unit_noise(x, noise_mode, noise)
@@ -128,7 +138,9 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x, w, fused_modconv=True, params=None):
         params = params or {}
-        styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias")) * self.weight_gain
+        styles = params.get("styles")  # made elsewhere (`models/style_affines.py`), the gain included
+        if styles is None:
+            styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias")) * self.weight_gain
         x = modulated_conv2d(x, params.get("weight", self.weight), styles, demodulate=False,
                              fused_modconv=fused_modconv)
         return bias_act_per_sample(x, params.get("bias", self.bias), act="linear", clamp=self.conv_clamp)
@@ -205,12 +217,27 @@ class SynthesisNetwork(nn.Module):
         """The synthesis layers in the order of the noise inputs (coarse to fine)."""
         return [layer for block in self.blocks() for layer in block.layers()]
 
+    def style_affines(self) -> list[StyleAffine]:
+        """Every layer's style affine in the order the layers run, with the W+ row each reads
+        (`forward`'s walk over ws) and ToRGB's weight gain on its styles (`models/style_affines.py`)."""
+        out, w_idx = [], 0
+        for res, block in zip(self.block_resolutions, self.blocks()):
+            names = ("conv0", "conv1")[2 - block.num_conv:] + ("torgb",)
+            for j, (name, layer) in enumerate(zip(names, block.layers() + [block.torgb])):
+                affine = layer.affine
+                out.append(StyleAffine(f"b{res}.{name}.styles", f"b{res}.{name}.affine", w_idx + j, 0,
+                                       affine.weight.shape[0], affine.weight_gain,
+                                       gain=layer.weight_gain if name == "torgb" else 1.0))
+            w_idx += block.num_conv
+        return out
+
     def forward(self, ws, noise_mode="const", noise=None, fused_modconv=None, params=None, channels_last=False):
         """ws: (B, num_ws, w_dim) W+ latents -> images (B, C, R, R) in about [-1, 1], float32.
 
         noise: None, or a list of cfg.num_noise maps (B or 1, 1, r, r) (None entries use noise_mode);
         params: per-sample parameter values (per-face fine-tuning), a dict from this network's
-        parameter names ('b8.conv0.weight', 'b4.const', ...) to tensors (B, *param.shape).
+        parameter names ('b8.conv0.weight', 'b4.const', ...) to tensors (B, *param.shape), and
+        optionally each layer's styles made elsewhere ('b8.conv0.styles': see `style_affines`).
         fused_modconv: None picks the grouped convolution in eval mode, at batch 1, or with params.
         channels_last: run the activations in NHWC after the first block, where cuDNN wants them (the
         same values to float rounding). A batch of B > 1 then runs as B passes of one sample each,
