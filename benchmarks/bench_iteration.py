@@ -151,14 +151,16 @@ def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
 # warm-up; the default until the H200 run of 2026-12-04 measured the same iterations for 0.9-3.2 s more set-up);
 # 'fast-pf': channels-last with the per-face Triton convolution (RLSE_PERFACE_CONV=triton: the batch runs
 # whole in NHWC), the fused NHWC FIR epilogue in the up-layers and every style affine in one product
-# (packed_styles).
+# (packed_styles); 'fast-ps': today's fast engine with packed_styles only (layout-independent), so that
+# a slower 'fast-pf' can be told apart from the affines' share.
 ENGINE_OPTIONS = {"fast": {}, "fast-cl": {"channels_last": True}, "fast-bench": {"cudnn_benchmark": True},
-                  "fast-pf": {"channels_last": True, "fused_fir": True, "packed_styles": True}}
+                  "fast-pf": {"channels_last": True, "fused_fir": True, "packed_styles": True},
+                  "fast-ps": {"packed_styles": True}}
 ENGINE_ENV = {"fast-pf": {"RLSE_PERFACE_CONV": "triton"}}
 CUDA_CASES = [
     (256, 1, "eager", "fp32"), (256, 1, "fast", "bf16"),
     (1024, 1, "fast", "bf16"), (1024, 1, "fast-pf", "bf16"), (1024, 16, "fast", "bf16"), (1024, 16, "fast-pf", "bf16"),
-    (1024, 1, "eager", "fp32"),
+    (1024, 1, "eager", "fp32"), (1024, 16, "fast-ps", "bf16"),
     (256, 1, "fast", "fp32"), (256, 4, "eager", "fp32"), (256, 4, "fast", "bf16"),
     (256, 16, "eager", "fp32"), (256, 16, "fast", "bf16"), (256, 16, "fast", "fp32"),
     (1024, 1, "fast", "fp32"), (1024, 1, "fast-cl", "bf16"), (1024, 1, "fast-bench", "bf16"),

@@ -17,13 +17,14 @@ import sys
 from pathlib import Path
 
 COLUMNS = [("eager", "fp32"), ("fast", "fp32"), ("fast", "bf16"), ("fast-cl", "bf16"), ("fast-pf", "bf16"),
-           ("fast-nobench", "bf16"), ("fast-bench", "bf16")]
+           ("fast-ps", "bf16"), ("fast-nobench", "bf16"), ("fast-bench", "bf16")]
 HEADS = ["eager fp32 s / face", "fast fp32", "fast bf16", "fast bf16 channels-last",
-         "fast bf16 per-face conv + fused FIR", "fast bf16 no cuDNN timing", "fast bf16 cuDNN timing"]
-OPTIONAL = {"fast-cl", "fast-pf", "fast-nobench", "fast-bench"}
+         "fast bf16 per-face conv + fused FIR + packed styles", "fast bf16 packed styles",
+         "fast bf16 no cuDNN timing", "fast bf16 cuDNN timing"]
+OPTIONAL = {"fast-cl", "fast-pf", "fast-ps", "fast-nobench", "fast-bench"}
 """Variants shown only where the run has them (channels-last and no cuDNN timing from 2026-11-28
 on; cuDNN timing from 2026-12-04 on, when no timing became the default; the per-face Triton conv
-with the fused NHWC FIR from the first GPU run after 2026-12-07)."""
+with the fused NHWC FIR, and the packed style affines, from the first GPU run after 2026-12-07)."""
 END_TO_END = {"fast-nobench": "end to end, no cuDNN timing", "fast-bench": "end to end, cuDNN timing"}
 """The cuDNN-timing variant's end-to-end column: what its set-up costs."""
 
