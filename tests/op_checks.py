@@ -1,5 +1,6 @@
 """Checks shared by the kernel tests: the flash-attention error budget, gradients, and the
 per-backend comparison of `modulate` with its reference."""
+import pytest
 import torch
 
 
@@ -137,3 +138,17 @@ def skip_unless_interpreted_as_asked(kernel, device) -> None:
     interpreted = type(kernel).__name__ == "InterpretedFunction"
     if interpreted != (device.type == "cpu"):
         pytest.skip("the Triton kernels were imported before this module set TRITON_INTERPRET; run this file alone")
+
+
+def _cpp_built() -> bool:
+    try:
+        import rlse_fast._C  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# The C++ CPU kernels' test modules skip as a whole without the extension.
+needs_cpp = pytest.mark.skipif(not _cpp_built(), reason="rlse_fast._C is not built; run `pip install --no-build-isolation .`")
+# The reduced precisions every kernel claims.
+LOW = [torch.float16, torch.bfloat16]

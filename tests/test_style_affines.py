@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from fast_runs import assert_same_trajectory
 from gan_files import tiny_gan
-from test_fast import assert_same_trajectory
 
 from rlse_fast import gaussian_fit
 from rlse_fast.checkpoints import load_gan
