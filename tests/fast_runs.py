@@ -11,13 +11,13 @@ from rlse_fast.engine.eager import super_resolve
 from rlse_fast.engine.fast import ops_impl
 
 
-def tiny_setup():
-    """(G, D, fit, lr): a seeded tiny StyleGAN2, its Gaussian fit and three 4x-downsampled faces of it."""
+def tiny_setup(faces: int = 3, fit_samples: int = 8192):
+    """(G, D, fit, lr): a seeded tiny StyleGAN2, its Gaussian fit and `faces` 4x-downsampled faces of it."""
     G, D = tiny_gan(seed=5)
-    fit = gaussian_fit.compute(G, 8192)
+    fit = gaussian_fit.compute(G, fit_samples)
     gen = torch.Generator().manual_seed(11)
     with torch.no_grad():
-        hr = (G(torch.randn(3, G.z_dim, generator=gen), noise_mode="const").clamp(-1, 1) + 1) / 2
+        hr = (G(torch.randn(faces, G.z_dim, generator=gen), noise_mode="const").clamp(-1, 1) + 1) / 2
     return G, D, fit, bicubic_downsample_ref(hr, 4)
 
 

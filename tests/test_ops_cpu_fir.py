@@ -1,9 +1,7 @@
 """The C++ CPU kernels of the FIR filters (upfirdn2d and its up/down/filter forms; the fused
-bicubic downsample of the pixel loss) against the plain-PyTorch references: forward, backward, float64
-gradcheck, and every claimed dtype under the flash-attention error budget (the kernel's error
-against a float64 reference is at most 2x that of the reference op run in the same precision).
-Odd shapes throughout, so that no size is a multiple of a tile or a vector width.
-"""
+bicubic downsample of the pixel loss) against the plain-PyTorch references, by the rules of
+tests/test_ops_cpu_layers.py (forward, backward, float64 gradcheck, the flash-attention budget for
+every claimed dtype, odd shapes)."""
 from __future__ import annotations
 
 import pytest
