@@ -124,7 +124,7 @@ def _time_fast(benchmark, G, D, lr, cfg, fit, seeds, precision, k, rounds, sync,
         loop.step()
     sync()
     first = time.perf_counter() - t0
-    # A failed capture falls back to eager steps; time those and say so (tests/test_fast.py fails on it).
+    # A failed capture falls back to eager steps; time those and say so (tests/test_fast_cuda.py fails on it).
     graph = {"graphed": loop.capture.graph is not None, "graph_error": loop.capture.error}
 
     def call():

@@ -10,7 +10,7 @@ alternates ref and cpp round by round and reports the minimum of each, the most 
 what each one costs. RLSE_BENCH_THREADS=n sets torch's (and so the kernels') OpenMP thread count.
 --dtypes adds rows in other dtypes (the reference then runs in that dtype too); --isa picks the
 kernels' build (csrc/cpu/cpu_isa.h: 'avx2' where the CPU has it, else 'base').
-Timing only: correctness is tests/test_ops_cpu.py.
+Timing only: correctness is tests/test_ops_cpu_fir.py and tests/test_ops_cpu_layers.py.
 """
 from __future__ import annotations
 

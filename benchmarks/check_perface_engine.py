@@ -10,7 +10,7 @@ RLSE_PERFACE_CONV unset then =triton, in one process.
 
 Prints both runs' losses per step, the mean image difference and how many per-face convs ran;
 exits 1 when the trajectories differ beyond rounding (step 0's loss to 1e-4 relative, every later
-step's to 5e-3, mean image difference at most 2e-3: tests/test_fast.py's bounds for runs whose
+step's to 5e-3, mean image difference at most 2e-3: tests/fast_runs.py's bounds for runs whose
 kernels round differently). Not a timing.
 """
 from __future__ import annotations

@@ -168,7 +168,7 @@ std::vector<at::Tensor> adain(const at::Tensor& x, const at::Tensor& noise, cons
     return {y, stats};
 }
 
-// (du, sums [B, C, 4] = per-plane (sum dy, sum dy * x_hat, sum du, sum du * noise)) for upstream dy.
+// (du, sums [4, B, C] = per-plane (sum dy, sum dy * x_hat, sum du, sum du * noise)) for upstream dy.
 std::vector<at::Tensor> adain_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& noise,
                                        const at::Tensor& strength, const at::Tensor& bias, const at::Tensor& scale,
                                        const at::Tensor& stats, double alpha) {
@@ -183,7 +183,7 @@ std::vector<at::Tensor> adain_backward(const at::Tensor& dy, const at::Tensor& x
                     stats.numel() == 2 * p.planes,
                 op, ": stats must be the forward's (B, C, 2) plane statistics");
     auto du = at::empty_like(x);
-    auto sums = at::empty({x.size(0), x.size(1), 4}, acc);
+    auto sums = at::empty({4, x.size(0), x.size(1)}, acc);
     p.g = dy.data_ptr();
     p.y = du.data_ptr();
     p.stats = stats.data_ptr();

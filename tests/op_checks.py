@@ -1,5 +1,6 @@
 """Checks shared by the kernel tests: the flash-attention error budget, gradients, and the
 per-backend comparison of `modulate` with its reference."""
+import pytest
 import torch
 
 
@@ -101,7 +102,9 @@ def adain_grads(impl, inputs, trained=(True,) * 6):
 
 def assert_adain_matches_ref(impl, inputs, trained=(True,) * 6):
     """Forward and every trained input's gradient against the reference (same dtype: float32 or
-    float64); untrained inputs get none."""
+    float64); untrained inputs get none; per-sample parameters' gradients contiguous."""
+    from rlse_fast.ops.adain import adain_epilogue
+
     y0, g0 = adain_grads("ref", inputs, trained)
     y1, g1 = adain_grads(impl, inputs, trained)
     assert y1.dtype == y0.dtype
@@ -112,6 +115,15 @@ def assert_adain_matches_ref(impl, inputs, trained=(True,) * 6):
             continue
         assert a.dtype == b.dtype and a.shape == b.shape, name
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * (1 + b.abs().max().item()), msg=name)
+    # Per-face strength and bias are the fast loop's leaves, whose gradients it takes with
+    # autograd.grad (`.backward` would lay them out anew in .grad): contiguous, they go into the
+    # fused Adam without a copy. The per-sample scale and shift likewise.
+    ins = [t.detach().clone().requires_grad_(bool(tr)) if t is not None else None for t, tr in zip(inputs, trained)]
+    y = adain_epilogue(*ins, impl=impl)
+    per_face = [(n, t) for n, t in zip(("strength", "bias", "scale", "shift"), ins[2:]) if t.requires_grad and t.ndim == 2]
+    grads = torch.autograd.grad(y.float().square().sum(), [t for _, t in per_face], allow_unused=True)
+    for (name, _), g in zip(per_face, grads):
+        assert g is None or g.is_contiguous(), f"{name}: gradient strides {g.stride()}"
 
 
 def assert_adain_within_budget(impl, inputs):
@@ -137,3 +149,17 @@ def skip_unless_interpreted_as_asked(kernel, device) -> None:
     interpreted = type(kernel).__name__ == "InterpretedFunction"
     if interpreted != (device.type == "cpu"):
         pytest.skip("the Triton kernels were imported before this module set TRITON_INTERPRET; run this file alone")
+
+
+def _cpp_built() -> bool:
+    try:
+        import rlse_fast._C  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# The C++ CPU kernels' test modules skip as a whole without the extension.
+needs_cpp = pytest.mark.skipif(not _cpp_built(), reason="rlse_fast._C is not built; run `pip install --no-build-isolation .`")
+# The reduced precisions every kernel claims.
+LOW = [torch.float16, torch.bfloat16]

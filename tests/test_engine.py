@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from gan_files import tiny_gan
+from fast_runs import tiny_setup
 from rlse_fast import gaussian_fit
 from rlse_fast.config import RLSEConfig
 from rlse_fast.downsample import bicubic_downsample_ref, bicubic_kernel
@@ -85,13 +85,7 @@ def test_spherical_steps_match_pulse(pulse_ref):
 
 @pytest.fixture(scope="module")
 def setup():
-    G, D = tiny_gan(seed=5)
-    fit = gaussian_fit.compute(G, 20000)
-    gen = torch.Generator().manual_seed(11)
-    with torch.no_grad():
-        hr = (G(torch.randn(2, G.z_dim, generator=gen), noise_mode="const").clamp(-1, 1) + 1) / 2
-    lr = bicubic_downsample_ref(hr, 4)
-    return G, D, fit, lr
+    return tiny_setup(faces=2, fit_samples=20000)
 
 
 def _lr_error(images, lr):

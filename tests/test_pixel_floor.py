@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
+from fast_runs import tiny_setup
 from gan_files import tiny_gan
-from rlse_fast import gaussian_fit, noise_level
+from rlse_fast import noise_level
 from rlse_fast.checkpoints import save_gan
 from rlse_fast.config import RLSEConfig
 from rlse_fast.downsample import bicubic_downsample_ref
@@ -80,12 +81,7 @@ def test_config_refuses_bad_values(kwargs, match):
 
 @pytest.fixture(scope="module")
 def setup():
-    G, D = tiny_gan(seed=5)
-    fit = gaussian_fit.compute(G, 8192)
-    gen = torch.Generator().manual_seed(11)
-    with torch.no_grad():
-        hr = (G(torch.randn(2, G.z_dim, generator=gen), noise_mode="const").clamp(-1, 1) + 1) / 2
-    return G, D, fit, bicubic_downsample_ref(hr, 4)
+    return tiny_setup(faces=2)
 
 
 def test_a_floor_above_the_residual_leaves_only_the_priors(setup):

@@ -7,7 +7,8 @@
 // backward, with g = dy and x_hat = (v - mean) * rstd: only the plane sums G = sum g and
 // P = sum g * x_hat are needed,
 //   dv = rstd * scale * (g - G / N - x_hat * P / N),   du = lrelu'(u) * dv  (written to y)
-//   sums[r] = (G, P, sum du, sum du * noise)      (dshift, dscale, and the bias / strength sums)
+//   sums[k][r] = (G, P, sum du, sum du * noise)[k]  (dshift, dscale, and the bias / strength sums;
+//   one contiguous row per sum, so that each gradient is a contiguous (B, C) view)
 #pragma once
 #include <cstdint>
 
@@ -21,7 +22,7 @@ struct adain_kernel_params {
     const void* g;         // [planes, N], dtype T (backward: dy)
     void*       y;         // [planes, N], dtype T: forward y, backward du
     void*       stats;     // [planes, 2], type A: forward output, backward input
-    void*       sums;      // [planes, 4], type A (backward output)
+    void*       sums;      // [4, planes], type A (backward output)
 
     int64_t planes, channels, n, noise_bstride;  // noise_bstride: 0 (one map for all) or n
     double  eps, alpha;

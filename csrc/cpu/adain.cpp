@@ -97,13 +97,13 @@ void adain_backward_cpu(const adain_kernel_params& p) {
                 const A dv = k * (g[i] - gm - xh[i] * pm);
                 xh[i] = u[i] > A(0) ? dv : dv * alpha;
             }
-            sums[4 * r] = G;
-            sums[4 * r + 1] = P;
-            sums[4 * r + 2] = sum8(xh, n);
-            sums[4 * r + 3] = A(0);
+            sums[r] = G;
+            sums[1 * p.planes + r] = P;
+            sums[2 * p.planes + r] = sum8(xh, n);
+            sums[3 * p.planes + r] = A(0);
             if (p.noise != nullptr) {
                 const A* nz = row_as(static_cast<const T*>(p.noise) + (r / p.channels) * p.noise_bstride, n, nb.data());
-                sums[4 * r + 3] = dot8(xh, nz, n);
+                sums[3 * p.planes + r] = dot8(xh, nz, n);
             }
             store_row(xh, static_cast<T*>(p.y) + r * n, n);
         }

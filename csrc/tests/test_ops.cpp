@@ -242,7 +242,7 @@ static void test_adain() {
     for (int r = 0; r < B * C; r++) {  // dbias = sum du
         auto bp = bias, bm = bias;
         bp[r] += h; bm[r] -= h;
-        expect_close(sums[4 * r + 2], (loss(x, bp) - loss(x, bm)) / (2 * h), 2e-2, "adain dbias", r);
+        expect_close(sums[2 * B * C + r], (loss(x, bp) - loss(x, bm)) / (2 * h), 2e-2, "adain dbias", r);
     }
 }
 

@@ -63,8 +63,10 @@ def plane_params(x, noise, strength, bias, scale, shift):
 class NativeAdaIN(torch.autograd.Function):
     """The epilogue over a native backend: `kernels.forward(x, noise, strength, bias, scale, shift)`
     -> (y, stats (B, C, 2) = per-plane (mean, rstd)) and `kernels.backward(dy, x, noise, strength,
-    bias, scale, stats)` -> (du (x's dtype), sums (B, C, 4) = per-plane (sum dy, sum dy * x_hat,
-    sum du, sum du * noise)), with du the gradient of u = x + noise * strength + bias. Per-plane
+    bias, scale, stats)` -> (du (x's dtype), sums (4, B, C) = per-plane (sum dy, sum dy * x_hat,
+    sum du, sum du * noise)), with du the gradient of u = x + noise * strength + bias. Each sum is
+    a contiguous (B, C) row, so a per-sample bias or strength (a fused Adam's leaf) gets its gradient
+    without a copy. Per-plane
     inputs come from `plane_params`; x and noise contiguous, noise (B or 1, 1, H, W) or None.
     Everything else is a reduction of those sums; the noise map's gradient (a sum over channels)
     is formed only when the noise requires it."""
@@ -100,8 +102,8 @@ class NativeAdaIN(torch.autograd.Function):
                 dnoise = dnoise.sum(0, keepdim=True)
             dnoise = dnoise.to(n.dtype)
         if n is not None and need[3]:
-            dstrength = fit(sums[..., 3], strength)
-        dbias = fit(sums[..., 2], bias) if need[4] else None
-        dscale = sums[..., 1].to(scale[1]) if need[5] else None
-        dshift = sums[..., 0].to(shift[1]) if need[6] else None
+            dstrength = fit(sums[3], strength)
+        dbias = fit(sums[2], bias) if need[4] else None
+        dscale = sums[1].to(scale[1]) if need[5] else None
+        dshift = sums[0].to(shift[1]) if need[6] else None
         return None, du if need[1] else None, dnoise, dstrength, dbias, dscale, dshift

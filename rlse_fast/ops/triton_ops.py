@@ -380,8 +380,8 @@ class _AdaINKernels:
         adain_backward_sums_kernel[grid](dy, *args, stats, part, x.shape[1], hw, tiles, nb, ALPHA, **flags)
         adain_backward_kernel[grid](dy, *args, sc, stats, part, du, dpart, sums, x.shape[1], hw, tiles, nb, ALPHA,
                                     T_BLOCK=t_block, **flags)
-        out = torch.cat([sums, dpart.sum(1)], 1)
-        return du, out.reshape(x.shape[0], x.shape[1], 4)
+        out = torch.cat([sums.t(), dpart.sum(1).t()], 0)  # (4, planes): each sum one contiguous row
+        return du, out.reshape(4, x.shape[0], x.shape[1])
 
 
 def adain_epilogue(x, noise, strength, bias, scale, shift):

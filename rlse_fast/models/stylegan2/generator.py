@@ -270,7 +270,10 @@ class SynthesisNetwork(nn.Module):
             block_noise = noise[n_idx:n_idx + block.num_conv] if noise is not None else None
             x, img = block(x, img, block_ws, noise_mode=noise_mode, noises=block_noise,
                            fused_modconv=fused_modconv, params=_sub(params, f"b{res}"))
-            if channels_last:  # a no-op after the first block: the layers keep NHWC
+            # NHWC for the next block. Where the layers keep NHWC this returns x itself; on the CPU an
+            # up-block's transposed convolution returns NCHW for an NHWC input (its weight, `modulate`'s
+            # output, is NCHW), the rest of that block runs NCHW, and this copies its output back.
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
                 img = img.contiguous(memory_format=torch.channels_last)
             w_idx += block.num_conv
