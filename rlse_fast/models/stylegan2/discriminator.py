@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...ops import bias_act, conv2d_resample, setup_filter
+from ...ops import setup_filter
 from ..frozen import RunTime, contexts
 from .layers import Conv2dLayer, FullyConnectedLayer
 
@@ -145,13 +145,13 @@ class Discriminator(nn.Module):
         return (logits, features) if return_features else logits
 
 
-class FrozenConv2dLayer(nn.Module):
+class FrozenConv2dLayer(Conv2dLayer):
     """A frozen `Conv2dLayer` whose run-time weight (weight * weight_gain, cast to the input's dtype and
     by autocast) and bias (cast to the input's dtype) were made once (`frozen.RunTime`): the same
-    convolution, bias and activation, without the per-call product and casts."""
+    convolution, bias and activation (`Conv2dLayer.forward`), without the per-call product and casts."""
 
     def __init__(self, layer: Conv2dLayer, dtype: torch.dtype | None):
-        super().__init__()
+        nn.Module.__init__(self)
         self.activation, self.up, self.down, self.padding = layer.activation, layer.up, layer.down, layer.padding
         self.conv_clamp, self.act_gain = layer.conv_clamp, layer.act_gain
         self.register_buffer("resample_filter", layer.resample_filter)
@@ -159,12 +159,8 @@ class FrozenConv2dLayer(nn.Module):
         self.weights = RunTime(lambda x_dtype: (layer.weight * layer.weight_gain).to(x_dtype), ctx, conv_arg=True)
         self.biases = RunTime(layer.bias.to, ctx, conv_arg=False) if layer.bias is not None else None
 
-    def forward(self, x, gain=1.0):
-        b = self.biases.get(x) if self.biases is not None else None
-        x = conv2d_resample(x, self.weights.get(x), f=self.resample_filter, up=self.up, down=self.down,
-                            padding=self.padding, flip_weight=(self.up == 1))
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=act_clamp)
+    def run_time(self, x):
+        return self.weights.get(x), (self.biases.get(x) if self.biases is not None else None)
 
 
 def prepare(D: Discriminator, dtype: torch.dtype | None, memory_format=torch.contiguous_format) -> Discriminator:

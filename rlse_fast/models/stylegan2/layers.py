@@ -62,13 +62,17 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
 
     def forward(self, x, gain=1.0):
-        w = self.weight * self.weight_gain
-        b = self.bias.to(x.dtype) if self.bias is not None else None
-        x = conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
+        w, b = self.run_time(x)
+        x = conv2d_resample(x, w, f=self.resample_filter, up=self.up, down=self.down,
                             padding=self.padding, flip_weight=(self.up == 1))
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp)
+
+    def run_time(self, x) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight, bias) as a call on x uses them: the weight gained, both in x's dtype."""
+        w = self.weight * self.weight_gain
+        return w.to(x.dtype), (self.bias.to(x.dtype) if self.bias is not None else None)
 
 
 def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
