@@ -89,20 +89,22 @@ class Restorer:
         return back(np.array(im))
 
     def photo(self, image, upscale: int | None = 1, min_face: float = 12.0, max_faces: int | None = None,
-              min_score: float = 0.8, restore: str = "auto", strength: float | None = None):
+              min_score: float = 0.8, restore: str = "auto", strength: float | None = None,
+              back_project: int = 10):
         """A whole photo -> the photo `upscale` times larger (None: 2-4 from the faces' sizes, as the
         command), every face of `min_face` px or wider found and, where `restore` says so, super-resolved
-        and pasted back. restore, strength: as the command's --restore (auto: only where the face cannot
-        come out worse; all; none) and --strength (None: the weights' default). A photo without such a
+        and pasted back. restore, strength, back_project: as the command's --restore (auto: only where the
+        face cannot come out worse; all; none), --strength (None: the weights' default) and --back-project
+        (steps; 0: the generator's face as it is). A photo without such a
         face comes back only resampled, with a warning; `last_summary` says what was decided per face."""
         from .faces.pipeline import check_options, identity_check, restore_photo
 
-        check_options(min_face, min_score, max_faces, upscale, restore, strength, cli=False)
+        check_options(min_face, min_score, max_faces, upscale, restore, strength, cli=False, back_project=back_project)
         rgb, back = _as_rgb(image)
-        _, identity = identity_check(self.session.gan.sha256, restore)
+        _, identity = identity_check(self.session.gan.sha256, restore, back_project)
         result = restore_photo(rgb, self.session, min_face=min_face, max_faces=max_faces, upscale=upscale,
                                seed=self.seed, batch=self.batch, min_score=min_score, restore=restore,
-                               strength=strength, identity=identity)
+                               strength=strength, identity=identity, back_project=back_project)
         self.last_summary = result.summary() if result.faces else "no face found"
         if not result.faces:
             warnings.warn(f"no face of {min_face:g} px or wider was found; the photo is only resampled", stacklevel=2)

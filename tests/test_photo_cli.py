@@ -56,6 +56,8 @@ def test_photo_writes_image_sidecar_and_faces(tmp_path, weights, home):
         assert f["input_size"] * f["scale"] == 32 and f["loss"] is not None and f["seconds"] > 0
         assert f["restored"] and f["reason"] == "restored: --restore all" and f["consistency_db"] > 0
     assert meta["summary"] == "3 faces restored" and meta["restore"] == "all" and meta["strength"] == 1.0
+    from rlse_fast.faces.project import STEPS
+    assert meta["back_project"] == meta["settings"]["back_project"] == STEPS  # the flag's default is the module's
     assert sorted(f["seed"] for f in meta["faces"]) == [0, 1, 2]
     faces = sorted(p.name for p in (tmp_path / "out" / "group_faces").iterdir())
     assert len(faces) == 6 and sum(n.endswith("_output.png") for n in faces) == 3
@@ -126,7 +128,8 @@ def test_auto_keeps_faces_larger_than_the_generator_and_says_so(tmp_path, weight
     assert "kept: larger than the generator" in (tmp_path / "o.html").read_text()
 
 
-@pytest.mark.parametrize("flag", [["--strength", "1.5"], ["--restore", "some"]])
+@pytest.mark.parametrize("flag", [["--strength", "1.5"], ["--restore", "some"], ["--back-project", "-1"],
+                                  ["--back-project", "101"]])
 def test_bad_strength_or_restore_exit_2(tmp_path, weights, home, capsys, flag):
     try:
         code = main(["photo", str(PHOTO), str(tmp_path / "o.png"), *fast(weights), *flag])

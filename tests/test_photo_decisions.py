@@ -135,19 +135,29 @@ def test_synthetic_faces_large_kept_small_restored():
 
 @MTCNN
 def test_measured_weights_restore_only_where_the_protocol_found_a_win():
-    from rlse_fast.faces.decide import PROTOCOL, default_strength, plan
+    from rlse_fast.faces.decide import Measured, PROTOCOL, default_strength, plan
     from rlse_fast.faces.pipeline import restore_photo
 
-    bundled = next(k for k, v in PROTOCOL.items() if v.wins == ())
-    assert default_strength(bundled) == 0.25 and default_strength("0" * 64) == default_strength(None) == 1.0
-    assert plan(20, 2, 64, wins=()).reason == "kept: these weights lose to Lanczos at 32 px on the photo protocol"
-    assert plan(20, 2, 64, wins=(32,)).input_size == 32 and plan(20, 2, 64, "all", wins=()).input_size == 32
+    bundled = next(sha for (sha, projected), m in PROTOCOL.items() if not projected and m.wins == ())
+    assert default_strength(bundled, False) == 0.25 and default_strength(bundled) == 1.0
+    assert default_strength("0" * 64) == default_strength(None) == 1.0
+    lose, win, win_larger = Measured((), 0.25), Measured((32,), 1.0), Measured((32,), 1.0, larger=True)
+    assert plan(20, 2, 64, measured=lose).reason == "kept: these weights lose to Lanczos at 32 px on the photo protocol"
+    assert plan(20, 2, 64, measured=win).input_size == 32 and plan(20, 2, 64, "all", measured=lose).input_size == 32
+    # a face whose output square (30 x 3 = 90 px) passes the generator's 64: kept unless measured winning there
+    assert plan(30, 3, 64, measured=win).reason == "kept: larger than the generator's 64 px"
+    assert plan(30, 3, 64, measured=win_larger).input_size == 32
+    assert plan(40, 2, 64, measured=win_larger).input_size is None  # never shrunk, measured or not
+    rgb = two_faces()
     session = Session()
     session.gan.sha256 = bundled
-    out = restore_photo(two_faces(), session, upscale=2)
+    out = restore_photo(rgb, session, upscale=2, back_project=0)  # pasted as made: the measured loss
     assert session.calls == [] and not any(f.restored for f in out.faces)
     assert "1 kept: these weights lose to Lanczos at 32 px on the photo protocol" in out.summary()
     assert out.strength == 0.25
+    out = restore_photo(rgb, session, upscale=2)  # back-projected (the default): the measured win
+    assert [f.restored for f in out.faces] == [False, True] and out.strength == 1.0
+    assert out.faces[0].reason == "kept: larger than the generator's 32 px input"
 
 
 @MTCNN
@@ -169,12 +179,16 @@ def test_strength_endpoints():
     rgb = two_faces()
     faces, u, _, _ = fit_faces(rgb, Session("flat"), upscale=2, restore="all")
     bg = upscale_photo(rgb, u)
-    assert np.array_equal(composite(rgb, faces, u, 0.0), bg)  # the resized original, bit for bit
-    full, half = composite(rgb, faces, u, 1.0), composite(rgb, faces, u, 0.5)
     x, y = ((faces[-1].face.landmarks.mean(0) + 0.5) * u).astype(int)
-    assert full[y, x].tolist() == [255, 0, 255]  # the result itself inside the mask
-    expect = (bg[y, x].astype(float) + full[y, x]) / 2
-    assert np.abs(half[y, x] - expect).max() <= 1
+    for steps in (0, 10):  # as the generator made it, and back-projected onto the photo (the default)
+        assert np.array_equal(composite(rgb, faces, u, 0.0, back_project=steps), bg)  # the resized original, bit for bit
+        full, half = composite(rgb, faces, u, 1.0, back_project=steps), composite(rgb, faces, u, 0.5, back_project=steps)
+        if steps == 0:
+            assert full[y, x].tolist() == [255, 0, 255]  # the result itself inside the mask
+        else:  # the magenta face, projected, no longer contradicts the photo it came from
+            assert np.abs(full[y, x].astype(float) - bg[y, x]).max() < 40
+        expect = (bg[y, x].astype(float) + full[y, x]) / 2
+        assert np.abs(half[y, x] - expect).max() <= 1
 
 
 # ----------------------------------------------------------------------------- grey in, grey out

@@ -21,11 +21,13 @@ def register(sub) -> None:
         formatter_class=DefaultsOnce,
         description="Detect faces with 5 landmarks (MTCNN, offline: run `rlse-fast fetch-assets` once), align "
                     "each to the generator's frame, super-resolve them in batches, and paste them back into the "
-                    "photo upscaled by --upscale with a feathered mask. Only faces are super-resolved: the rest "
+                    "photo upscaled by --upscale with a feathered mask, each back-projected onto the photo (the "
+                    "output, downscaled again, gives back the input). Only faces are super-resolved: the rest "
                     "of the photo is resampled with Pillow's Lanczos filter. A face is restored only where it cannot "
-                    "come out worse (--restore auto): faces larger than the generator's output, faces the "
-                    "photo protocol found these weights losing on (the bundled celeba64: all sizes; see "
-                    "docs/photo-protocol.md), failed fits and faces that became someone else keep the resized "
+                    "come out worse (--restore auto): faces that would have to be shrunk, faces larger than the "
+                    "generator's output (unless the photo protocol measured the weights winning there, as for the "
+                    "bundled celeba64), faces at sizes the protocol found the weights losing at "
+                    "(docs/photo-protocol.md), failed fits and faces that became someone else keep the resized "
                     "original. Grey and sepia photos keep their own tint. Writes OUT, a JSON sidecar beside it "
                     "(per face: box, landmarks, score, input size, scale, seed, loss, seconds, the decision "
                     "and its reason; per stage: seconds) and with --save-faces a folder OUT-stem_faces/ of aligned "
@@ -47,8 +49,12 @@ def register(sub) -> None:
                         "the sidecar says why per face); all: restore every face the weights can take; none: keep all")
     p.add_argument("--strength", type=float, default=None,
                    help="per-face blend of the resized original (0, bit for bit) and the result (1) "
-                        "(default: the photo protocol's choice for the weights, 0.25 for the bundled celeba64, "
-                        "else 1: docs/photo-protocol.md)")
+                        "(default: the photo protocol's choice for the weights: 1, and 0.25 for the bundled celeba64 "
+                        "with --back-project 0; docs/photo-protocol.md)")
+    p.add_argument("--back-project", type=int, default=10, metavar="STEPS",  # faces.project.STEPS
+                   help="steps of back-projection of each restored face onto the photo: the output, downscaled "
+                        "again, must give back the input, so the face keeps who it is and gains only detail "
+                        "(default 10; 0: paste the generator's face as it is; docs/photo-protocol.md)")
     p.add_argument("--save-faces", action="store_true", help="also write each face's aligned input and output")
     p.add_argument("--html", action="store_true",
                    help="also write OUT-stem.html (the photo with its boxes, before/after, each face input -> "
@@ -65,7 +71,8 @@ def register(sub) -> None:
 def _check(args) -> None:
     from ..faces.pipeline import check_options
 
-    check_options(args.min_face, args.min_score, args.max_faces, args.upscale, args.restore, args.strength, cli=True)
+    check_options(args.min_face, args.min_score, args.max_faces, args.upscale, args.restore, args.strength, cli=True,
+                  back_project=args.back_project)
 
 
 def run(args) -> int:
@@ -92,7 +99,7 @@ def run(args) -> int:
             print(f"all {len(jobs)} photos already done in {args.output}")
         return 0
     session = load_session(args, cfg)  # under torchrun rank 0 fills the download and fit caches first
-    checks, identity = identity_check(session.gan.sha256, args.restore)
+    checks, identity = identity_check(session.gan.sha256, args.restore, args.back_project)
     if checks and identity is None and not args.quiet and launch.is_main():
         print("note: no identity check (pip install 'rlse-fast[identity]' and rlse-fast fetch-assets add it)",
               file=sys.stderr)
@@ -118,7 +125,7 @@ def run(args) -> int:
             result = restore_photo(rgb, session, min_face=args.min_face, max_faces=args.max_faces,
                                    upscale=args.upscale, seed=args.seed, batch=args.batch,
                                    min_score=args.min_score, restore=args.restore, strength=args.strength,
-                                   identity=identity, on_batch=progress)
+                                   identity=identity, on_batch=progress, back_project=args.back_project)
         except (RuntimeError, ValueError) as exc:
             bar.close()
             if not is_folder:
@@ -151,7 +158,7 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
-SETTINGS = ("min_face", "min_score", "max_faces", "upscale", "restore", "strength")
+SETTINGS = ("min_face", "min_score", "max_faces", "upscale", "restore", "strength", "back_project")
 """The photo flags that decide a result, besides the engine's (seed, config, weights, engine, precision)."""
 
 
@@ -216,7 +223,8 @@ def _write(args, src: Path, dst: Path, rgb, result, session, seconds: float, set
         "threads": torch.get_num_threads(),
         "engine": "fast" if session.fast else "eager", "precision": session.precision,
         "torch": torch.__version__, "stages": result.stages, "seconds": round(seconds, 3),
-        "restore": args.restore, "strength": result.strength, "monochrome": result.monochrome,
+        "restore": args.restore, "strength": result.strength, "back_project": result.back_project,
+        "monochrome": result.monochrome,
         "identity_check": result.identity_check, "summary": result.summary(),
         "faces": [f.to_dict(res) for f in result.faces],
         "note": "restored faces are super-resolved; kept faces and the rest of the photo are only resampled "

@@ -11,7 +11,9 @@ needs more than the faces' 30-80 px), and identity (dlib's distance, landmarks f
 
 Methods: 'lanczos' (Pillow's Lanczos upscaling of the downscaled photo: the pipeline's own background),
 'photo' (the pipeline with its defaults, strength included), 'photo-s<k>' (the same fit pasted at strength k: a blend, no
-new fit) and 'photo-all' (`--restore all` at strength 1: every face restored, a second fit; 'photo-all-s<k>' its blends) and, for
+new fit) and 'photo-all' (`--restore all` at strength 1: every face restored, a second fit; 'photo-all-s<k>' its blends;
+'photo-all-p0' the same faces pasted without back-projection; 'lanczos-p' the control: the Lanczos faces
+back-projected in the same places, no generator) and, for
 weights the protocol has measured (`faces.decide.PROTOCOL`), 'photo-rules': the size rules and
 checks without that measurement, at strength 1 (what unmeasured weights get). A face the pipeline
 keeps, or does not find on the downscaled photo, is the Lanczos one: its difference is exactly 0.
@@ -28,7 +30,7 @@ from PIL import Image
 
 from .. import launch
 from ..errors import UserError
-from ..faces.decide import default_strength, protocol_sizes
+from ..faces.decide import default_strength, measurement
 from ..faces.detect import detect
 from ..faces.paste import upscale_photo
 from ..faces.photo_io import read_photo
@@ -162,7 +164,12 @@ def score_photo(name: str, hr: np.ndarray, s: int, session, opt: PhotoEvalOption
     variant("photo", default_strength(sha))
     if opt.restore_all:
         variant("photo-all", 1.0, restore="all")
-        if protocol_sizes(sha) is not None:
+        # Evidence for back-projection, from the same fit: none, and the projection alone (the Lanczos
+        # face projected in the same places: what the generator adds beyond it).
+        fits["photo-all-p0"] = fits["lanczos-p"] = fits["photo-all"]
+        outs["photo-all-p0"] = composite(lr, fits["photo-all"], s, 1.0, back_project=0)
+        outs["lanczos-p"] = composite(lr, fits["photo-all"], s, 1.0, control=True)
+        if measurement(sha) is not None:
             rules, _, _, _ = fit_faces(lr, session, max_faces=opt.max_faces, upscale=s, seed=opt.seed,
                                        identity=identity, protocol=False)
             fits["photo-rules"] = rules

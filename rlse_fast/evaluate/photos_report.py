@@ -144,7 +144,8 @@ def median_figure(out: Path, scale: int, mf: dict, methods=("photo",), side: int
     for i, (p, m) in enumerate(zip(paths, names)):
         fig.paste(Image.open(p).convert("RGB").resize((side, side), Image.NEAREST), (i * (side + 4), 16))
         label = {"original": f"original (x{scale} truth)", "photo": "photo (default)",
-                 "photo-all": "photo --restore all"}.get(m, m)
+                 "photo-all": "photo --restore all", "photo-all-p0": "--back-project 0",
+                 "lanczos-p": "lanczos, projected"}.get(m, m)
         draw.text((i * (side + 4) + 2, 2), label, fill=(0, 0, 0))
     return fig
 

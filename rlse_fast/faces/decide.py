@@ -3,13 +3,14 @@ out worse than the resized photo around it.
 
 Before the fit (`plan`), from sizes alone:
 - a face whose square in the output is larger than the generator's output is kept: the result would be
-  stretched, and the resized original already holds at least as much detail there;
+  stretched, and the resized original already holds at least as much detail there (unless the protocol
+  measured these weights winning on such faces too, back-projected: `Measured.larger`);
 - a face is never shrunk below the size it has to fit the generator's input: the input is the
   smallest valid size at least 1/1.1 of the face's aligned side (the same 10% slack `align.lr_size`
   allows), and a face larger than every valid input size is kept;
 - a face so small that the input must be enlarged by more than the factor the method then adds is kept;
 - weights measured on the photo protocol (`PROTOCOL`) restore only at the input sizes where they
-  beat Lanczos there (the bundled celeba64 prior: none).
+  beat Lanczos there (the bundled celeba64 prior: its one size, 32 px, back-projected; none without).
 After the fit (`check`):
 - consistency: the result, downscaled by the method's own operator to the input's size, must
   reproduce the input to CONSISTENT_DB PSNR-Y, else the fit failed;
@@ -50,41 +51,49 @@ class Plan:
 
 @dataclass(frozen=True)
 class Measured:
-    """What the photo protocol (docs/photo-protocol.md) measured for one set of weights."""
+    """What the photo protocol (docs/photo-protocol.md) measured for one set of weights, pasted with or
+    without back-projection (`project.py`)."""
 
     wins: tuple[int, ...]
     """Generator input sizes (px) at which restored faces beat Lanczos there; `auto` restores only these."""
     strength: float
-    """The --strength default for these weights: the one closest to the protocol's bar with --restore all."""
+    """The --strength default for these weights: the highest that met the protocol's bar at every scale
+    measured (or, where none did, the one closest to it)."""
+    larger: bool = False
+    """The protocol measured a win on faces whose output square is larger than the generator's output
+    too: `auto` restores them instead of keeping them."""
 
 
-PROTOCOL: dict[str, Measured] = {
-    # The bundled celeba64 prior (docs/eval/photo_protocol_celeba64): restored faces lost identity to
-    # Lanczos at every size (x2 and x4), with LPIPS worse at x2, so `auto` keeps every face; with
-    # --restore all no strength met the bar and 0.25, the lowest tried, lost least.
-    "12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48": Measured(wins=(), strength=0.25),
+PROTOCOL: dict[tuple[str, bool], Measured] = {
+    # The bundled celeba64 prior (docs/eval/photo_protocol_celeba64), keyed by (sha256, back-projected).
+    # Back-projected, restored faces beat Lanczos at x2 and x4 in every face-size bucket, those larger
+    # than the generator's 64 px included, and kept identity, at strength 1.
+    ("12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48", True):
+        Measured(wins=(32,), strength=1.0, larger=True),
+    # Pasted as the generator made them, they lost identity to Lanczos at every size (and LPIPS at x2),
+    # so `auto` keeps every face; with --restore all no strength met the bar and 0.25 lost least.
+    ("12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48", False): Measured(wins=(), strength=0.25),
 }
-"""Weights (sha256) measured on the photo protocol. Weights not listed have no measurement: the size rules
-and the checks alone decide, and --strength defaults to 1 (the result as the generator made it)."""
+"""Weights (sha256, back-projected or not) measured on the photo protocol. Weights not listed have no
+measurement: the size rules and the checks alone decide, and --strength defaults to 1 (the result)."""
 UNMEASURED_STRENGTH = 1.0
 
 
-def protocol_sizes(sha256: str | None) -> tuple[int, ...] | None:
-    """The input sizes the protocol found a win at for these weights; None: not measured."""
-    m = PROTOCOL.get(sha256 or "")
-    return None if m is None else m.wins
+def measurement(sha256: str | None, back_projected: bool = True) -> Measured | None:
+    """What the protocol measured for these weights pasted this way; None: not measured."""
+    return PROTOCOL.get((sha256 or "", bool(back_projected)))
 
 
-def default_strength(sha256: str | None) -> float:
-    m = PROTOCOL.get(sha256 or "")
+def default_strength(sha256: str | None, back_projected: bool = True) -> float:
+    m = measurement(sha256, back_projected)
     return UNMEASURED_STRENGTH if m is None else m.strength
 
 
 def plan(side: float, upscale: float, resolution: int, restore: str = "auto",
-         wins: tuple[int, ...] | None = None) -> Plan:
+         measured: Measured | None = None) -> Plan:
     """The decision from sizes: `side` the face's aligned square in input-photo pixels, `upscale` the
-    output factor, `resolution` the generator's output size; `wins`: the input sizes at which the photo
-    protocol measured these weights beating Lanczos (None: not measured, no restriction)."""
+    output factor, `resolution` the generator's output size; `measured`: what the photo protocol
+    measured for these weights (None: not measured, the size rules alone)."""
     if restore == "none":
         return Plan(None, "kept: --restore none")
     sizes = sorted(valid_sizes(resolution))
@@ -93,14 +102,14 @@ def plan(side: float, upscale: float, resolution: int, restore: str = "auto",
         size = fitting[0] if fitting and fitting[0] / side <= resolution / fitting[0] else lr_size(side, resolution)
         return Plan(size, "restored: --restore all" if size else f"kept: too small for these weights ({side:.0f} px)")
     out_side = side * upscale
-    if out_side > SLACK * resolution:
+    if out_side > SLACK * resolution and not (measured is not None and measured.larger):
         return Plan(None, f"kept: larger than the generator's {resolution} px")
     if not fitting:
         return Plan(None, f"kept: larger than the generator's {sizes[-1]} px input")
     d = fitting[0]
     if d / side > resolution / d:
         return Plan(None, f"kept: too small for these weights ({side:.0f} px)")
-    if wins is not None and d not in wins:
+    if measured is not None and d not in measured.wins:
         return Plan(None, f"kept: these weights lose to Lanczos at {d} px on the photo protocol")
     return Plan(d, "restored")
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from .align import Alignment
 from .chroma import retint
+from .project import back_project, context_window
 
 MARGIN = 0.02
 """Band at the square's edge where the mask is 0 (bicubic sampling there reads the replicated border)."""
@@ -27,12 +28,16 @@ def mask(q: torch.Tensor, margin: float = MARGIN, feather: float = FEATHER) -> t
     return t * t * (3 - 2 * t)
 
 
-def paste(canvas: np.ndarray, face: torch.Tensor, alignment: Alignment, upscale: float, strength: float = 1.0,
-          tint: torch.Tensor | None = None) -> tuple[int, int, int, int] | None:
+def paste(canvas: np.ndarray, face: torch.Tensor | None, alignment: Alignment, upscale: float,
+          strength: float = 1.0, tint: torch.Tensor | None = None, source: np.ndarray | None = None,
+          steps: int = 0) -> tuple[int, int, int, int] | None:
     """Blend `face` (3, R, R) in [0, 1] (an image of the frame's unit square) into `canvas` (H, W, 3)
     uint8, the photo upscaled by `upscale`, in place, with weight `strength` x the mask: strength 0
     leaves the canvas bit for bit, 1 puts the face in fully inside the ramp. `tint`: a monochrome
     photo's tint curve (`chroma.tint_curve`): the face keeps its luma and takes the photo's chroma.
+    `source` (the photo `canvas` was resampled from) and `steps` > 0: the pasted face (at strength 1) is
+    back-projected onto `source` inside the mask (`project.py`) before the blend. `face` None pastes the
+    canvas itself (with `steps`, the projection alone: the protocol's control).
     Returns the box (x0, y0, x1, y1) of canvas pixels the mask reaches, or None when the face lies
     outside the canvas."""
     h, w = canvas.shape[:2]
@@ -51,15 +56,29 @@ def paste(canvas: np.ndarray, face: torch.Tensor, alignment: Alignment, upscale:
     inside = weight > 0
     if not bool(inside.any()):
         return None
-    grid = (2 * q - 1)[None].to(torch.float32)
-    sr = F.grid_sample(face[None].float(), grid, mode="bicubic", padding_mode="border", align_corners=False)[0]
-    sr = sr.clamp(0, 1).permute(1, 2, 0).double() * 255
     region = canvas[y0:y1, x0:x1]
     bg = torch.from_numpy(region.astype(np.float64))
-    if tint is not None:
-        sr = retint(sr.permute(2, 0, 1), tint).permute(1, 2, 0)
-    wgt = weight[..., None] * float(strength)
-    blended = (bg * (1 - wgt) + sr * wgt + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    if face is None:
+        sr = bg
+    else:
+        grid = (2 * q - 1)[None].to(torch.float32)
+        sr = F.grid_sample(face[None].float(), grid, mode="bicubic", padding_mode="border", align_corners=False)[0]
+        sr = sr.clamp(0, 1).permute(1, 2, 0).double() * 255
+        if tint is not None:
+            sr = retint(sr.permute(2, 0, 1), tint).permute(1, 2, 0)
+    if source is not None and steps > 0:
+        full = bg + weight[..., None] * (sr - bg)
+        wx0, wy0, wx1, wy1 = context_window((x0, y0, x1, y1), canvas.shape, source.shape)
+        window = canvas[wy0:wy1, wx0:wx1].astype(np.float64)
+        wmap = np.zeros(window.shape[:2])
+        window[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] = full.numpy()
+        wmap[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] = weight.numpy()
+        window = back_project(window, wmap, (wx0, wy0), canvas.shape, source, steps)
+        sr_at_one = torch.from_numpy(window[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0])
+        blended = (bg + float(strength) * (sr_at_one - bg) + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    else:
+        wgt = weight[..., None] * float(strength)
+        blended = (bg * (1 - wgt) + sr * wgt + 0.5).clamp(0, 255).to(torch.uint8).numpy()
     sel = inside.numpy()
     region[sel] = blended[sel]
     return int(x0), int(y0), int(x1), int(y1)

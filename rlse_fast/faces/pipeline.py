@@ -22,12 +22,13 @@ from ..metrics import identity as identity_mod
 from .frames import FFHQ, weights_frame
 from .align import Alignment, align, lr_size, warp_face
 from .chroma import is_monochrome, tint_curve
-from .decide import RESTORE, check, consistency_db, default_strength, identity_distance, plan, protocol_sizes
+from .decide import RESTORE, check, consistency_db, default_strength, identity_distance, measurement, plan
 from .detect import MIN_SCORE, Face, detect
 from .paste import paste, upscale_photo
+from .project import MAX_STEPS as MAX_BACK_PROJECT, STEPS as BACK_PROJECT
 
 def check_options(min_face: float, min_score: float, max_faces: int | None, upscale: float | None,
-                  restore: str, strength: float | None, cli: bool) -> None:
+                  restore: str, strength: float | None, cli: bool, back_project: int = BACK_PROJECT) -> None:
     """One-line UserErrors for restore_photo's options, named as the command's flags (`cli`) or as
     Restorer.photo's keywords."""
     def name(n: str) -> str:
@@ -46,12 +47,16 @@ def check_options(min_face: float, min_score: float, max_faces: int | None, upsc
     if strength is not None and not 0 <= strength <= 1:
         raise UserError(f"{name('strength')} must be in 0-1 (0: the resized original, 1: the result), "
                         f"got {strength:g}")
+    if not 0 <= back_project <= MAX_BACK_PROJECT:
+        raise UserError(f"{name('back_project')} must be 0-{MAX_BACK_PROJECT} steps (0: no back-projection), "
+                        f"got {back_project}")
 
 
-def identity_check(weights_sha256: str | None, restore: str):
+def identity_check(weights_sha256: str | None, restore: str, back_project: int = BACK_PROJECT):
     """photo's post-fit identity check: (whether it applies: `restore` 'auto' with weights whose faces can
     be fitted at all; the Identity model, or None where it does not apply or dlib or its files are missing)."""
-    applies = restore == "auto" and protocol_sizes(weights_sha256) != ()  # (): no face is ever fitted
+    m = measurement(weights_sha256, back_project > 0)
+    applies = restore == "auto" and (m is None or m.wins != ())  # (): no face is ever fitted
     return applies, identity_mod.Identity.from_cache() if applies and identity_mod.available() else None
 
 
@@ -105,6 +110,8 @@ class PhotoResult:
     stages: dict = field(default_factory=dict)
     """Seconds per stage: detect, align, super_resolve, paste (and upscale: the background resampling)."""
     strength: float = 1.0
+    back_project: int = BACK_PROJECT
+    """Back-projection steps of each restored face onto the photo (`project.py`)."""
     monochrome: bool = False
     """The input was grey or toned: faces kept its chroma (`chroma.py`)."""
     identity_check: bool = False
@@ -142,10 +149,11 @@ def default_upscale(rgb: np.ndarray, faces: list[Face], resolution: int, sides: 
 def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int | None = None,
               upscale: float | None = None, seed: int = 0, batch: int = 8, min_score: float = MIN_SCORE,
               restore: str = "auto", identity=None, on_batch=None,
-              protocol: bool = True) -> tuple[list[FaceResult], float, str, dict]:
+              protocol: bool = True, back_project: int = BACK_PROJECT) -> tuple[list[FaceResult], float, str, dict]:
     """Detect, align, decide and super-resolve: (faces, upscale, frame name, stage seconds); nothing
     is pasted yet (`composite`). `identity`: a `metrics.identity.Identity` for the identity check, or None.
-    `protocol`: apply the photo protocol's measurements of these weights (`decide.PROTOCOL`)."""
+    `protocol`: apply the photo protocol's measurements of these weights (`decide.PROTOCOL`), the one of
+    their faces pasted with `back_project` steps or without."""
     stages = {}
     t = time.perf_counter()
     faces = detect(rgb, min_face=min_face, max_faces=max_faces, device="cpu", min_score=min_score)
@@ -159,9 +167,9 @@ def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int |
     if upscale is None:
         upscale = default_upscale(rgb, faces, res, [a.side for a in aligned if lr_size(a.side, res) is not None])
     results = []
-    wins = protocol_sizes(getattr(session.gan, "sha256", None)) if protocol else None
+    measured = measurement(getattr(session.gan, "sha256", None), back_project > 0) if protocol else None
     for i, (face, a) in enumerate(zip(faces, aligned)):
-        p = plan(a.side, upscale, res, restore, wins)
+        p = plan(a.side, upscale, res, restore, measured)
         r = FaceResult(face, a, p.input_size, seed + i, reason=p.reason)
         if p.input_size is not None:
             r.lr = warp_face(photo, a, p.input_size)
@@ -198,37 +206,42 @@ def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int |
 
 
 def composite(rgb: np.ndarray, faces: list[FaceResult], upscale: float, strength: float = 1.0,
-              monochrome: bool | None = None) -> np.ndarray:
+              monochrome: bool | None = None, back_project: int = BACK_PROJECT, control: bool = False) -> np.ndarray:
     """The photo resampled by `upscale` with every restored face pasted at `strength` (0: the resized
-    original bit for bit, 1: the result). `monochrome` (None: measured on `rgb`): faces keep the
-    photo's own tint. Sets each face's pasted_box."""
+    original bit for bit, 1: the result), each back-projected onto `rgb` in `back_project` steps
+    (`project.py`; 0: as the generator made it). `monochrome` (None: measured on `rgb`): faces keep the
+    photo's own tint. `control`: paste the resized original itself in the restored faces' places (with
+    `back_project`, the projection without the generator: the photo protocol's control). Sets each
+    face's pasted_box."""
     canvas = upscale_photo(rgb, upscale)
     mono = is_monochrome(rgb) if monochrome is None else monochrome
     tint = tint_curve(rgb) if mono else None
     for r in faces:
         r.pasted_box = None
         if r.restored and r.sr is not None:
-            r.pasted_box = paste(canvas, r.sr, r.alignment, canvas.shape[1] / rgb.shape[1], strength, tint)
+            r.pasted_box = paste(canvas, None if control else r.sr, r.alignment, canvas.shape[1] / rgb.shape[1],
+                                 strength, tint, rgb, back_project)
     return canvas
 
 
 def restore_photo(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int | None = None,
                   upscale: float | None = None, seed: int = 0, batch: int = 8, min_score: float = MIN_SCORE,
                   restore: str = "auto", strength: float | None = None, identity=None,
-                  on_batch=None) -> PhotoResult:
+                  on_batch=None, back_project: int = BACK_PROJECT) -> PhotoResult:
     """(H, W, 3) uint8 photo -> PhotoResult. Face i (top to bottom, left to right) gets seed `seed + i`.
     `session`: a `session.Session`; `restore`: 'auto' (the rules of `decide.py`), 'all' or 'none';
     `strength` in [0, 1]: per-face blend of the resized original (0) and the result (1); None: the
     weights' default (`decide.default_strength`, from the photo protocol);
     `identity`: a `metrics.identity.Identity` for the identity check (None: no such check).
-    on_batch(done, total): progress callback."""
+    on_batch(done, total): progress callback. `back_project`: steps of back-projection of each restored
+    face onto the photo (`project.py`; 0: pasted as the generator made it)."""
     faces, upscale, frame, stages = fit_faces(rgb, session, min_face, max_faces, upscale, seed, batch, min_score,
-                                              restore, identity, on_batch)
+                                              restore, identity, on_batch, back_project=back_project)
     if strength is None:
-        strength = default_strength(getattr(session.gan, "sha256", None))
+        strength = default_strength(getattr(session.gan, "sha256", None), back_project > 0)
     t = time.perf_counter()
     mono = is_monochrome(rgb)
-    canvas = composite(rgb, faces, upscale, strength, mono)
+    canvas = composite(rgb, faces, upscale, strength, mono, back_project)
     stages["paste"] = time.perf_counter() - t
     return PhotoResult(canvas, upscale, faces, frame, {k: round(v, 3) for k, v in stages.items()},
-                       strength, mono, identity is not None)
+                       strength, back_project, mono, identity is not None)
