@@ -7,10 +7,11 @@
    the paired differences candidate - baseline with 95% t-intervals (benchmarks/compare_runs.py).
    Passes when RLSE's LPIPS is lower with the interval excluding zero, and PSNR-Y and SSIM-Y are
    not worse beyond their intervals (the upper end of candidate - baseline is >= 0).
-2. Photos (`--photos DIR`, default ../shared/data/photos): `rlse-fast photo-eval DIR` with each
-   prior; every restored face paired by (photo, scale, face, method); passes when none of LPIPS
-   (lower is better), PSNR-Y, SSIM-Y is worse beyond its interval. With --no-photos the verdict
-   stays KEEP with that reason.
+2. Photos (`--photos DIR`, default ../shared/data/photos): `rlse-fast photo-eval DIR --restore-all`
+   with each prior; the `photo-all` faces (every face restored the same way, back-projected: the
+   network compared, not the protocol table that only measured weights have) paired by (photo, scale,
+   face); passes when none of LPIPS (lower is better), PSNR-Y, SSIM-Y is worse beyond its interval.
+   With --no-photos the verdict stays KEEP with that reason.
 
 Prints SHIP or KEEP with every reason, and writes the comparison to WORK/ship_check.json. The eval
 folders are reused (an eval run resumes), so the baseline is computed once per settings.
@@ -64,18 +65,22 @@ def held_out(args, weights: str, role: str, work: Path) -> Path:
 
 
 def photos(args, weights: str, role: str, work: Path) -> Path:
-    out = work / f"photo-{role}-{_slug(weights)}"
+    out = work / f"photo-all-{role}-{_slug(weights)}"
     _run([sys.executable, "-m", "rlse_fast", "photo-eval", args.photos, "--out", str(out), "--weights", weights,
-          "--device", args.device, "--quiet"], args.quiet)
+          "--restore-all", "--device", args.device, "--quiet"], args.quiet)
     return out
+
+
+PHOTO_METHOD = "photo-all"
+"""The photo-eval rows compared: every face restored by the prior, back-projected."""
 
 
 def _photo_rows(run: Path) -> dict:
     path = run / "metrics.csv"
     if not path.is_file():
         _fail(f"{path} does not exist after photo-eval")
-    return {(r["photo"], r["scale"], r["face"], r["method"]): r for r in read_rows(path)
-            if r["method"] != "lanczos" and r["face"] != "all"}
+    return {(r["photo"], r["scale"], r["face"]): r for r in read_rows(path)
+            if r["method"] == PHOTO_METHOD and r["face"] != "all"}
 
 
 def compare_photos(cand: Path, base: Path) -> dict:

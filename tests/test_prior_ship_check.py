@@ -39,11 +39,12 @@ def test_ship_rule(ship):
     assert not ok and any("photo protocol not run" in r for r in reasons)
 
 
-def test_photo_rows_pair_by_photo_scale_face_method(ship, tmp_path):
+def test_photo_rows_pair_the_restore_all_faces_by_photo_scale_face(ship, tmp_path):
     header = "photo,scale,face,method,psnr_y,ssim_y,lpips\n"
-    rows_a = ["p.jpg,4,all,rlse,30,0.9,0.1", "p.jpg,4,0,lanczos,20,0.5,0.5"] + \
-        [f"p.jpg,4,{i},rlse,{25 + i},0.8,{0.2 - 0.01 * i}" for i in range(4)]
-    rows_b = [f"p.jpg,4,{i},rlse,{24 + i},0.8,{0.21 - 0.01 * i}" for i in range(4)] + ["q.jpg,4,0,rlse,1,0.1,0.9"]
+    rows_a = ["p.jpg,4,all,photo-all,30,0.9,0.1", "p.jpg,4,0,lanczos,20,0.5,0.5", "p.jpg,4,0,photo,1,0.1,0.9"] + \
+        [f"p.jpg,4,{i},photo-all,{25 + i},0.8,{0.2 - 0.01 * i}" for i in range(4)]
+    rows_b = [f"p.jpg,4,{i},photo-all,{24 + i},0.8,{0.21 - 0.01 * i}" for i in range(4)] + \
+        ["q.jpg,4,0,photo-all,1,0.1,0.9", "p.jpg,4,0,photo,30,0.9,0.1"]
     for name, rows in (("a", rows_a), ("b", rows_b)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.csv").write_text(header + "\n".join(rows) + "\n")
