@@ -67,6 +67,17 @@ def config_dict(cfg) -> dict:
     return asdict(cfg)
 
 
+def affine_styles(layer: nn.Module, w, params: dict, gain: float = 1.0):
+    """(B, in_channels): params['styles'] where given (made elsewhere, `models/style_affines.py`, the gain
+    included), else `layer`'s affine of w (B, w_dim), times `gain`."""
+    styles = params.get("styles")
+    if styles is None:
+        styles = layer.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
+        if gain != 1:
+            styles = styles * gain
+    return styles
+
+
 class SynthesisLayer(nn.Module):
     def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1,
                  resample_filter=(1, 3, 3, 1), conv_clamp=None):
@@ -84,11 +95,7 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def styles(self, w, params: dict):
-        """(B, in_channels): params['styles'] where given, else the affine of w (B, w_dim)."""
-        styles = params.get("styles")
-        if styles is None:
-            styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias"))
-        return styles
+        return affine_styles(self, w, params)
 
     def unit_noise(self, x, noise_mode="const", noise=None):
         """The unit-variance noise map this call adds (before the learned strength), or None: an
@@ -138,9 +145,7 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x, w, fused_modconv=True, params=None):
         params = params or {}
-        styles = params.get("styles")  # made elsewhere (`models/style_affines.py`), the gain included
-        if styles is None:
-            styles = self.affine(w, weight=params.get("affine.weight"), bias=params.get("affine.bias")) * self.weight_gain
+        styles = affine_styles(self, w, params, self.weight_gain)
         x = modulated_conv2d(x, params.get("weight", self.weight), styles, demodulate=False,
                              fused_modconv=fused_modconv)
         return bias_act_per_sample(x, params.get("bias", self.bias), act="linear", clamp=self.conv_clamp)
