@@ -88,7 +88,7 @@ class Restorer:
             im = im.resize((size, size), Image.LANCZOS)
         return back(np.array(im))
 
-    def photo(self, image, upscale: int | None = 1, min_face: float = 12.0, max_faces: int | None = None,
+    def photo(self, image, upscale: int | None = None, min_face: float = 12.0, max_faces: int | None = None,
               min_score: float = 0.8, restore: str = "auto", strength: float | None = None,
               back_project: int = 10):
         """A whole photo -> the photo `upscale` times larger (None: 2-4 from the faces' sizes, as the

@@ -90,9 +90,11 @@ def test_photo_gives_what_the_photo_command_writes(restorer, tmp_path, capsys, w
     rgb = np.asarray(Image.open(PHOTO).convert("RGB"))
     out = restorer.photo(rgb, upscale=2)
     assert out.shape == (256, 256, 3) and np.array_equal(out, np.asarray(Image.open(tmp_path / "out.png")))
-    same = restorer.photo(Image.fromarray(rgb))  # upscale=1: the photo's own size
-    assert isinstance(same, Image.Image) and same.size == (128, 128)
+    same = restorer.photo(Image.fromarray(rgb), upscale=1)  # the photo's own size: no room for detail
+    assert isinstance(same, Image.Image) and same.size == (128, 128) and np.array_equal(np.asarray(same), rgb)
+    assert restorer.last_summary == "0 faces restored, 3 kept: --upscale 1 leaves no room for detail " \
+                                    "(back-projected, the face is the photo's)"
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        blank = restorer.photo(np.full((64, 64, 3), 128, np.uint8))
-    assert blank.shape == (64, 64, 3) and any("no face" in str(w.message) for w in seen)
+        blank = restorer.photo(np.full((64, 64, 3), 128, np.uint8))  # default upscale: 2 without faces
+    assert blank.shape == (128, 128, 3) and any("no face" in str(w.message) for w in seen)

@@ -148,6 +148,9 @@ def test_measured_weights_restore_only_where_the_protocol_found_a_win():
     assert plan(30, 3, 64, measured=win).reason == "kept: larger than the generator's 64 px"
     assert plan(30, 3, 64, measured=win_larger).input_size == 32
     assert plan(40, 2, 64, measured=win_larger).input_size is None  # never shrunk, measured or not
+    # at --upscale 1 a back-projected face is the photo's own pixels again: no fit
+    assert plan(20, 1, 64).input_size == 32 and plan(20, 1, 64, back_projected=True).input_size is None
+    assert plan(20, 1, 64, "all", back_projected=True).input_size == 32  # forced
     rgb = two_faces()
     session = Session()
     session.gan.sha256 = bundled

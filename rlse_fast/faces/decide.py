@@ -2,6 +2,8 @@
 out worse than the resized photo around it.
 
 Before the fit (`plan`), from sizes alone:
+- at --upscale 1 a back-projected face is the photo's own again (nothing is added below its pixel
+  grid), so no face is fitted;
 - a face whose square in the output is larger than the generator's output is kept: the result would be
   stretched, and the resized original already holds at least as much detail there (unless the protocol
   measured these weights winning on such faces too, back-projected: `Measured.larger`);
@@ -90,10 +92,12 @@ def default_strength(sha256: str | None, back_projected: bool = True) -> float:
 
 
 def plan(side: float, upscale: float, resolution: int, restore: str = "auto",
-         measured: Measured | None = None) -> Plan:
+         measured: Measured | None = None, back_projected: bool = False) -> Plan:
     """The decision from sizes: `side` the face's aligned square in input-photo pixels, `upscale` the
     output factor, `resolution` the generator's output size; `measured`: what the photo protocol
-    measured for these weights (None: not measured, the size rules alone)."""
+    measured for these weights (None: not measured, the size rules alone); `back_projected`: the
+    result will be back-projected onto the photo (`project.py`), which at `upscale` 1 gives the photo
+    back, so the fit would be wasted."""
     if restore == "none":
         return Plan(None, "kept: --restore none")
     sizes = sorted(valid_sizes(resolution))
@@ -101,6 +105,8 @@ def plan(side: float, upscale: float, resolution: int, restore: str = "auto",
     if restore == "all":  # not shrunk where an input size is large enough; else shrunk, as `align.lr_size`
         size = fitting[0] if fitting and fitting[0] / side <= resolution / fitting[0] else lr_size(side, resolution)
         return Plan(size, "restored: --restore all" if size else f"kept: too small for these weights ({side:.0f} px)")
+    if back_projected and upscale <= 1:
+        return Plan(None, "kept: --upscale 1 leaves no room for detail (back-projected, the face is the photo's)")
     out_side = side * upscale
     if out_side > SLACK * resolution and not (measured is not None and measured.larger):
         return Plan(None, f"kept: larger than the generator's {resolution} px")

@@ -169,7 +169,7 @@ def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int |
     results = []
     measured = measurement(getattr(session.gan, "sha256", None), back_project > 0) if protocol else None
     for i, (face, a) in enumerate(zip(faces, aligned)):
-        p = plan(a.side, upscale, res, restore, measured)
+        p = plan(a.side, upscale, res, restore, measured, back_project > 0)
         r = FaceResult(face, a, p.input_size, seed + i, reason=p.reason)
         if p.input_size is not None:
             r.lr = warp_face(photo, a, p.input_size)
