@@ -12,10 +12,10 @@
 # Stages (limit in seconds, shrunk when the total budget runs low; measured on the H200 2026-12-04):
 #   env      versions, nvidia-smi                                              10   (7)
 #   build    setup.py build_ext --inplace: rlse_fast._C (CPU) + rlse_fast._cuda  120  (68)
-#   tests    tests/test_fast.py tests/test_fast_cuda.py tests/test_ops_cuda.py tests/test_ops_triton.py, and the compiled
+#   tests    tests/test_fast.py tests/test_fast_cuda.py tests/test_ops_cuda*.py tests/test_ops_triton.py, and the compiled
 #            NHWC FIR (tests/test_ops_fir_nhwc.py: tile edges, bf16/fp16 budgets, determinism)
 #                                                                              90   (44 before it)
-#            (the 'emulated' CPU backend of test_ops_cuda is left to CI: -k "not emulated")
+#            (the 'emulated' CPU backend of test_ops_cuda* is left to CI: -k "not emulated")
 #   iter     benchmarks/bench_iteration.py (CUDA cases, the decisive ones first; it skips what its budget cannot fit) 110 (103
 #            with a 150 s case budget; now 70); 'fast-pf' = the per-face Triton conv + fused NHWC FIR,
 #            at 1024 px beside its baselines (its first case also compiles its Triton kernels)
@@ -214,7 +214,7 @@ fi
 
 # --- (b) tests ------------------------------------------------------------------------------------
 TESTS=""
-for f in tests/test_fast.py tests/test_fast_cuda.py tests/test_ops_cuda.py tests/test_ops_triton.py; do
+for f in tests/test_fast.py tests/test_fast_cuda.py tests/test_ops_cuda.py tests/test_ops_cuda_loss.py tests/test_ops_triton.py; do
     if [ -f "$f" ]; then TESTS="$TESTS $f"; else echo "tests: $f is absent" | tee -a "$LOGS"; fi
 done
 if [ -f tests/test_ops_fir_nhwc.py ]; then  # a few compiled variants: the rest runs interpreted in CI

@@ -1,27 +1,15 @@
-"""The CUDA kernels (csrc/cuda/) against the plain-PyTorch references: forward, backward, float64
-gradcheck, every dtype under the flash-attention budget (the kernel's error against a float64
-reference is at most 2x that of the reference op in the same precision, plus a tiny epsilon).
-
-Two backends run the same tests:
-- 'cuda': the built extension rlse_fast._cuda on a GPU (skipped without one, or without the build);
-- 'emulated': the very same kernel sources compiled by g++ against csrc/cuda/emulation/emu.h (a CPU
-  thread per CUDA thread, real barriers), behind a Python mirror of csrc/cuda/bindings_cuda.cpp, so
-  that the kernels' index logic, tiling and reductions are tested on machines without a GPU.
-Both go through `cpp_ops.native_impls`, the autograd layer that `cuda_ops` registers.
+"""The CUDA kernels (csrc/cuda/) bias_act and upfirdn2d against the plain-PyTorch references:
+forward, backward, float64 gradcheck, every dtype under the flash-attention budget (the kernel's
+error against a float64 reference is at most 2x that of the reference op in the same precision, plus
+a tiny epsilon); then GPU-only checks of the built extension. Two backends run the same tests,
+'emulated' (the kernel sources compiled for the CPU) and 'cuda' (tests/cuda_emulation.py);
+downsample_loss's are in tests/test_ops_cuda_loss.py.
 """
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import math
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 import torch
-
+from cuda_emulation import BACKENDS, LOW, EmulatedCuda, backend_impls, build_emulation, cuda_reason, rand
 from op_checks import grads, within_budget
 from torch.autograd import gradcheck
 
@@ -30,151 +18,11 @@ from rlse_fast.ops.cpp_ops import native_impls
 from rlse_fast.ops.downsample_loss import _downsample_loss_ref
 from rlse_fast.ops.upfirdn2d import _upfirdn2d_ref, setup_filter
 
-ROOT = Path(__file__).resolve().parents[1]
-CUDA_SRC = ROOT / "csrc" / "cuda"
-LOW = [torch.float16, torch.bfloat16]
-DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 
-
-# --- the emulated extension ------------------------------------------------------------------------
-
-
-def _build_emulation() -> Path:
-    """Compile the kernel sources for the host once per source version (cached under build/)."""
-    cxx = shutil.which(os.environ.get("CXX", "g++"))
-    if cxx is None:
-        pytest.skip("no C++ compiler (g++) to build the CUDA emulation")
-    from torch.utils.cpp_extension import include_paths
-
-    sources = sorted(CUDA_SRC.glob("*.cu")) + [CUDA_SRC / "emulation" / "capi.cpp"]
-    headers = sorted(CUDA_SRC.glob("*.cuh")) + [CUDA_SRC / "emulation" / "emu.h"]
-    headers += sorted((ROOT / "csrc" / "common").glob("*.h"))
-    cmd = [cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-pthread", "-Wno-unknown-pragmas",
-           "-DRLSE_CUDA_EMULATION", f"-I{include_paths()[0]}", f"-I{ROOT / 'csrc' / 'common'}", "-x", "c++"]
-    digest = hashlib.sha256(" ".join(cmd).encode() + torch.__version__.encode())
-    for path in sources + headers:
-        digest.update(path.read_bytes())
-    out = ROOT / "build" / "cuda-emulation" / f"emu-{digest.hexdigest()[:16]}.so"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        res = subprocess.run(cmd + [str(s) for s in sources] + ["-o", str(tmp)], capture_output=True, text=True)
-        if res.returncode != 0:
-            pytest.fail(f"building the CUDA emulation failed:\n{res.stderr[-4000:]}")
-        os.replace(tmp, out)
-    return out
-
-
-def _ptr(t: torch.Tensor | None):
-    return ctypes.c_void_p(t.data_ptr()) if t is not None and t.numel() else None
-
-
-class EmulatedCuda:
-    """The four functions of rlse_fast._cuda over CPU tensors, mirroring bindings_cuda.cpp."""
-
-    def __init__(self, path: Path):
-        lib = ctypes.CDLL(str(path))
-        P, I, L, D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
-        lib.rlse_emu_error.restype = ctypes.c_char_p
-        lib.rlse_emu_bias_act.argtypes = [I, P, P, P, P, P, P, I, I, D, D, D, L, L, L]
-        lib.rlse_emu_upfirdn2d.argtypes = [I, P, P, P] + [I] * 10 + [D, L] + [I] * 6 + [L]
-        lib.rlse_emu_downsample_loss.argtypes = [I, I, P, P, P, P, P, P, P] + [I] * 9
-        lib.rlse_emu_force_index64.argtypes = [I]
-        self.lib = lib
-
-    def _check(self, rc):
-        if rc:
-            raise RuntimeError(self.lib.rlse_emu_error().decode())
-
-    def bias_act(self, x, b, xref, yref, grad, dim, act, alpha, gain, clamp, db=None):
-        # The bindings' preconditions that keep the kernel's pointers valid.
-        assert x.is_contiguous() and all(t.numel() in (0, x.numel()) for t in (xref, yref))
-        assert grad == 0 or act == 1 or xref.numel() or yref.numel(), "relu/lrelu gradient needs xref or yref"
-        assert grad == 0 or clamp < 0 or xref.numel(), "the gradient with a clamp needs xref"
-        y = torch.empty_like(x, memory_format=torch.contiguous_format)
-        if x.numel() == 0:
-            return y
-        step = math.prod(x.shape[dim + 1:]) if b.numel() else 1
-        self._check(self.lib.rlse_emu_bias_act(
-            DTYPE_CODE[x.dtype], _ptr(x), _ptr(b), _ptr(xref), _ptr(yref), _ptr(y), _ptr(db), grad, act, alpha,
-            gain, clamp, x.numel(), b.numel() or 1, step))
-        return y
-
-    def bias_act_backward(self, dy, b, xref, yref, dim, act, alpha, gain, clamp, need_db):
-        if not need_db:
-            return self.bias_act(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp), None
-        dims = [i for i in range(dy.ndim) if i != dim]
-        acc = torch.float64 if dy.dtype == torch.float64 else torch.float32
-        if math.prod(dy.shape[dim + 1:]) == 1:  # as the bindings: ATen sums a bias along the innermost dim
-            dx = self.bias_act(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp)
-            return dx, dx.sum(dims, dtype=acc).to(b.dtype)
-        # The bindings use the fused kernel from 128 channels on; here always, to test it.
-        db = torch.full([b.numel()], float("nan"), dtype=acc)
-        dx = self.bias_act(dy, b, xref, yref, 1, dim, act, alpha, gain, clamp, db=db)
-        return dx, db.to(b.dtype)
-
-    def upfirdn2d(self, x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain):
-        # As the CUDA bindings: NCHW, or channels-last in and out (the NHWC kernel).
-        nhwc = not x.is_contiguous()
-        assert (not nhwc or x.is_contiguous(memory_format=torch.channels_last)) and f.is_contiguous()
-        fw, fh = f.shape[-1], f.shape[0]
-        out_h = (x.shape[2] * upy + pady0 + pady1 - fh) // downy + 1
-        out_w = (x.shape[3] * upx + padx0 + padx1 - fw) // downx + 1
-        fmt = torch.channels_last if nhwc else torch.contiguous_format
-        y = torch.empty([x.shape[0], x.shape[1], out_h, out_w], dtype=x.dtype).contiguous(memory_format=fmt)
-        self._check(self.lib.rlse_emu_upfirdn2d(
-            DTYPE_CODE[x.dtype], _ptr(x), _ptr(f), _ptr(y), upx, upy, downx, downy, padx0, padx1, pady0, pady1,
-            int(flip), int(f.ndim == 1), gain, x.shape[0] * x.shape[1], x.shape[2], x.shape[3], out_h, out_w,
-            fh, fw, x.shape[1] if nhwc else 0))
-        return y
-
-    def downsample_loss(self, y, x, taps, factor, pad0, keep_diff):
-        acc = torch.float64 if y.dtype == torch.float64 else torch.float32
-        B, C, H, W = y.shape
-        loss = torch.zeros([B], dtype=acc)
-        diff = torch.empty([B, C, H // factor, W // factor], dtype=acc)
-        self._check(self.lib.rlse_emu_downsample_loss(
-            DTYPE_CODE[y.dtype], 0, _ptr(y), _ptr(x), _ptr(taps), _ptr(loss), _ptr(diff), None, None,
-            B, C, H, W, H // factor, W // factor, factor, taps.numel(), pad0))
-        return loss, diff if keep_diff else torch.empty([0], dtype=acc)
-
-    def downsample_loss_backward(self, diff, gloss, taps, factor, pad0, H, W, dtype):
-        B, C = diff.shape[:2]
-        dy = torch.empty([B, C, H, W], dtype=dtype)
-        self._check(self.lib.rlse_emu_downsample_loss(
-            DTYPE_CODE[dtype], 1, None, None, _ptr(taps), None, _ptr(diff), _ptr(gloss), _ptr(dy),
-            B, C, H, W, H // factor, W // factor, factor, taps.numel(), pad0))
-        return dy
-
-
-def _cuda_reason() -> str | None:
-    if not torch.cuda.is_available():
-        return "no CUDA device"
-    try:
-        import rlse_fast._cuda  # noqa: F401
-    except ImportError as exc:
-        return f"rlse_fast._cuda is not built ({exc})"
-    return None
-
-
-@pytest.fixture(scope="module", params=["emulated", "cuda"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def backend(request):
     """(op functions, device) of one backend."""
-    if request.param == "cuda":
-        reason = _cuda_reason()
-        if reason:
-            pytest.skip(reason)
-        from rlse_fast.ops import cuda_ops
-
-        return cuda_ops.IMPLS, torch.device("cuda")
-    return native_impls(EmulatedCuda(_build_emulation())), torch.device("cpu")
-
-
-# --- helpers ---------------------------------------------------------------------------------------
-
-
-def rand(*shape, device, dtype=torch.float32, seed=0):
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device=device, dtype=dtype)
+    return backend_impls(request.param)
 
 
 # --- bias_act ------------------------------------------------------------------------------------
@@ -370,7 +218,7 @@ def test_bias_act_channels_last(backend):
 def index64():
     """The emulated kernels with their 64-bit index instances forced (a real launch takes them
     from 2^31 elements on, too large for a test)."""
-    emu = EmulatedCuda(_build_emulation())
+    emu = EmulatedCuda(build_emulation())
     emu.lib.rlse_emu_force_index64(1)
     try:
         yield native_impls(emu)
@@ -404,83 +252,12 @@ def test_emulated_bias_act_index64(index64, shape, dim):
     torch.testing.assert_close(g1[0], g0[0], rtol=1e-6, atol=1e-6)
 
 
-# --- downsample_loss -------------------------------------------------------------------------------
-
-LOSS_CASES = [  # (shape of y, factor)
-    ((2, 3, 12, 10), 2),     # thread-per-output horizontal pass
-    ((1, 2, 20, 28), 4),
-    ((2, 1, 24, 16), 8),     # 32 taps: warp-per-output horizontal pass
-    ((1, 2, 32, 48), 16),    # 64 taps, h = 2: reflections on both sides of every window
-    ((3, 2, 5, 7), 1),       # identity
-]
-
-
-@pytest.mark.parametrize("shape,factor", LOSS_CASES)
-def test_downsample_loss_matches_ref(backend, shape, factor):
-    impls, dev = backend
-    B, C, H, W = shape
-    y, x = rand(*shape, device=dev), rand(B, C, H // factor, W // factor, device=dev, seed=2)
-    up = torch.rand(B, generator=torch.Generator().manual_seed(3)) + 0.5
-    l0, g0 = grads(lambda y, x: _downsample_loss_ref(y, x, factor), y, x, upstream=up)
-    l1, g1 = grads(lambda y, x: impls["downsample_loss"](y, x, factor), y, x, upstream=up)
-    assert l1.shape == (B,) and l1.dtype == torch.float32
-    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(g1[0], g0[0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(g1[1], g0[1], rtol=1e-5, atol=1e-5)
-
-
-def test_downsample_loss_several_chunks(backend):
-    """Wide images split each low-res row over several blocks (2048 padded columns per block)."""
-    impls, dev = backend
-    y, x = rand(1, 1, 128, 2048, device=dev), rand(1, 1, 2, 32, device=dev, seed=2)
-    l0 = _downsample_loss_ref(y, x, 64)
-    l1 = impls["downsample_loss"](y, x, 64)
-    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-4)
-
-
-@pytest.mark.parametrize("factor,W", [(2, 4200), (1, 2100), (2, 4000)])
-def test_downsample_loss_backward_wide_rows(backend, factor, W):
-    """The backward keeps a low-res row of up to 2048 columns in shared memory; a wider one
-    (2100 here) is summed where it is needed. Both against the reference."""
-    impls, dev = backend
-    y, x = rand(1, 2, 4, W, device=dev), rand(1, 2, 4 // factor, W // factor, device=dev, seed=2)
-    up = torch.tensor([1.5])
-    l0, g0 = grads(lambda y: _downsample_loss_ref(y, x, factor), y, upstream=up)
-    l1, g1 = grads(lambda y: impls["downsample_loss"](y, x, factor), y, upstream=up)
-    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(g1[0], g0[0], rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("factor,shape", [(2, (1, 2, 4, 6)), (4, (2, 1, 8, 12))])
-def test_downsample_loss_gradcheck(backend, factor, shape):
-    impls, dev = backend
-    B, C, H, W = shape
-    y = rand(*shape, device=dev, dtype=torch.float64).requires_grad_(True)
-    x = rand(B, C, H // factor, W // factor, device=dev, dtype=torch.float64, seed=2).requires_grad_(True)
-    assert gradcheck(lambda y, x: impls["downsample_loss"](y, x, factor), (y, x))
-
-
-@pytest.mark.parametrize("dtype", LOW)
-def test_downsample_loss_low_precision_budget(backend, dtype):
-    impls, dev = backend
-    factor, (B, C, H, W) = 4, (2, 3, 24, 20)
-    yl = rand(B, C, H, W, device=dev).to(dtype)
-    x = rand(B, C, H // factor, W // factor, device=dev, seed=2)
-    up = torch.rand(B, generator=torch.Generator().manual_seed(3)) + 0.5
-    l64, g64 = grads(lambda y: _downsample_loss_ref(y, x.double(), factor), yl.double(), upstream=up)
-    lr, gr = grads(lambda y: _downsample_loss_ref(y, x, factor), yl, upstream=up)
-    lk, gk = grads(lambda y: impls["downsample_loss"](y, x, factor), yl, upstream=up)
-    assert lk.dtype == torch.float32 and gk[0].dtype == dtype
-    within_budget(lk, l64, lr, f"downsample_loss {dtype} loss")
-    within_budget(gk[0], g64[0], gr[0], f"downsample_loss {dtype} dy")
-
-
 # --- GPU only --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def gpu():
-    reason = _cuda_reason()
+    reason = cuda_reason()
     if reason:
         pytest.skip(reason)
     from rlse_fast.ops import cuda_ops
