@@ -25,7 +25,8 @@ class _Out:
 
 class Session:
     """Stands in for `session.Session` (64 px, CelebA frame): 'upsample' returns the input enlarged
-    bicubically (consistent with it, the same person), 'flat' a magenta square (consistent with nothing)."""
+    bicubically (consistent with it, the same person), 'flat' a magenta square (consistent with nothing),
+    'brighter' the enlarged input a little brighter (between the measured bar and CONSISTENT_DB)."""
 
     resolution = 64
     spec = "celeba64"
@@ -39,6 +40,8 @@ class Session:
         if self.kind == "flat":
             img = torch.zeros(len(seeds), 3, 64, 64)
             img[:, 0] = img[:, 2] = 1.0
+        elif self.kind == "brighter":  # 0.05 brighter: about 27 dB PSNR-Y against its input
+            img = (F.interpolate(lr, size=(64, 64), mode="bicubic", align_corners=False) + 0.05).clamp(0, 1)
         else:
             img = F.interpolate(lr, size=(64, 64), mode="bicubic", align_corners=False).clamp(0, 1)
         return _Out(img, torch.zeros(len(seeds)), 0.1)
@@ -105,6 +108,13 @@ def test_check_consistency_and_identity():
     assert not ok and reason.startswith("kept: another person") and dist == 0.9
     ok, reason, db, _ = check(torch.ones_like(sr) * torch.tensor([1.0, 0, 1])[:, None, None], lr)
     assert not ok and reason.startswith("kept: the fit failed") and db < CONSISTENT_DB
+    # the bar is a parameter (measured weights take their own): just below and just above a fit's dB
+    brighter = (sr + 0.05).clamp(0, 1)
+    db = check(brighter, lr)[2]
+    assert 20 < db < CONSISTENT_DB
+    assert check(brighter, lr, consistent=db - 0.1)[:2] == (True, "restored")
+    ok, reason, _, _ = check(brighter, lr, consistent=db + 0.1)
+    assert not ok and reason == f"kept: the fit failed ({db:.1f} dB < {db + 0.1:g} dB against its input)"
 
 
 @MTCNN
@@ -161,6 +171,26 @@ def test_measured_weights_restore_only_where_the_protocol_found_a_win():
     out = restore_photo(rgb, session, upscale=2)  # back-projected (the default): the measured win
     assert [f.restored for f in out.faces] == [False, True] and out.strength == 1.0
     assert out.faces[0].reason == "kept: larger than the generator's 32 px input"
+
+
+@MTCNN
+def test_measured_weights_take_their_own_consistency_bar():
+    """A fit between the measured bar (the bundled prior back-projected: 25 dB) and CONSISTENT_DB is
+    restored with those weights and kept with weights the protocol has not measured or pasted as made."""
+    from rlse_fast.faces.decide import CONSISTENT_DB, PROTOCOL
+    from rlse_fast.faces.pipeline import restore_photo
+
+    (bundled, m), = [(sha, m) for (sha, projected), m in PROTOCOL.items() if projected]
+    assert m.consistent_db < CONSISTENT_DB
+    rgb = two_faces()
+    session = Session("brighter")
+    out = restore_photo(rgb, session, upscale=2)  # not measured: CONSISTENT_DB
+    small = out.faces[1]
+    assert not small.restored and small.reason.startswith("kept: the fit failed")
+    assert m.consistent_db < small.consistency_db < CONSISTENT_DB
+    session.gan.sha256 = bundled
+    out = restore_photo(rgb, session, upscale=2)
+    assert out.faces[1].restored and out.faces[1].reason == "restored"
 
 
 @MTCNN

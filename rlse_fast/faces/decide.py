@@ -15,7 +15,8 @@ Before the fit (`plan`), from sizes alone:
   beat Lanczos there (the bundled celeba64 prior: its one size, 32 px, back-projected; none without).
 After the fit (`check`):
 - consistency: the result, downscaled by the method's own operator to the input's size, must
-  reproduce the input to CONSISTENT_DB PSNR-Y, else the fit failed;
+  reproduce the input to CONSISTENT_DB PSNR-Y, else the fit failed (weights the protocol measured
+  take their own, lower bar where their back-projected faces won below it: `Measured.consistent_db`);
 - identity: where dlib is installed, the result must stay within IDENTITY_MAX of the input face
   (enlarged bicubically to the generator's size), else it became someone else.
 A kept face is the resized original (the photo's Lanczos resampling). `--restore all` restores every
@@ -64,14 +65,19 @@ class Measured:
     larger: bool = False
     """The protocol measured a win on faces whose output square is larger than the generator's output
     too: `auto` restores them instead of keeping them."""
+    consistent_db: float = CONSISTENT_DB
+    """The consistency (PSNR-Y, dB) a fit needs to count as consistent with its input (`check`): the
+    lowest at which the protocol measured these weights' faces winning, CONSISTENT_DB where it did not
+    measure lower."""
 
 
 PROTOCOL: dict[tuple[str, bool], Measured] = {
     # The bundled celeba64 prior (docs/eval/photo_protocol_celeba64), keyed by (sha256, back-projected).
     # Back-projected, restored faces beat Lanczos at x2 and x4 in every face-size bucket, those larger
-    # than the generator's 64 px included, and kept identity, at strength 1.
+    # than the generator's 64 px included, and kept identity, at strength 1; fits from 25 dB of
+    # consistency up won as well (CONSISTENT_DB's 30 kept faces that won once back-projected).
     ("12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48", True):
-        Measured(wins=(32,), strength=1.0, larger=True),
+        Measured(wins=(32,), strength=1.0, larger=True, consistent_db=25.0),
     # Pasted as the generator made them, they lost identity to Lanczos at every size (and LPIPS at x2),
     # so `auto` keeps every face; with --restore all no strength met the bar and 0.25 lost least.
     ("12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48", False): Measured(wins=(), strength=0.25),
@@ -132,11 +138,13 @@ def identity_distance(sr: torch.Tensor, lr: torch.Tensor, identity) -> float:
     return identity.distance(tensor_to_uint8(up * 2 - 1)[0], tensor_to_uint8(sr[None].float() * 2 - 1)[0])
 
 
-def check(sr: torch.Tensor, lr: torch.Tensor, identity=None) -> tuple[bool, str, float, float | None]:
-    """(restore?, reason, consistency dB, identity distance or None) for one fitted face."""
+def check(sr: torch.Tensor, lr: torch.Tensor, identity=None,
+          consistent: float = CONSISTENT_DB) -> tuple[bool, str, float, float | None]:
+    """(restore?, reason, consistency dB, identity distance or None) for one fitted face; `consistent`:
+    the PSNR-Y (dB) below which the fit failed (`Measured.consistent_db` for measured weights)."""
     db = consistency_db(sr, lr)
-    if db < CONSISTENT_DB:
-        return False, f"kept: the fit failed ({db:.1f} dB < {CONSISTENT_DB:g} dB against its input)", db, None
+    if db < consistent:
+        return False, f"kept: the fit failed ({db:.1f} dB < {consistent:g} dB against its input)", db, None
     dist = identity_distance(sr, lr, identity) if identity is not None else None
     if dist is not None and dist > IDENTITY_MAX:
         return False, f"kept: another person (identity distance {dist:.2f} > {IDENTITY_MAX:g})", db, dist

@@ -22,7 +22,7 @@ from ..metrics import identity as identity_mod
 from .frames import FFHQ, weights_frame
 from .align import Alignment, align, lr_size, warp_face
 from .chroma import is_monochrome, tint_curve
-from .decide import RESTORE, check, consistency_db, default_strength, identity_distance, measurement, plan
+from .decide import CONSISTENT_DB, RESTORE, check, consistency_db, default_strength, identity_distance, measurement, plan
 from .detect import MIN_SCORE, Face, detect
 from .paste import paste, upscale_photo
 from .project import MAX_STEPS as MAX_BACK_PROJECT, STEPS as BACK_PROJECT
@@ -200,7 +200,8 @@ def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int |
             r.restored, r.consistency_db = True, consistency_db(r.sr, r.lr)
             r.identity = identity_distance(r.sr, r.lr, identity) if identity is not None else None
         else:
-            r.restored, r.reason, r.consistency_db, r.identity = check(r.sr, r.lr, identity)
+            r.restored, r.reason, r.consistency_db, r.identity = check(
+                r.sr, r.lr, identity, measured.consistent_db if measured is not None else CONSISTENT_DB)
     stages["check"] = time.perf_counter() - t
     return results, float(upscale), frame.name, stages
 
