@@ -91,3 +91,41 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, case):
     assert {"empty": "holds no", "no_face": "no face found", "too_small": "under 12 px",
             "scale": "--scale"}[case] in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not identity.available() or not assets.available(assets.LPIPS_ALEXNET),
+                    reason="needs dlib (pip install 'rlse-fast[identity]') and `rlse-fast fetch-assets`")
+def test_merge_replaces_only_the_rerun_methods(tmp_path, bench_script):
+    """benchmarks/merge_photo_runs.py: the default pipeline's rows (and crops) from a second run, the
+    evidence rows from the first; refused when the runs differ in anything else."""
+    from test_photo_decisions import Session
+
+    from rlse_fast.evaluate.photos import PhotoEvalOptions, read_rows, run_photo_eval
+
+    merge = bench_script("merge_photo_runs").merge
+    src = photo("four_researchers.jpg")
+
+    def run(out, kind, **kw):
+        session = Session(kind)
+        session.cfg = type("Cfg", (), {"to_dict": lambda self: {"mode": "stand-in"}})()
+        session.device, session.gan.sha256 = "cpu", "0" * 64
+        opt = PhotoEvalOptions(photos=src, out=tmp_path / out, scales=[2], **kw)
+        opt.command = f"photo-eval {out}"
+        run_photo_eval(opt, session)
+        return read_rows(opt.out / "metrics.csv")
+
+    base = run("base", "upsample", restore_all=True)
+    new = run("new", "flat")  # every fit fails: the new photo rows are Lanczos's, unlike the base's
+    merged = merge(tmp_path / "base", [tmp_path / "new"], tmp_path / "out", ["photo"])
+    assert read_rows(tmp_path / "out" / "metrics.csv") == merged
+    pick = lambda rows, m: sorted((r for r in rows if r["method"] == m), key=lambda r: r["face"])  # noqa: E731
+    assert pick(merged, "photo") == pick(new, "photo") != pick(base, "photo")
+    for m in ("lanczos", "photo-all", "lanczos-p", "photo-all-p0"):
+        assert pick(merged, m) == pick(base, m) and pick(merged, m)
+    crops = {p.name for p in (tmp_path / "out" / "images" / "x2" / src.stem).glob("*.png")}
+    assert not any(n.endswith("_photo.png") for n in crops) and any(n.endswith("_photo-all.png") for n in crops)
+    assert "photo-eval new" in json.loads((tmp_path / "out" / "run.json").read_text())["command"]
+    assert (tmp_path / "out" / "summary.md").is_file()
+    run("seed1", "flat", seed=1)
+    with pytest.raises(SystemExit, match="other seed"):
+        merge(tmp_path / "base", [tmp_path / "seed1"], tmp_path / "out2", ["photo"])
