@@ -129,3 +129,25 @@ def test_merge_replaces_only_the_rerun_methods(tmp_path, bench_script):
     run("seed1", "flat", seed=1)
     with pytest.raises(SystemExit, match="other seed"):
         merge(tmp_path / "base", [tmp_path / "seed1"], tmp_path / "out2", ["photo"])
+
+
+def test_kept_faces_table_pairs_each_decision_with_lanczos(bench_script):
+    """benchmarks/photo_kept_faces.py: per `photo` decision, photo-all and the control against Lanczos on
+    exactly those faces, and the fitted faces by their fit's consistency."""
+    kept = bench_script("photo_kept_faces")
+    rows = []
+    for face, reason, cons, lp in [(0, "restored", 31.0, 0.10), (1, "kept: the fit failed (26.0 dB < 30 dB)", 26.0, 0.20),
+                                   (2, "kept: the fit failed (28.0 dB < 30 dB)", 28.0, 0.30)]:
+        base = {"photo": "p.jpg", "scale": "2", "face": str(face), "psnr_y": "30", "identity": "0.3"}
+        rows += [{**base, "method": "lanczos", "lpips": str(lp)},
+                 {**base, "method": "lanczos-p", "lpips": str(lp - 0.01)},
+                 {**base, "method": "photo", "lpips": str(lp), "reason": reason},
+                 {**base, "method": "photo-all", "lpips": str(lp - 0.05 * (face + 1)), "consistency_db": str(cons),
+                  "fit_identity": "0.45"}]
+    assert kept.reason_group("kept: the fit failed (26.0 dB < 30 dB)") == "kept: the fit failed"
+    text = kept.table(rows)
+    # the two failed fits: photo-all -0.10 and -0.15 against Lanczos, mean -0.125 (control -0.010)
+    assert "| kept: the fit failed | 2 | 0.00 ± 0.00 (0.00 ± 0.00) | -0.125 ± 0.318 (-0.010 ± 0.000) |" in text
+    assert "| restored | 1 | 0.00 (0.00) | -0.050 (-0.010) |" in text
+    assert "| 25-27 | 1 |" in text and "| 27-30 | 1 |" in text and "| 30-33 | 1 |" in text
+    assert "| 0.4-0.5 | 3 |" in text

@@ -74,8 +74,9 @@ class Measured:
 PROTOCOL: dict[tuple[str, bool], Measured] = {
     # The bundled celeba64 prior (docs/eval/photo_protocol_celeba64), keyed by (sha256, back-projected).
     # Back-projected, restored faces beat Lanczos at x2 and x4 in every face-size bucket, those larger
-    # than the generator's 64 px included, and kept identity, at strength 1; fits from 25 dB of
-    # consistency up won as well (CONSISTENT_DB's 30 kept faces that won once back-projected).
+    # than the generator's 64 px included, and kept identity, at strength 1; fits of 25-30 dB
+    # consistency, which CONSISTENT_DB kept, won as well once back-projected (25.06 dB the lowest
+    # measured; docs/photo-protocol.md, "The consistency bar").
     ("12f18e3bba4ea945df5a2bb2f9f106c9f23feaee2189868b7f03d37c01469d48", True):
         Measured(wins=(32,), strength=1.0, larger=True, consistent_db=25.0),
     # Pasted as the generator made them, they lost identity to Lanczos at every size (and LPIPS at x2),
