@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rlse_fast.evaluate.photos import read_rows, rebuild_report, write_rows  # noqa: E402
+from rlse_fast.evaluate.photos import read_rows, rebuild_report, row_key, write_rows  # noqa: E402
 
 SAME = ("seed", "weights", "config")
 
@@ -40,11 +40,10 @@ def merge(base: Path, news: list[Path], out: Path, methods: list[str]) -> list[d
             sys.exit(f"merge_photo_runs: {new} was run with other {', '.join(diff)} than {base}")
         new_rows = read_rows(new / "metrics.csv")
         shared = {r["method"] for r in new_rows} - set(methods)
-        key = lambda r: (r["photo"], str(r["scale"]), str(r["face"]), r["method"])  # noqa: E731
-        mine = {key(r): r for r in rows if r["method"] in shared}
+        mine = {row_key(r): r for r in rows if r["method"] in shared}
         for r in new_rows:
-            if r["method"] in shared and key(r) in mine and mine[key(r)] != r:
-                sys.exit(f"merge_photo_runs: {new} and {base} disagree on {key(r)}: not the same run but for "
+            if r["method"] in shared and row_key(r) in mine and mine[row_key(r)] != r:
+                sys.exit(f"merge_photo_runs: {new} and {base} disagree on {row_key(r)}: not the same run but for "
                          f"{', '.join(methods)}")
         replaced += [r for r in new_rows if r["method"] in methods]
         commands.append(other["command"])

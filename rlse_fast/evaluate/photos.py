@@ -212,7 +212,8 @@ def write_rows(path: Path, rows: list[dict]) -> None:
                                                          -1 if r["face"] == "all" else int(r["face"]), r["method"]))
 
 
-def _row_key(r: dict) -> tuple:
+def row_key(r: dict) -> tuple:
+    """A metrics.csv row's identity: (photo, scale, face, method)."""
     return r["photo"], int(r["scale"]), str(r["face"]), r["method"]
 
 
@@ -270,7 +271,7 @@ def run_photo_eval(opt: PhotoEvalOptions, session, jobs: list[tuple[Path, int]] 
         if diff:
             raise UserError(f"{opt.out} holds a protocol run with other settings ({', '.join(diff)}); "
                             "use a new --out folder")
-    table = launch.ShardedTable(opt.out / "metrics.csv", read_rows, write_rows, key=_row_key)
+    table = launch.ShardedTable(opt.out / "metrics.csv", read_rows, write_rows, key=row_key)
     if launch.is_main():
         save_json(info, old)
     rows = table.open()

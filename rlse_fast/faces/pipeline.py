@@ -168,6 +168,7 @@ def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int |
         upscale = default_upscale(rgb, faces, res, [a.side for a in aligned if lr_size(a.side, res) is not None])
     results = []
     measured = measurement(getattr(session.gan, "sha256", None), back_project > 0) if protocol else None
+    consistent = measured.consistent_db if measured is not None else CONSISTENT_DB  # check()'s bar
     for i, (face, a) in enumerate(zip(faces, aligned)):
         p = plan(a.side, upscale, res, restore, measured, back_project > 0)
         r = FaceResult(face, a, p.input_size, seed + i, reason=p.reason)
@@ -200,8 +201,7 @@ def fit_faces(rgb: np.ndarray, session, min_face: float = 12.0, max_faces: int |
             r.restored, r.consistency_db = True, consistency_db(r.sr, r.lr)
             r.identity = identity_distance(r.sr, r.lr, identity) if identity is not None else None
         else:
-            r.restored, r.reason, r.consistency_db, r.identity = check(
-                r.sr, r.lr, identity, measured.consistent_db if measured is not None else CONSISTENT_DB)
+            r.restored, r.reason, r.consistency_db, r.identity = check(r.sr, r.lr, identity, consistent)
     stages["check"] = time.perf_counter() - t
     return results, float(upscale), frame.name, stages
 
