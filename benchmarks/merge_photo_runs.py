@@ -26,9 +26,18 @@ from rlse_fast.evaluate.photos import read_rows, rebuild_report, row_key, write_
 SAME = ("seed", "weights", "config")
 
 
+def _fail(message: str):
+    """Refuse with one line on stderr and exit code 2, before anything is written."""
+    print(f"merge_photo_runs: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def merge(base: Path, news: list[Path], out: Path, methods: list[str]) -> list[dict]:
     if out.resolve() == base.resolve() or out.resolve() in [n.resolve() for n in news]:
-        sys.exit("merge_photo_runs: --out must be a new folder, not one of the runs")
+        _fail("--out must be a new folder, not one of the runs")
+    for run in [base, *news]:
+        if not (run / "run.json").is_file() or not (run / "metrics.csv").is_file():
+            _fail(f"{run} holds no run.json and metrics.csv of a photo-eval run")
     info = json.loads((base / "run.json").read_text())
     rows = read_rows(base / "metrics.csv")
     jobs = {(r["photo"], str(r["scale"])) for r in rows}
@@ -37,19 +46,19 @@ def merge(base: Path, news: list[Path], out: Path, methods: list[str]) -> list[d
         other = json.loads((new / "run.json").read_text())
         diff = [k for k in SAME if other.get(k) != info.get(k)]
         if diff:
-            sys.exit(f"merge_photo_runs: {new} was run with other {', '.join(diff)} than {base}")
+            _fail(f"{new} was run with other {', '.join(diff)} than {base}")
         new_rows = read_rows(new / "metrics.csv")
         shared = {r["method"] for r in new_rows} - set(methods)
         mine = {row_key(r): r for r in rows if r["method"] in shared}
         for r in new_rows:
             if r["method"] in shared and row_key(r) in mine and mine[row_key(r)] != r:
-                sys.exit(f"merge_photo_runs: {new} and {base} disagree on {row_key(r)}: not the same run but for "
+                _fail(f"{new} and {base} disagree on {row_key(r)}: not the same run but for "
                          f"{', '.join(methods)}")
         replaced += [r for r in new_rows if r["method"] in methods]
         commands.append(other["command"])
     have = {(r["photo"], str(r["scale"])) for r in replaced}
     if have != jobs:
-        sys.exit(f"merge_photo_runs: the new runs cover {sorted(have)}, the base run {sorted(jobs)}")
+        _fail(f"the new runs cover {sorted(have)}, the base run {sorted(jobs)}")
     out.mkdir(parents=True, exist_ok=True)
     merged = [r for r in rows if r["method"] not in methods] + replaced
     write_rows(out / "metrics.csv", merged)

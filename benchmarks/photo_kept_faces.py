@@ -84,7 +84,8 @@ def main() -> None:
     args = p.parse_args()
     path = args.run / "metrics.csv"
     if not path.is_file():
-        sys.exit(f"photo_kept_faces: {path} does not exist: give a photo-eval --restore-all folder")
+        print(f"photo_kept_faces: {path} does not exist: give a photo-eval --restore-all folder", file=sys.stderr)
+        raise SystemExit(2)
     print(table(read_rows(path), args.method))
 
 

@@ -95,7 +95,7 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, case):
 
 @pytest.mark.skipif(not identity.available() or not assets.available(assets.LPIPS_ALEXNET),
                     reason="needs dlib (pip install 'rlse-fast[identity]') and `rlse-fast fetch-assets`")
-def test_merge_replaces_only_the_rerun_methods(tmp_path, bench_script):
+def test_merge_replaces_only_the_rerun_methods(tmp_path, capsys, bench_script):
     """benchmarks/merge_photo_runs.py: the default pipeline's rows (and crops) from a second run, the
     evidence rows from the first; refused when the runs differ in anything else."""
     from test_photo_decisions import Session
@@ -127,8 +127,13 @@ def test_merge_replaces_only_the_rerun_methods(tmp_path, bench_script):
     assert "photo-eval new" in json.loads((tmp_path / "out" / "run.json").read_text())["command"]
     assert (tmp_path / "out" / "summary.md").is_file()
     run("seed1", "flat", seed=1)
-    with pytest.raises(SystemExit, match="other seed"):
-        merge(tmp_path / "base", [tmp_path / "seed1"], tmp_path / "out2", ["photo"])
+    capsys.readouterr()  # the runs' progress bars
+    for news in ([tmp_path / "seed1"], [tmp_path / "missing"]):  # refused: one line, exit 2, nothing written
+        with pytest.raises(SystemExit) as exc:
+            merge(tmp_path / "base", news, tmp_path / "out2", ["photo"])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1 and not (tmp_path / "out2").exists()
+        assert ("other seed" if news[0].name == "seed1" else "holds no run.json") in err
 
 
 def test_kept_faces_table_pairs_each_decision_with_lanczos(bench_script):
